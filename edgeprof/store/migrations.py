@@ -1,0 +1,186 @@
+"""Schema migrations: named functions applied once each, in order, each in its own transaction.
+
+Applied names are recorded in `_migrations`; `PRAGMA user_version` holds the schema version so
+that a reader can refuse a database written by a newer edgeprof. Never rename or reorder a
+migration; add a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+from edgeprof.errors import ProfileDBError
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+MIGRATIONS_TABLE = "_migrations"
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["devices"].create(
+        {
+            "id": str,  # stable fingerprint hash
+            "label": str,
+            "hostname": str,
+            "cpu_model": str,
+            "cores": int,
+            "threads": int,
+            "ram_bytes": int,
+            "os": str,
+            "arch": str,
+            "accelerators": str,  # JSON list
+            "mem_bandwidth_gbs": float,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db["runs"].create(
+        {
+            "id": str,  # ULID: time-ordered, globally unique
+            "device_id": str,
+            "backend": str,
+            "target": str,  # model file name or endpoint model name
+            "model_path": str,
+            "model_sha256": str,
+            "model_size_bytes": int,
+            "quant": str,
+            "label": str,
+            "prompt_suite": str,
+            "params": str,  # JSON: threads, ctx, max_tokens, repetitions, ...; never secrets
+            "environment": str,  # JSON: library versions, python, edgeprof
+            "edgeprof_version": str,
+            "started_at": str,  # ISO 8601 UTC
+            "ended_at": str,
+            "status": str,  # running | complete | aborted | failed
+            "error": str,
+            "idle_power_w": float,
+            "idle_method": str,
+            "load_s": float,
+            "load_energy_j": float,
+            "recorder_hz": float,
+            "recorder_cpu_s_per_s": float,  # the sampling thread's own CPU cost
+            "t0_ns": int,  # perf_counter_ns at run start: samples and requests are relative to it
+        },
+        pk="id",
+        foreign_keys=[("device_id", "devices", "id")],
+        if_not_exists=True,
+    )
+    db["prompts"].create(
+        {"id": str, "suite": str, "name": str, "text": str}, pk="id", if_not_exists=True
+    )
+    db["requests"].create(
+        {
+            "id": str,
+            "run_id": str,
+            "prompt_id": str,
+            "seq": int,  # order within the run
+            "repetition": int,
+            "warmup": int,  # 1: recorded, excluded from statistics
+            "input_tokens": int,
+            "output_tokens": int,
+            "token_count_method": str,
+            "t_start_ns": int,  # relative to runs.t0_ns
+            "t_end_ns": int,
+            "ttft_s": float,
+            "prefill_tps": float,
+            "decode_tps": float,
+            "e2e_s": float,
+            "itl_p50_s": float,
+            "itl_p90_s": float,
+            "itl_p99_s": float,
+            "finish_reason": str,
+            "energy_j": float,
+            "energy_net_j": float,
+            "energy_method": str,
+            "avg_power_w": float,
+            "peak_rss_bytes": int,
+            "cost_usd": float,
+            "output_text": str,
+            "error": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id"), ("prompt_id", "prompts", "id")],
+        if_not_exists=True,
+    )
+    db["samples"].create(
+        {"run_id": str, "t_ns": int, "sensor": str, "metric": str, "value": float},
+        if_not_exists=True,
+    )
+    db["sensors"].create(
+        {
+            "run_id": str,
+            "sensor": str,
+            "metric": str,
+            "domain": str,
+            "unit": str,
+            "method": str,
+            "detail": str,
+        },
+        pk=("run_id", "sensor", "metric"),
+        if_not_exists=True,
+    )
+    db["requests"].create_index(["run_id"], if_not_exists=True)
+    db["samples"].create_index(["run_id", "t_ns"], if_not_exists=True)
+
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def applied(db: sqlite_utils.Database) -> list[str]:
+    if not db[MIGRATIONS_TABLE].exists():
+        return []
+    return [row["name"] for row in db[MIGRATIONS_TABLE].rows_where(order_by="rowid")]
+
+
+def pending(db: sqlite_utils.Database) -> list[str]:
+    done = set(applied(db))
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations; return their names. Refuse a database from a newer edgeprof."""
+    found = schema_version(db)
+    if found > SCHEMA_VERSION:
+        raise ProfileDBError(
+            f"{db.conn.execute('PRAGMA database_list').fetchone()[2] or 'database'} has schema "
+            f"v{found}, newer than this edgeprof understands (v{SCHEMA_VERSION}); "
+            "upgrade edgeprof (pip install -U edgeprof)"
+        )
+    done = set(applied(db))
+    ran: list[str] = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        # One explicit transaction per migration (DDL included): all of it or none of it.
+        db.conn.execute("BEGIN")
+        try:
+            db.conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                "(name TEXT PRIMARY KEY, applied_at FLOAT)"
+            )
+            fn(db)
+            db.conn.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                (name, time.time()),
+            )
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
+        ran.append(name)
+    if schema_version(db) != SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return ran
