@@ -29,7 +29,9 @@ def _raise(message: str) -> None:
 
 
 def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, **kw: Any) -> str:
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, sort_keys=kw.get("sort_keys", False))
+    return json.dumps(
+        x, ensure_ascii=ensure_ascii, indent=indent, sort_keys=kw.get("sort_keys", False)
+    )
 
 
 def render_chat(

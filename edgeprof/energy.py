@@ -11,6 +11,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 Series = Sequence[tuple[int, float]]
 
@@ -66,9 +68,7 @@ def clip(points: Series, t_start_ns: int, t_end_ns: int) -> list[tuple[int, floa
 
 def trapezoid_j(points: Series) -> float:
     """∫ P dt in joules for (t_ns, watts) points."""
-    return sum(
-        (t1 - t0) / 1e9 * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(points, points[1:], strict=False)
-    )
+    return sum((t1 - t0) / 1e9 * (p0 + p1) / 2 for (t0, p0), (t1, p1) in pairwise(points))
 
 
 def series_energy_j(s: SensorSeries, t_start_ns: int, t_end_ns: int) -> float | None:
@@ -85,12 +85,30 @@ def series_energy_j(s: SensorSeries, t_start_ns: int, t_end_ns: int) -> float | 
     return trapezoid_j(pts)
 
 
+# Probe order: when two sources measure the same CPU domain, the earlier one is used.
+SOURCE_ORDER = ("rapl", "hwmon", "battery", "nvml", "jetson", "rpi", "powermetrics", "estimate")
+# Domains that stand alone (each includes the CPU package and DRAM); a discrete GPU adds to them.
+WHOLE_SOC = ("psys", "soc")
+
+
+def source_of(sensor: str) -> str:
+    return sensor.split(":", 1)[0]
+
+
+def _rank(s: SensorSeries) -> tuple[int, str]:
+    src = source_of(s.sensor)
+    return (SOURCE_ORDER.index(src) if src in SOURCE_ORDER else len(SOURCE_ORDER), s.sensor)
+
+
 def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
     """Pick series that add up to the device's draw without counting anything twice.
 
-    Measured beats estimated. A whole-device domain (board, battery, wall) stands alone; else
-    RAPL psys stands alone (it includes package and DRAM); else Σ package + Σ dram; discrete
-    GPUs (domain gpu) are added to psys or package. Per sensor, a cumulative counter beats power.
+    Per sensor a cumulative counter beats power; measured beats estimated. Then, first match:
+    a whole-device domain (board, battery, wall) alone; RAPL psys alone, or an SoC total (Apple
+    powermetrics, the amdgpu PPT of an AMD APU) alone; Σ package + Σ dram from one source (RAPL
+    before hwmon amd_energy); Σ rails of one rail monitor (a partial sum, domain `rail`). Discrete
+    GPUs (domain gpu) are added to psys, soc, package or rails, and stand alone when nothing else
+    is measured. core, uncore and `other` are never added: package already includes them.
     """
     by_sensor: dict[str, SensorSeries] = {}
     for s in series:
@@ -99,7 +117,7 @@ def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
         prev = by_sensor.get(s.sensor)
         if prev is None or (s.metric == "energy_j" and prev.metric != "energy_j"):
             by_sensor[s.sensor] = s
-    chosen = list(by_sensor.values())
+    chosen = sorted(by_sensor.values(), key=_rank)
     measured = [s for s in chosen if s.method == "measured"]
     pool = measured or chosen
     for whole in WHOLE_DEVICE:
@@ -107,13 +125,16 @@ def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
         if picked:
             return picked[:1]
     gpus = [s for s in pool if s.domain == "gpu"]
-    psys = [s for s in pool if s.domain == "psys"]
-    if psys:
-        return psys[:1] + gpus
-    cpu = [s for s in pool if s.domain in ("package", "dram")]
-    if cpu:
-        return cpu + gpus
-    return pool
+    for soc in WHOLE_SOC:
+        picked = [s for s in pool if s.domain == soc]
+        if picked:
+            return picked[:1] + gpus
+    for additive in (("package", "dram"), ("rail",)):
+        parts = [s for s in pool if s.domain in additive]
+        if parts:
+            src = source_of(parts[0].sensor)
+            return [s for s in parts if source_of(s.sensor) == src] + gpus
+    return gpus
 
 
 def window_energy(series: Sequence[SensorSeries], t_start_ns: int, t_end_ns: int) -> WindowEnergy:
@@ -141,16 +162,65 @@ def window_energy(series: Sequence[SensorSeries], t_start_ns: int, t_end_ns: int
     )
 
 
+def counter_power(points: Series) -> list[tuple[int, float]]:
+    """Average watts between consecutive counter readings, placed at each interval's middle."""
+    return [
+        ((t0 + t1) // 2, (e1 - e0) / ((t1 - t0) / 1e9))
+        for (t0, e0), (t1, e1) in pairwise(points)
+        if t1 > t0
+    ]
+
+
+def power_points(s: SensorSeries) -> list[tuple[int, float]]:
+    """The series as (t_ns, watts), whether it holds power or a cumulative counter."""
+    return list(s.points) if s.metric == "power_w" else counter_power(s.points)
+
+
 def _peak_power_w(chosen: Sequence[SensorSeries], t_start_ns: int, t_end_ns: int) -> float | None:
-    """Peak of the summed power: exact for a single power series, else per-interval sums."""
-    powers = [s for s in chosen if s.metric == "power_w"]
-    if len(powers) != len(chosen) or not powers:
-        return None
-    peaks = [max((v for _, v in clip(s.points, t_start_ns, t_end_ns)), default=0.0) for s in powers]
-    return sum(peaks)
+    """Peak of the summed power over the window, evaluated at every sample time in it (and at
+    its edges); counters contribute their interval averages."""
+    powers = [power_points(s) for s in chosen]
+    grid = {t_start_ns, t_end_ns}
+    for pts in powers:
+        grid.update(t for t, _ in pts if t_start_ns <= t <= t_end_ns)
+    best: float | None = None
+    for t in sorted(grid):
+        values = [interpolate(pts, t) for pts in powers]
+        if any(v is None for v in values):
+            continue
+        total = sum(v for v in values if v is not None)
+        best = total if best is None else max(best, total)
+    return best
 
 
-def net_energy_j(energy_j: float | None, idle_power_w: float | None, duration_s: float) -> float | None:
+def build_series(
+    sensors: Sequence[Mapping[str, Any]], samples: Sequence[Mapping[str, Any]]
+) -> list[SensorSeries]:
+    """SensorSeries from a run's `sensors` rows and `samples` rows (power_w / energy_j only)."""
+    meta = {(str(r["sensor"]), str(r["metric"])): r for r in sensors}
+    points: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in samples:
+        key = (str(r["sensor"]), str(r["metric"]))
+        if key[1] in ("power_w", "energy_j"):
+            points.setdefault(key, []).append((int(r["t_ns"]), float(r["value"])))
+    out = []
+    for (sensor, metric), pts in points.items():
+        m: Mapping[str, Any] = meta.get((sensor, metric), {})
+        out.append(
+            SensorSeries(
+                sensor=sensor,
+                domain=str(m.get("domain") or ""),
+                metric=metric,
+                method=str(m.get("method") or "measured"),
+                points=sorted(pts),
+            )
+        )
+    return out
+
+
+def net_energy_j(
+    energy_j: float | None, idle_power_w: float | None, duration_s: float
+) -> float | None:
     """Energy above the idle baseline over the same duration (never below zero)."""
     if energy_j is None or idle_power_w is None:
         return None

@@ -20,6 +20,9 @@ BackendFactory = Callable[[BackendOptions], Backend]
 # name -> "module:Class"; imported lazily so `edgeprof --help` never loads llama.cpp or ORT.
 _BUILTIN: dict[str, str] = {
     "llamacpp": "edgeprof.backends.llamacpp:LlamaCppBackend",
+    "onnx": "edgeprof.backends.onnxrt:OnnxBackend",
+    "openai": "edgeprof.backends.openai_compat:OpenAIBackend",
+    "anthropic": "edgeprof.backends.anthropic:AnthropicBackend",
 }
 _REGISTERED: dict[str, BackendFactory] = {}
 

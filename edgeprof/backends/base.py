@@ -67,6 +67,8 @@ class BackendOptions:
 
 class Backend(ABC):
     name: ClassVar[str]
+    # False for cloud APIs: the device's own power then says nothing about the request's energy.
+    runs_locally: ClassVar[bool] = True
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options

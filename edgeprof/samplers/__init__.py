@@ -10,6 +10,13 @@ from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
 
 # Power sources in the order probe lists them; imported lazily (pynvml and friends are heavy).
 POWER_SOURCES: dict[str, str] = {
+    "rapl": "edgeprof.samplers.rapl:RaplSampler",
+    "hwmon": "edgeprof.samplers.hwmon:HwmonSampler",
+    "battery": "edgeprof.samplers.battery:BatterySampler",
+    "nvml": "edgeprof.samplers.nvml:NvmlSampler",
+    "jetson": "edgeprof.samplers.jetson:JetsonRailSampler",
+    "rpi": "edgeprof.samplers.rpi:RpiPmicSampler",
+    "powermetrics": "edgeprof.samplers.powermetrics:PowermetricsSampler",
     "estimate": "edgeprof.samplers.estimate:EstimatedCpuSampler",
 }
 RESOURCE_SOURCES: dict[str, str] = {

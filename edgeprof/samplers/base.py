@@ -104,3 +104,32 @@ def unit_of(metric: str) -> str:
         "s": "s",
         "hz": "Hz",
     }.get(suffix, suffix)
+
+
+class CpuLoad:
+    """System CPU use since the previous call, from /proc/stat-style counters.
+
+    Each sampler keeps its own: psutil.cpu_percent(None) shares one global "previous" reading,
+    so two samplers calling it would each see only the sliver since the other's call.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._last = psutil.cpu_times()
+
+    def fraction(self) -> float:
+        now = self._psutil.cpu_times()
+        busy0, total0 = _busy_total(self._last)
+        busy1, total1 = _busy_total(now)
+        self._last = now
+        dt = total1 - total0
+        return max(0.0, min(1.0, (busy1 - busy0) / dt)) if dt > 0 else 0.0
+
+
+def _busy_total(t: object) -> tuple[float, float]:
+    fields = t._asdict()  # type: ignore[attr-defined]
+    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+    return total - idle, total

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import psutil
-
-from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.base import CpuLoad, ProbeResult, Reading, Sampler, SensorEnv
 
 # codecarbon's figure for an unknown CPU; pass --tdp-w with your CPU's TDP for a better guess.
 DEFAULT_TDP_W = 85.0
@@ -38,7 +36,7 @@ class EstimatedCpuSampler(Sampler):
             ),
             metrics=("power_w",),
         )
-        psutil.cpu_percent(None)
+        self._load = CpuLoad()
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
@@ -50,5 +48,6 @@ class EstimatedCpuSampler(Sampler):
         return [ProbeResult(cls.source, s.sensor, True, s.domain, "estimated", reason=s.detail)]
 
     def read(self) -> list[Reading]:
-        load = psutil.cpu_percent(None) / 100.0
-        return [Reading(self.sensor, "power_w", estimated_power_w(self.tdp_w, load))]
+        return [
+            Reading(self.sensor, "power_w", estimated_power_w(self.tdp_w, self._load.fraction()))
+        ]

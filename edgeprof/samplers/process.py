@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import psutil
 
-from edgeprof.samplers.base import Reading, Sampler, SensorEnv
+from edgeprof.samplers.base import CpuLoad, Reading, Sampler, SensorEnv
 
 
 class ProcessSampler(Sampler):
@@ -23,7 +23,7 @@ class ProcessSampler(Sampler):
         )
         self._proc = psutil.Process(pid)
         self._proc.cpu_percent(None)  # the first call only primes the counter
-        psutil.cpu_percent(None)
+        self._load = CpuLoad()
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
@@ -38,5 +38,5 @@ class ProcessSampler(Sampler):
             Reading(self.sensor, "rss_bytes", float(rss)),
             Reading(self.sensor, "cpu_percent", cpu),
             Reading(self.sensor, "sys_mem_used_bytes", float(vm.total - vm.available)),
-            Reading(self.sensor, "sys_cpu_percent", psutil.cpu_percent(None)),
+            Reading(self.sensor, "sys_cpu_percent", 100.0 * self._load.fraction()),
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -30,7 +31,9 @@ def check_profile_file(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     if path.is_dir():
-        raise ProfileDBError(f"{path} is a directory; pass a database file such as {path}/edgeprof.db")
+        raise ProfileDBError(
+            f"{path} is a directory; pass a database file such as {path}/edgeprof.db"
+        )
     with path.open("rb") as f:
         head = f.read(len(SQLITE_MAGIC))
     if head != SQLITE_MAGIC:
@@ -38,7 +41,9 @@ def check_profile_file(path: Path) -> None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         finally:
             conn.close()
     except sqlite3.DatabaseError as e:
@@ -82,29 +87,29 @@ class Store:
     def upsert_device(self, device: dict[str, Any]) -> None:
         row = dict(device)
         row["accelerators"] = json.dumps(row.get("accelerators") or [])
-        existing = self.db["devices"].count_where("id = ?", [row["id"]])
+        existing = self.db.table("devices").count_where("id = ?", [row["id"]])
         if existing:
             # Keep a bandwidth measured earlier when this profile did not measure one.
             if row.get("mem_bandwidth_gbs") is None:
                 row.pop("mem_bandwidth_gbs", None)
-            self.db["devices"].update(row["id"], row)
+            self.db.table("devices").update(row["id"], row)
         else:
-            self.db["devices"].insert(row)
+            self.db.table("devices").insert(row)
 
     def insert_prompts(self, prompts: Iterable[dict[str, Any]]) -> None:
-        self.db["prompts"].insert_all(prompts, pk="id", ignore=True)
+        self.db.table("prompts").insert_all(prompts, pk="id", ignore=True)
 
     def insert_run(self, run: dict[str, Any]) -> None:
-        self.db["runs"].insert(_jsonify(run, ("params", "environment")))
+        self.db.table("runs").insert(_jsonify(run, ("params", "environment")))
 
     def update_run(self, run_id: str, fields: dict[str, Any]) -> None:
-        self.db["runs"].update(run_id, _jsonify(fields, ("params", "environment")))
+        self.db.table("runs").update(run_id, _jsonify(fields, ("params", "environment")))
 
     def insert_request(self, row: dict[str, Any]) -> None:
-        self.db["requests"].insert(row)
+        self.db.table("requests").insert(row)
 
     def insert_sensors(self, rows: Iterable[dict[str, Any]]) -> None:
-        self.db["sensors"].insert_all(rows, replace=True)
+        self.db.table("sensors").insert_all(rows, replace=True)
 
     def insert_samples(self, rows: Sequence[SampleRow]) -> None:
         # executemany on a prepared statement: several times faster than dict-based inserts.
@@ -119,9 +124,11 @@ class Store:
     def runs(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if run_ids:
             marks = ",".join("?" for _ in run_ids)
-            rows = self.db["runs"].rows_where(f"id IN ({marks})", list(run_ids), order_by="id")
+            rows = self.db.table("runs").rows_where(
+                f"id IN ({marks})", list(run_ids), order_by="id"
+            )
         else:
-            rows = self.db["runs"].rows_where(order_by="id")
+            rows = self.db.table("runs").rows_where(order_by="id")
         return [_unjsonify(r, ("params", "environment")) for r in rows]
 
     def resolve_run_id(self, prefix: str) -> str:
@@ -130,20 +137,24 @@ class Store:
         if len(ids) == 1:
             return str(ids[0])
         if not ids:
-            raise ProfileDBError(f"no run {prefix!r} in {self.path}; list runs with `edgeprof report`")
-        raise ProfileDBError(f"run prefix {prefix!r} is ambiguous ({len(ids)} runs); type more of it")
+            raise ProfileDBError(
+                f"no run {prefix!r} in {self.path}; list runs with `edgeprof report`"
+            )
+        raise ProfileDBError(
+            f"run prefix {prefix!r} is ambiguous ({len(ids)} runs); type more of it"
+        )
 
     def device(self, device_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["devices"].rows_where("id = ?", [device_id]))
+        rows = list(self.db.table("devices").rows_where("id = ?", [device_id]))
         if not rows:
             return None
         return _unjsonify(rows[0], ("accelerators",))
 
     def requests(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db["requests"].rows_where("run_id = ?", [run_id], order_by="seq"))
+        return list(self.db.table("requests").rows_where("run_id = ?", [run_id], order_by="seq"))
 
     def sensors(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db["sensors"].rows_where("run_id = ?", [run_id]))
+        return list(self.db.table("sensors").rows_where("run_id = ?", [run_id]))
 
     def samples(
         self,
@@ -163,10 +174,10 @@ class Store:
         if metrics:
             where.append(f"metric IN ({','.join('?' for _ in metrics)})")
             args.extend(metrics)
-        return self.db["samples"].rows_where(" AND ".join(where), args, order_by="t_ns")
+        return self.db.table("samples").rows_where(" AND ".join(where), args, order_by="t_ns")
 
     def count(self, table: str) -> int:
-        return self.db[table].count
+        return self.db.table(table).count
 
 
 def open_store(path: Path | str | None = None) -> Store:
@@ -185,8 +196,6 @@ def _unjsonify(row: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     out = dict(row)
     for k in keys:
         if isinstance(out.get(k), str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 out[k] = json.loads(out[k])
-            except json.JSONDecodeError:
-                pass
     return out

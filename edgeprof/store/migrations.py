@@ -26,7 +26,7 @@ def migration(fn: Migration) -> Migration:
 
 @migration
 def m001_initial(db: sqlite_utils.Database) -> None:
-    db["devices"].create(
+    db.table("devices").create(
         {
             "id": str,  # stable fingerprint hash
             "label": str,
@@ -43,7 +43,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk="id",
         if_not_exists=True,
     )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": str,  # ULID: time-ordered, globally unique
             "device_id": str,
@@ -74,10 +74,10 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         foreign_keys=[("device_id", "devices", "id")],
         if_not_exists=True,
     )
-    db["prompts"].create(
+    db.table("prompts").create(
         {"id": str, "suite": str, "name": str, "text": str}, pk="id", if_not_exists=True
     )
-    db["requests"].create(
+    db.table("requests").create(
         {
             "id": str,
             "run_id": str,
@@ -111,11 +111,11 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         foreign_keys=[("run_id", "runs", "id"), ("prompt_id", "prompts", "id")],
         if_not_exists=True,
     )
-    db["samples"].create(
+    db.table("samples").create(
         {"run_id": str, "t_ns": int, "sensor": str, "metric": str, "value": float},
         if_not_exists=True,
     )
-    db["sensors"].create(
+    db.table("sensors").create(
         {
             "run_id": str,
             "sensor": str,
@@ -128,17 +128,17 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk=("run_id", "sensor", "metric"),
         if_not_exists=True,
     )
-    db["requests"].create_index(["run_id"], if_not_exists=True)
-    db["samples"].create_index(["run_id", "t_ns"], if_not_exists=True)
+    db.table("requests").create_index(["run_id"], if_not_exists=True)
+    db.table("samples").create_index(["run_id", "t_ns"], if_not_exists=True)
 
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:
-    if not db[MIGRATIONS_TABLE].exists():
+    if not db.table(MIGRATIONS_TABLE).exists():
         return []
-    return [row["name"] for row in db[MIGRATIONS_TABLE].rows_where(order_by="rowid")]
+    return [row["name"] for row in db.table(MIGRATIONS_TABLE).rows_where(order_by="rowid")]
 
 
 def pending(db: sqlite_utils.Database) -> list[str]:

@@ -1,0 +1,34 @@
+"""Command line: thin wrappers over the Python API, one module per command group.
+
+Each module registers its commands on `app`; heavy libraries are imported inside the commands
+so that `edgeprof --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from edgeprof.cli import (  # noqa: F401 - each module registers its commands
+    compare,
+    convert,
+    prices,
+    probe,
+    report,
+    run,
+    share,
+)
+from edgeprof.cli.app import app, debug_enabled
+from edgeprof.errors import EdgeprofError
+
+
+def main() -> None:
+    try:
+        app()
+    except EdgeprofError as e:
+        if debug_enabled():
+            raise
+        print(f"edgeprof: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

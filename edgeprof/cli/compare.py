@@ -1,0 +1,160 @@
+"""`edgeprof compare`: is this workload cheaper on the device or in the cloud, and above what
+volume? Tables, one-line verdicts, a sensitivity table, JSON and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from edgeprof.cli.app import app, err, out
+
+if TYPE_CHECKING:
+    from edgeprof.compare import Comparison
+
+
+@app.command("compare")
+def compare_command(
+    db: Path | None = typer.Argument(
+        None, help="Profile database [default: $EDGEPROF_DB or profiles/edgeprof.db]."
+    ),
+    run: list[str] | None = typer.Option(
+        None, "--run", help="Run id or unique prefix (repeatable; default: every complete run)."
+    ),
+    requests_per_day: float = typer.Option(..., "--requests-per-day", help="Requests per day."),
+    input_tokens: float | None = typer.Option(
+        None, "--input-tokens", help="Input tokens per request [default: the runs' mean]."
+    ),
+    output_tokens: float | None = typer.Option(
+        None, "--output-tokens", help="Output tokens per request [default: the runs' mean]."
+    ),
+    device_price: float | None = typer.Option(
+        None, "--device-price", help="Device price in USD (not needed with --owned)."
+    ),
+    lifetime_years: float | None = typer.Option(
+        None, "--lifetime-years", help="Years the device serves (not needed with --owned)."
+    ),
+    electricity: float = typer.Option(..., "--electricity", help="Electricity, USD per kWh."),
+    utilization: float = typer.Option(
+        1.0, "--utilization", help="Share of the day the device may spend serving (0-1]."
+    ),
+    owned: bool = typer.Option(
+        False, "--owned", help="The device is already paid for: count electricity only."
+    ),
+    cloud: list[str] | None = typer.Option(
+        None, "--cloud", help="Cloud model to price, e.g. openai:gpt-4o-mini (repeatable)."
+    ),
+    price_in: float | None = typer.Option(
+        None, "--price-in", help="An explicit cloud target: input USD per 1M tokens."
+    ),
+    price_out: float | None = typer.Option(
+        None, "--price-out", help="An explicit cloud target: output USD per 1M tokens."
+    ),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the cost curves to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
+) -> None:
+    """Price each on-device run against each cloud target: break-even volume and payback."""
+    from edgeprof.compare import compare, plot_costs, to_dict
+    from edgeprof.economics import DeviceCosts
+    from edgeprof.errors import ProfileDBError, UsageError
+    from edgeprof.store.db import Store, default_db_path
+
+    path = db or default_db_path()
+    if not path.exists():
+        raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
+    if not owned and (device_price is None or lifetime_years is None):
+        raise UsageError("give --device-price USD and --lifetime-years Y, or --owned for a "
+                         "device you already have (electricity only)")
+    # An owned device's price and life are sunk; they only label the output.
+    device_price = 0.0 if device_price is None else device_price
+    lifetime_years = 3.0 if lifetime_years is None else lifetime_years
+    costs = DeviceCosts(device_price, lifetime_years, electricity, utilization, owned)
+    with Store(path) as store:
+        result = compare(
+            store, costs, requests_per_day=requests_per_day, input_tokens=input_tokens,
+            output_tokens=output_tokens, run_ids=run or None, cloud_models=cloud or (),
+            price_in_usd_per_m=price_in, price_out_usd_per_m=price_out,
+        )
+    if plot is not None:
+        plot_costs(result, plot)
+        err.print(f"wrote {plot}")
+    if as_json:
+        print(json.dumps(to_dict(result), indent=2))
+        return
+    _render(result)
+
+
+def _render(c: Comparison) -> None:
+    from rich.table import Table
+
+    from edgeprof.economics import format_count, format_usd
+
+    inputs = Table(title="Inputs", title_justify="left")
+    for col in ("target", "input", "value", "unit", "kind", "source"):
+        inputs.add_column(col, overflow="fold")
+    rows = [("(all)", f) for f in c.assumptions]
+    rows += [(d.name, f) for d in c.devices for f in d.inputs]
+    rows += [(t.name, f) for t in c.clouds for f in t.inputs]
+    for target, f in rows:
+        value = f"{f.value:.4g}" if isinstance(f.value, float) else str(f.value)
+        inputs.add_row(target, f.name, value, f.unit, f.provenance, f.source)
+    out.print(inputs)
+
+    w = c.workload
+    targets = Table(
+        title=f"Targets at {format_count(w.requests_per_day)} requests/day, "
+        f"{w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens each",
+        title_justify="left",
+    )
+    for col in ("target", "$/request", "$/1M out tokens", "busy s/request",
+                "capacity req/day", "$/day"):
+        targets.add_column(col, justify="left" if col == "target" else "right")
+    device_rows = {p.device: p.result for p in c.pairs}
+    for name, r in device_rows.items():
+        targets.add_row(
+            f"device: {name}", format_usd(r.device_cost_per_request_usd),
+            format_usd(r.device_cost_per_m_output_tokens_usd), f"{r.device_busy_s_per_request:.3g}",
+            format_count(r.device_capacity_requests_per_day), format_usd(r.device_cost_per_day_usd),
+        )
+    cloud_rows = {p.cloud: p.result for p in c.pairs}
+    for name, r in cloud_rows.items():
+        targets.add_row(
+            f"cloud: {name}", format_usd(r.cloud_cost_per_request_usd),
+            format_usd(r.cloud_cost_per_m_output_tokens_usd), "-", "-",
+            format_usd(r.cloud_cost_per_day_usd),
+        )
+    out.print(targets)
+
+    verdicts = Table(title="Break-even", title_justify="left")
+    for col in ("device", "cloud", "break-even req/day", "payback months", "saving $/day"):
+        verdicts.add_column(col, justify="right" if "req" in col or "$" in col or "months" in col
+                            else "left")
+    for p in c.pairs:
+        r = p.result
+        be = r.break_even_requests_per_day
+        verdicts.add_row(
+            p.device, p.cloud,
+            "-" if be is None else format_count(be) + ("" if r.break_even_status == "ok" else " ✗"),
+            "-" if r.payback_months is None else f"{r.payback_months:,.1f}",
+            format_usd(r.saving_usd_per_day),
+        )
+    out.print(verdicts)
+    for p in c.pairs:
+        out.print(f"[bold]{p.device}[/] vs [bold]{p.cloud}[/]: {p.result.verdict}",
+                  highlight=False)
+
+    sens = Table(title="Sensitivity: break-even requests/day (± 50%)", title_justify="left")
+    for col in ("device vs cloud", "parameter", "−50%", "as given", "+50%"):
+        sens.add_column(col, justify="right" if "%" in col or col == "as given" else "left")
+    for p in c.pairs:
+        by = {(s.parameter, s.factor): s.break_even_requests_per_day for s in p.sensitivity}
+        base = p.result.break_even_requests_per_day
+        for param in ("electricity_usd_per_kwh", "lifetime_years", "cloud_price"):
+            cells = [by.get((param, 0.5)), base, by.get((param, 1.5))]
+            sens.add_row(f"{p.device} vs {p.cloud}", param,
+                         *("none" if v is None else format_count(v) for v in cells))
+    out.print(sens)
+    for note in c.notes:
+        err.print(f"note: {note}", highlight=False)

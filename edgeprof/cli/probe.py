@@ -1,0 +1,46 @@
+"""`edgeprof probe`: what this device is, and which power sources it can read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import typer
+
+from edgeprof.cli.app import app, out
+
+
+@app.command("probe")
+def probe_command(
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Show the device fingerprint and every known power source: available, or why not."""
+    from edgeprof.device import fingerprint
+    from edgeprof.samplers import SensorEnv, probe_all
+
+    env = SensorEnv.from_environ()
+    device = fingerprint(env.sys_root)
+    sources = [asdict(p) for p in probe_all(env)]
+    if as_json:
+        out.print_json(json.dumps({"device": device, "power_sources": sources}, default=str))
+        return
+    from rich.table import Table
+
+    info = Table(title="device", show_header=False, title_justify="left")
+    for key in ("label", "cpu_model", "cores", "threads", "ram_bytes", "os", "arch",
+                "accelerators", "mem_bandwidth_gbs", "id"):  # fmt: skip
+        value = device.get(key)
+        if key == "ram_bytes" and value:
+            value = f"{value / 2**30:.1f} GiB"
+        info.add_row(key, str(value if value not in (None, []) else "–"))
+    out.print(info)
+    out.print("[bold]power sources[/bold]")
+    for p in sources:
+        if p["available"]:
+            out.print(
+                f"  [green]✓[/green] {p['sensor']} [dim]({p['source']}, {p['domain']}, "
+                f"{p['method']})[/dim] {p['reason']}"
+            )
+        else:
+            fix = f"\n      fix: {p['fix']}" if p["fix"] else ""
+            out.print(f"  [red]✗[/red] {p['source']}: {p['reason']}{fix}")

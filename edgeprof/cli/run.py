@@ -1,0 +1,148 @@
+"""`edgeprof run`: profile one backend on a prompt suite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edgeprof.cli.app import app, err, out
+
+
+@app.command("run")
+def run_command(
+    backend: str = typer.Option("llamacpp", help="llamacpp, onnx, openai or anthropic."),
+    model: str | None = typer.Option(
+        None, help="Model file (GGUF/ONNX) or endpoint model name. Default: the demo model."
+    ),
+    prompts: str | None = typer.Option(
+        None, help="A bundled suite name (default) or a .jsonl file of prompts."
+    ),
+    repetitions: int = typer.Option(3, help="Measured passes over the suite."),
+    warmup: int = typer.Option(1, help="Warm-up requests, recorded but not counted."),
+    max_tokens: int = typer.Option(128, help="Tokens to generate per request (greedy)."),
+    threads: int | None = typer.Option(None, help="CPU threads (default: all cores)."),
+    ctx: int = typer.Option(4096, help="Context size in tokens."),
+    hz: float = typer.Option(10.0, help="Sensor sampling rate."),
+    db: Path | None = typer.Option(
+        None, help="Profile database [default: $EDGEPROF_DB or profiles/edgeprof.db]."
+    ),
+    label: str | None = typer.Option(None, help="A label stored with the run."),
+    tdp_w: float | None = typer.Option(
+        None, help="CPU TDP in watts for the power estimate on devices without sensors."
+    ),
+    sensors: str | None = typer.Option(
+        None, help="Comma-separated power sources to use (see `edgeprof probe`)."
+    ),
+    idle_seconds: float = typer.Option(3.0, help="Idle baseline before loading the model."),
+    keep_cache: bool = typer.Option(
+        False, help="Let llama.cpp reuse a cached prompt prefix between requests."
+    ),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    base_url: str | None = typer.Option(None, help="Cloud backends: the API's base URL."),
+    api_key_env: str | None = typer.Option(
+        None, help="Cloud backends: the environment variable holding the API key."
+    ),
+    concurrency: int = typer.Option(1, help="Requests in flight at once (cloud backends)."),
+    price_in: float | None = typer.Option(None, help="Override: input price, USD per 1M tokens."),
+    price_out: float | None = typer.Option(None, help="Override: output price, USD per 1M tokens."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Profile a model on this device (or a cloud endpoint) into the profile database."""
+    from edgeprof.errors import UsageError
+    from edgeprof.runner import RunConfig, profile
+    from edgeprof.store import open_store
+    from edgeprof.summary import summarize_run
+
+    extra: dict[str, Any] = {}
+    for key, value in [
+        ("base_url", base_url), ("api_key_env", api_key_env),
+        ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out),
+    ]:  # fmt: skip
+        if value is not None:
+            extra[key] = value
+    if (price_in is None) != (price_out is None):
+        raise UsageError("give both --price-in and --price-out, or neither")
+    config = RunConfig(
+        backend=backend, model=model, prompts=prompts, repetitions=repetitions, warmup=warmup,
+        max_tokens=max_tokens, threads=threads, ctx=ctx, hz=hz, db=db, label=label,
+        tdp_w=tdp_w, sensors=_split(sensors),
+        idle_seconds=idle_seconds, keep_cache=keep_cache, seed=seed, concurrency=concurrency,
+        extra=extra,
+    )  # fmt: skip
+    live = _LiveProgress()
+    try:
+        with live:
+            run_id = profile(config, on_progress=live.update)
+    except KeyboardInterrupt:
+        kept = f"run {live.run_id} kept as aborted with {live.done} requests" if live.run_id else ""
+        err.print(f"edgeprof: interrupted; {kept}".rstrip("; "))
+        raise typer.Exit(130) from None
+    with open_store(live.db_path or config.db) as store:
+        summary = summarize_run(store, run_id)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        from edgeprof.cli.render import runs_table
+
+        err.print(runs_table([summary], title=f"run {run_id}", width=err.width))
+        if summary["energy_method"] and "estimated" in summary["energy_method"]:
+            err.print(
+                "[yellow]energy is estimated[/yellow] (no power sensor was readable): "
+                "see `edgeprof probe`; pass --tdp-w to refine the estimate"
+            )
+
+
+def _split(csv: str | None) -> list[str] | None:
+    return [s.strip() for s in csv.split(",") if s.strip()] if csv else None
+
+
+class _LiveProgress:
+    """A rich progress bar on stderr: request i of n and the latest decode tok/s."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self.task = self.progress.add_task("starting", total=None, rate="")
+        self.run_id: str | None = None
+        self.db_path: str | None = None
+        self.done = 0
+
+    def __enter__(self) -> _LiveProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, p: Any) -> None:
+        if p.phase == "start" and p.row:
+            self.run_id, self.db_path = p.row["run_id"], p.row["db"]
+            return
+        labels = {"idle": "idle baseline", "load": "loading model", "warmup": "warm-up",
+                  "measure": "measuring", "done": "done"}  # fmt: skip
+        fields: dict[str, Any] = {"description": labels.get(p.phase, p.phase)}
+        if p.total:
+            fields.update(total=p.total, completed=p.done)
+        if p.row:
+            self.done += 1
+            tps = p.row.get("decode_tps")
+            fields["rate"] = f"{tps:,.1f} tok/s" if tps else ""
+        self.progress.update(self.task, **fields)

@@ -1,0 +1,9 @@
+"""GGUF -> ONNX export of llama-family decoders, for ONNX Runtime runs of the same weights."""
+
+from __future__ import annotations
+
+from edgeprof.convert.gguf_read import SUPPORTED_ARCHS
+from edgeprof.convert.gguf_to_onnx import WEIGHT_FORMATS, ConvertResult, convert_gguf
+from edgeprof.convert.sidecar import sidecar_paths
+
+__all__ = ["SUPPORTED_ARCHS", "WEIGHT_FORMATS", "ConvertResult", "convert_gguf", "sidecar_paths"]

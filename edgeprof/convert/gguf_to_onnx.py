@@ -1,0 +1,190 @@
+"""GGUF -> ONNX: dequantize, build the decoder graph, optionally re-quantize, write sidecars."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprof.convert.gguf_read import (
+    field_value,
+    iter_weights,
+    open_gguf,
+    read_hparams,
+    rope_freqs,
+    tensor_names,
+)
+from edgeprof.convert.sidecar import (
+    eog_token_ids,
+    load_vocab,
+    sidecar_paths,
+    write_config,
+    write_vocab_gguf,
+)
+from edgeprof.errors import ModelLoadError, UsageError
+from edgeprof.models import check_gguf, sha256_file
+
+WEIGHT_FORMATS = ("fp32", "int8", "int4")
+INT4_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0
+INT4_SYMMETRIC = False  # asymmetric, like Q4_1's scale + min
+INT4_ACCURACY_LEVEL = 4  # int8 activations in the MatMulNBits kernel, as llama.cpp's Q8_1 dots
+
+# progress(stage, done, total): stages "dequantize", "quantize", "write"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    onnx_path: Path
+    weights: str
+    arch: str
+    seconds: float
+    size_bytes: int  # .onnx + .onnx.data
+    source_sha256: str
+    files: list[Path] = field(default_factory=list)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def convert_gguf(
+    src: Path,
+    dst: Path,
+    *,
+    weights: str = "fp32",
+    all_logits: bool = False,
+    max_positions: int | None = None,
+    progress: Progress = _no_progress,
+) -> ConvertResult:
+    """Write dst (an .onnx path) and its sidecars from a llama-family GGUF."""
+    t0 = time.perf_counter()
+    if weights not in WEIGHT_FORMATS:
+        raise UsageError(f"--weights {weights!r} is not one of {', '.join(WEIGHT_FORMATS)}")
+    if dst.suffix != ".onnx":
+        raise UsageError(f"output {dst} must end in .onnx, e.g. -o models/NAME.onnx")
+    if not src.is_file():
+        raise ModelLoadError(f"model file {src} not found; pass the path to a .gguf file")
+    check_gguf(src)
+    reader = open_gguf(src)
+    hp = read_hparams(reader)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    paths = sidecar_paths(dst)
+    max_pos = max_positions or hp.n_ctx_train
+    names = tensor_names(hp)
+
+    def counted() -> Iterator[tuple[str, np.ndarray]]:
+        for i, item in enumerate(iter_weights(reader, names), 1):
+            yield item
+            progress("dequantize", i, len(names))
+
+    from edgeprof.convert.graph import build_llama
+
+    model = build_llama(hp, counted(), max_pos=max_pos, freq_factors=rope_freqs(reader),
+                        all_logits=all_logits)
+    quant: dict[str, Any] = {"method": "none"}
+    progress("quantize", 0, 1)
+    with _quiet_ort_logging():
+        if weights == "int4":
+            model, quant = _quantize_int4(model)
+    progress("quantize", 1, 1)
+    progress("write", 0, 3)
+    for stale in (dst, paths["data"]):
+        stale.unlink(missing_ok=True)
+    with _quiet_ort_logging():
+        if weights == "int8":
+            quant = _quantize_int8(model, dst)
+        else:
+            _save(model, dst)
+    del model
+    progress("write", 1, 3)
+    write_vocab_gguf(reader, paths["vocab"])
+    vocab = load_vocab(paths["vocab"])
+    progress("write", 2, 3)
+    sha = sha256_file(src)
+    bos = int(field_value(reader, "tokenizer.ggml.bos_token_id", -1))
+    eos = int(field_value(reader, "tokenizer.ggml.eos_token_id", -1))
+    write_config(paths["config"], {
+        "arch": hp.arch,
+        "hparams": hp.to_dict(),
+        "weights": weights,
+        "quantization": quant,
+        "io": "optimum",
+        "logits": "all" if all_logits else "last",
+        "max_positions": max_pos,
+        "rope_layout": "gguf (adjacent pairs, rotary_interleaved=1)",
+        "source": {"file": src.name, "sha256": sha, "size_bytes": src.stat().st_size},
+        "tokenizer": paths["vocab"].name,
+        "chat_template": field_value(reader, "tokenizer.chat_template"),
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "eog_token_ids": eog_token_ids(vocab),
+        "onnxruntime": _ort_version(),
+    })
+    vocab.close()
+    progress("write", 3, 3)
+    files = [dst, paths["data"], paths["vocab"], paths["config"]]
+    size = sum(p.stat().st_size for p in files[:2] if p.exists())
+    return ConvertResult(dst, weights, hp.arch, time.perf_counter() - t0, size, sha, files)
+
+
+def _save(model: Any, dst: Path) -> None:
+    import onnx
+
+    onnx.save_model(
+        model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+        location=dst.name + ".data", size_threshold=1024,
+    )
+
+
+def _quantize_int4(model: Any) -> tuple[Any, dict[str, Any]]:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=4, block_size=INT4_BLOCK_SIZE, is_symmetric=INT4_SYMMETRIC,
+        accuracy_level=INT4_ACCURACY_LEVEL,
+    )
+    quantizer.process()
+    return quantizer.model.model, {
+        "method": "MatMulNBits", "bits": 4, "block_size": INT4_BLOCK_SIZE,
+        "symmetric": INT4_SYMMETRIC, "accuracy_level": INT4_ACCURACY_LEVEL,
+        "ops": "every MatMul incl. lm_head; the embedding Gather stays fp32",
+    }
+
+
+def _quantize_int8(model: Any, dst: Path) -> dict[str, Any]:
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        model, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+        per_channel=False, use_external_data_format=True,
+        # shape inference stops at com.microsoft ops; every activation here is float32
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
+    )
+    return {"method": "quantize_dynamic", "bits": 8, "weight_type": "QInt8",
+            "per_channel": False, "ops": "every MatMul incl. lm_head"}
+
+
+@contextlib.contextmanager
+def _quiet_ort_logging() -> Iterator[None]:
+    """ORT's quantizers log every node at INFO; keep the progress bar readable."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)

@@ -1,0 +1,170 @@
+"""The llama decoder as an ONNX graph with Hugging Face / Optimum input and output names.
+
+    input_ids [b, s] · attention_mask [b, past+s] · position_ids [b, s]
+    past_key_values.N.key|value [b, n_head_kv, past, head_dim]
+        -> logits [b, s|1, vocab] · present.N.key|value [b, n_head_kv, past+s, head_dim]
+
+One block is RMSNorm -> packed QKV MatMul -> GroupQueryAttention (RoPE, causal mask, KV
+concat and the KV-head broadcast in one ORT kernel) -> MatMul -> residual+RMSNorm ->
+SwiGLU MLP. Few, fused nodes keep ORT's per-node overhead small next to a 135M model's math.
+
+RoPE layout: convert_hf_to_gguf.py permutes the rows of q/k so that llama.cpp's NORMAL rope,
+which rotates *adjacent* pairs (x[2i], x[2i+1]), equals Hugging Face's rotate_half on the
+original rows. We keep the GGUF rows as they are and ask ORT for the same adjacent-pair
+rotation (`rotary_interleaved=1`); un-permuting to HF order with rotate_half would give the
+same logits. Keys in the exported KV cache are therefore in GGUF head-dim order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeprof.convert.gguf_read import LlamaHParams
+
+MS = "com.microsoft"
+OPSET = 17
+
+
+def rope_cache(hp: LlamaHParams, max_pos: int, freq_factors: np.ndarray | None) -> tuple[
+    np.ndarray, np.ndarray
+]:
+    """cos/sin [max_pos, head_dim/2] exactly as llama.cpp computes theta for NORMAL rope."""
+    half = hp.head_dim // 2
+    inv_freq = hp.rope_base ** (-np.arange(half, dtype=np.float64) * 2.0 / hp.head_dim)
+    if freq_factors is not None:
+        inv_freq = inv_freq / freq_factors[:half].astype(np.float64)
+    pos = np.arange(max_pos, dtype=np.float64) / hp.rope_scale
+    theta = np.outer(pos, inv_freq)
+    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: list[str] | str, *,
+           domain: str = "", name: str | None = None, **attrs: object) -> list[str]:
+        outs = [outputs] if isinstance(outputs, str) else outputs
+        self.nodes.append(helper.make_node(
+            op_type, inputs, outs, name=name or outs[0], domain=domain or None, **attrs
+        ))
+        return outs
+
+
+def build_llama(
+    hp: LlamaHParams,
+    weights: Iterator[tuple[str, np.ndarray]],
+    *,
+    max_pos: int,
+    freq_factors: np.ndarray | None = None,
+    all_logits: bool = False,
+    producer: str = "edgeprof",
+) -> onnx.ModelProto:
+    """Build the decoder. `weights` yields (gguf name, float32 array) in gguf_read order.
+
+    With `all_logits=False` only the last position's logits are computed, as llama.cpp does
+    during a prompt: the vocab projection of every prompt token would otherwise dominate TTFT.
+    """
+    g = _Graph()
+    w = dict(weights)
+    f32 = TensorProto.FLOAT
+    i64 = TensorProto.INT64
+    kv_shape = ["batch_size", hp.n_head_kv, "past_sequence_length", hp.head_dim]
+    present_shape = ["batch_size", hp.n_head_kv, "total_sequence_length", hp.head_dim]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"]),
+        helper.make_tensor_value_info(
+            "attention_mask", i64, ["batch_size", "total_sequence_length"]),
+        helper.make_tensor_value_info("position_ids", i64, ["batch_size", "sequence_length"]),
+    ]
+    outputs = [helper.make_tensor_value_info(
+        "logits", f32, ["batch_size", "sequence_length" if all_logits else 1, hp.n_vocab])]
+    for i in range(hp.n_layer):
+        for kv in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kv}", f32, kv_shape))
+            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kv}", f32, present_shape))
+
+    cos, sin = rope_cache(hp, max_pos, freq_factors)
+    g.init("rope_cos", cos)
+    g.init("rope_sin", sin)
+    g.init("one_i64", np.array([1], dtype=np.int64))
+    g.init("idx1", np.array(1, dtype=np.int64))
+    # GroupQueryAttention wants seqlens_k = tokens seen - 1 and the total length, as int32.
+    g.op("ReduceSum", ["attention_mask", "one_i64"], "mask_sum", keepdims=0)
+    g.op("Sub", ["mask_sum", "one_i64"], "mask_sum_m1")
+    g.op("Cast", ["mask_sum_m1"], "seqlens_k", to=TensorProto.INT32)
+    g.op("Shape", ["attention_mask"], "mask_shape")
+    g.op("Gather", ["mask_shape", "idx1"], "total_len_i64", axis=0)
+    g.op("Cast", ["total_len_i64"], "total_len", to=TensorProto.INT32)
+
+    embd = w.pop("token_embd.weight")  # (vocab, n_embd)
+    g.init("embed.weight", embd)
+    h = g.op("Gather", ["embed.weight", "input_ids"], "embed_out", axis=0)[0]
+    eps = hp.rms_eps
+    residual = ""
+    for i in range(hp.n_layer):
+        p = f"layers.{i}"
+        attn_norm = g.init(f"{p}.attn_norm.weight", w.pop(f"blk.{i}.attn_norm.weight"))
+        if i == 0:
+            x = g.op("SimplifiedLayerNormalization", [h, attn_norm], f"{p}.attn_norm",
+                     epsilon=eps, axis=-1, stash_type=1)[0]
+            residual = h
+        else:
+            x, _, _, residual = g.op(
+                "SkipSimplifiedLayerNormalization", [h, residual, attn_norm],
+                [f"{p}.attn_norm", "", "", f"{p}.attn_residual"], domain=MS, epsilon=eps)
+        qkv_w = np.concatenate([w.pop(f"blk.{i}.attn_{n}.weight") for n in "qkv"], axis=0)
+        g.init(f"{p}.qkv_proj.weight", qkv_w.T)
+        qkv = g.op("MatMul", [x, f"{p}.qkv_proj.weight"], f"{p}.qkv")[0]
+        attn = g.op(
+            "GroupQueryAttention",
+            [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value",
+             "seqlens_k", "total_len", "rope_cos", "rope_sin", "position_ids"],
+            [f"{p}.attn", f"present.{i}.key", f"present.{i}.value"],
+            domain=MS, num_heads=hp.n_head, kv_num_heads=hp.n_head_kv,
+            do_rotary=1, rotary_interleaved=1,
+        )[0]
+        g.init(f"{p}.o_proj.weight", w.pop(f"blk.{i}.attn_output.weight").T)
+        o = g.op("MatMul", [attn, f"{p}.o_proj.weight"], f"{p}.o_proj")[0]
+        ffn_norm = g.init(f"{p}.ffn_norm.weight", w.pop(f"blk.{i}.ffn_norm.weight"))
+        x, _, _, residual = g.op(
+            "SkipSimplifiedLayerNormalization", [o, residual, ffn_norm],
+            [f"{p}.ffn_norm", "", "", f"{p}.ffn_residual"], domain=MS, epsilon=eps)
+        for n in ("gate", "up", "down"):
+            g.init(f"{p}.{n}_proj.weight", w.pop(f"blk.{i}.ffn_{n}.weight").T)
+        gate = g.op("MatMul", [x, f"{p}.gate_proj.weight"], f"{p}.gate")[0]
+        up = g.op("MatMul", [x, f"{p}.up_proj.weight"], f"{p}.up")[0]
+        sig = g.op("Sigmoid", [gate], f"{p}.gate_sigmoid")[0]
+        silu = g.op("Mul", [gate, sig], f"{p}.gate_silu")[0]
+        act = g.op("Mul", [silu, up], f"{p}.swiglu")[0]
+        h = g.op("MatMul", [act, f"{p}.down_proj.weight"], f"{p}.down")[0]
+
+    final_norm = g.init("final_norm.weight", w.pop("output_norm.weight"))
+    x = g.op("SkipSimplifiedLayerNormalization", [h, residual, final_norm],
+             ["final_norm", "", "", ""], domain=MS, epsilon=eps)[0]
+    if not all_logits:
+        g.init("last_idx", np.array([-1], dtype=np.int64))
+        x = g.op("Gather", [x, "last_idx"], "final_norm_last", axis=1)[0]
+    head = w.pop("output.weight") if "output.weight" in w else embd
+    g.init("lm_head.weight", head.T)
+    g.op("MatMul", [x, "lm_head.weight"], "logits")
+
+    graph = helper.make_graph(g.nodes, f"{hp.arch}_decoder", inputs, outputs, g.inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+        producer_name=producer,
+    )
+    model.ir_version = 8
+    return model
+
+

@@ -1,0 +1,164 @@
+"""The recorder: a daemon thread polling every sampler at a fixed rate, beside the model.
+
+It writes samples to the profile database in batches from its own connection, at least once a
+second, so the measured path never waits on disk and the buffer stays small however long the
+run. Power and energy points are also kept in memory (a bounded window) so the runner can
+attribute energy to a request the moment it ends. `mark()` takes one synchronous sample so that
+every request window has a reading exactly at its edges.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeprof.energy import SensorSeries
+from edgeprof.samplers.base import Reading, Sampler
+from edgeprof.store.db import SampleRow, Store
+
+POWER_METRICS = ("power_w", "energy_j")
+FLUSH_INTERVAL_S = 1.0
+MAX_BUFFER_ROWS = 50_000
+WINDOW_S = 3600.0  # power history kept in memory for attribution: the longest request window
+
+
+class Recorder:
+    def __init__(
+        self,
+        samplers: Sequence[Sampler],
+        db_path: Path,
+        run_id: str,
+        t0_ns: int,
+        hz: float = 10.0,
+    ) -> None:
+        if hz <= 0:
+            raise ValueError("hz must be positive")
+        self.samplers = list(samplers)
+        self.db_path = db_path
+        self.run_id = run_id
+        self.t0_ns = t0_ns
+        self.interval_s = 1.0 / hz
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._buffer: list[SampleRow] = []
+        self._meta = {s.sensor: s for s in self.samplers}
+        maxlen = int(WINDOW_S * hz) + 16
+        self._power: dict[tuple[str, str], deque[tuple[int, float]]] = {}
+        for s in self.samplers:
+            for m in s.metrics:
+                if m in POWER_METRICS:
+                    self._power[(s.sensor, m)] = deque(maxlen=maxlen)
+        self._peaks: dict[str, float] = {}
+        self.n_polls = 0
+        self.thread_cpu_s = 0.0
+        self.wall_s = 0.0
+        self.error: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="edgeprof-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for s in self.samplers:
+            s.close()
+
+    def __enter__(self) -> Recorder:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        store = Store(self.db_path, migrate_schema=False)
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        last_flush = wall0
+        try:
+            # stop.wait is both the sleep and the stop signal: stop() wakes it at once.
+            while not self._stop.wait(self.interval_s):
+                self.poll()
+                now = time.perf_counter()
+                if now - last_flush >= FLUSH_INTERVAL_S:
+                    self._flush(store)
+                    last_flush = now
+            self.poll()
+            self._flush(store)
+        except Exception as e:  # never kill the run for a sensor; keep what was recorded
+            self.error = f"{type(e).__name__}: {e}"
+            self._flush(store)
+        finally:
+            self.thread_cpu_s = time.thread_time() - cpu0
+            self.wall_s = time.perf_counter() - wall0
+            store.close()
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Read every sampler once (from any thread); returns the timestamp used."""
+        with self._lock:
+            t_ns = time.perf_counter_ns()
+            readings: list[Reading] = []
+            for s in self.samplers:
+                try:
+                    readings.extend(s.read())
+                except OSError:
+                    continue  # a transiently unreadable file: skip this tick, keep the rest
+            rel = t_ns - self.t0_ns
+            for r in readings:
+                self._buffer.append((self.run_id, rel, r.sensor, r.metric, r.value))
+                series = self._power.get((r.sensor, r.metric))
+                if series is not None:
+                    series.append((t_ns, r.value))
+                if r.metric == "rss_bytes" or r.metric.endswith("power_w"):
+                    key = f"{r.sensor}/{r.metric}"
+                    if r.value > self._peaks.get(key, float("-inf")):
+                        self._peaks[key] = r.value
+            self.n_polls += 1
+            if len(self._buffer) > MAX_BUFFER_ROWS:  # disk stalled: drop oldest, stay bounded
+                del self._buffer[: len(self._buffer) - MAX_BUFFER_ROWS]
+            return t_ns
+
+    def mark(self) -> int:
+        return self.poll()
+
+    def _flush(self, store: Store) -> None:
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+        if rows:
+            store.insert_samples(rows)
+
+    # -- views for the runner -----------------------------------------------------------
+
+    def reset_peaks(self) -> None:
+        with self._lock:
+            self._peaks.clear()
+
+    def peak(self, metric: str) -> float | None:
+        with self._lock:
+            values = [v for k, v in self._peaks.items() if k.endswith("/" + metric)]
+        return max(values) if values else None
+
+    def power_series(self, t_start_ns: int, t_end_ns: int) -> list[SensorSeries]:
+        """Power/energy points covering [start, end], one point beyond each edge if present."""
+        out: list[SensorSeries] = []
+        with self._lock:
+            for (sensor, metric), points in self._power.items():
+                pts = list(points)
+                lo = next((i for i, p in enumerate(pts) if p[0] >= t_start_ns), len(pts))
+                hi = next((i for i in range(len(pts) - 1, -1, -1) if pts[i][0] <= t_end_ns), -1)
+                window = pts[max(0, lo - 1) : min(len(pts), hi + 2)]
+                meta = self._meta[sensor]
+                out.append(SensorSeries(sensor, meta.domain, metric, meta.method, window))
+        return out
+
+    def cpu_s_per_s(self) -> float | None:
+        return self.thread_cpu_s / self.wall_s if self.wall_s > 0 else None

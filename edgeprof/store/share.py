@@ -1,0 +1,538 @@
+"""Share profile databases: merge many into one, export the tables to files.
+
+Merge rule for a run found in both a source and the destination: the destination keeps its
+copy, unless that copy is unfinished (status `running` or `aborted`) and the source's copy is
+`complete`; then the source's run row and all its requests, sensors and samples replace the
+destination's. Runs, requests, prompts and devices have globally unique ids (ULIDs, sha256,
+fingerprints); samples have none, so they travel with their run and are never copied twice.
+The rule is order-independent, and merging the same file again adds nothing.
+
+The destination is never written in place: it is copied into a temporary file beside it,
+the sources are merged into the copy, and the copy replaces it with one rename. Any refusal
+(newer schema, corrupted file, not a profile) leaves the destination byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlite_utils
+
+from edgeprof.errors import ProfileDBError, UsageError
+from edgeprof.store import migrations
+from edgeprof.store.db import SQLITE_MAGIC
+
+TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
+RUN_TABLES = ("requests", "sensors", "samples")
+UNFINISHED = ("running", "aborted")
+SAMPLE_CHUNK_ROWIDS = 100_000
+
+# (rows done, rows total, what is being copied); samples count by rowid span (dense in practice).
+ProgressFn = Callable[[int, int, str], None]
+Row = tuple[object, ...]
+
+
+@dataclass
+class MergeResult:
+    dest: Path
+    sources: list[Path]
+    added: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
+    runs_replaced: int = 0
+    devices_updated: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(sum(self.added.values()) or self.runs_replaced or self.devices_updated)
+
+
+def ro_uri(path: Path) -> str:
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
+
+
+def open_profile_ro(path: Path, *, role: str = "source") -> sqlite3.Connection:
+    """Open a profile database read-only after checking it is one this edgeprof can read."""
+    if not path.is_file():
+        raise ProfileDBError(f"{role} {path} does not exist; check the path")
+    if path.stat().st_size == 0:
+        raise ProfileDBError(f"{role} {path} is empty; pass a database written by edgeprof")
+    with path.open("rb") as f:
+        if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            raise ProfileDBError(f"{role} {path} is not an SQLite file; pass a profile database")
+    conn = sqlite3.connect(ro_uri(path), uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if migrations.MIGRATIONS_TABLE not in tables:
+            raise ProfileDBError(
+                f"{role} {path} is an SQLite database but not an edgeprof profile; "
+                "pass a database written by edgeprof"
+            )
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > migrations.SCHEMA_VERSION:
+            raise ProfileDBError(
+                f"{role} {path} has schema v{version}, newer than this edgeprof understands "
+                f"(v{migrations.SCHEMA_VERSION}); upgrade edgeprof (pip install -U edgeprof)"
+            )
+        check = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+        if check != ["ok"]:
+            raise ProfileDBError(f"{role} {path} is corrupted ({check[0]}); restore it from a copy")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ProfileDBError(f"{role} {path} is corrupted ({e}); restore it from a copy") from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _needs_migration(conn: sqlite3.Connection) -> bool:
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) < migrations.SCHEMA_VERSION:
+        return True
+    done = {r[0] for r in conn.execute(f"SELECT name FROM {migrations.MIGRATIONS_TABLE}")}
+    return any(name not in done for name, _ in migrations.MIGRATIONS)
+
+
+def _copy_db(src: sqlite3.Connection, dest_path: Path) -> None:
+    # The backup API reads through a WAL, so committed but unchecked-pointed rows come along.
+    dest = sqlite3.connect(str(dest_path))
+    try:
+        src.backup(dest)
+    finally:
+        dest.close()
+
+
+def _migrate_file(path: Path) -> None:
+    db = sqlite_utils.Database(sqlite3.connect(str(path)))
+    try:
+        migrations.migrate(db)
+    finally:
+        db.close()
+
+
+def _prepare_source(path: Path, workdir: Path, n: int) -> Path:
+    """Check a source; return what to attach: the file itself or a migrated temporary copy."""
+    conn = open_profile_ro(path)
+    try:
+        if not _needs_migration(conn):
+            return path
+        copy = workdir / f"source-{n}.db"
+        _copy_db(conn, copy)
+    except sqlite3.DatabaseError as e:
+        raise ProfileDBError(f"source {path} is corrupted ({e}); restore it from a copy") from e
+    finally:
+        conn.close()
+    _migrate_file(copy)
+    return copy
+
+
+def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info([{table}])")]
+
+
+def _shared_columns(conn: sqlite3.Connection, table: str) -> str:
+    src = set(_columns(conn, "src", table))
+    return ", ".join(f"[{c}]" for c in _columns(conn, "main", table) if c in src)
+
+
+def _count(conn: sqlite3.Connection, schema: str, table: str) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM {schema}.[{table}]").fetchone()[0])
+
+
+class _Merger:
+    def __init__(self, conn: sqlite3.Connection, result: MergeResult, progress: ProgressFn | None):
+        self.conn = conn
+        self.result = result
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+
+    def tick(self, rows: int, what: str) -> None:
+        self.done += rows
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total, what)
+
+    def merge_source(self, attach: Path, label: str) -> None:
+        c = self.conn
+        c.execute("ATTACH DATABASE ? AS src", (ro_uri(attach),))
+        try:
+            c.execute("BEGIN")
+            self._devices(label)
+            self._insert_new("prompts", "INSERT OR IGNORE", "", label)
+            self._pick_runs()
+            self._insert_new(
+                "runs", "INSERT", "WHERE id IN (SELECT id FROM temp.merge_runs)", label
+            )
+            for table in ("requests", "sensors"):
+                where = "WHERE run_id IN (SELECT id FROM temp.merge_runs)"
+                self._insert_new(table, "INSERT OR IGNORE", where, label)
+            self._samples(label)
+            c.execute("COMMIT")
+        finally:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            c.execute("DETACH DATABASE src")
+
+    def _devices(self, label: str) -> None:
+        cols = _shared_columns(self.conn, "devices")
+        before = _count(self.conn, "main", "devices")
+        # A bandwidth measured on one machine fills a gap in another's copy of the same device.
+        cur = self.conn.execute(
+            f"INSERT INTO main.devices ({cols}) SELECT {cols} FROM src.devices WHERE true "
+            "ON CONFLICT(id) DO UPDATE SET mem_bandwidth_gbs = excluded.mem_bandwidth_gbs "
+            "WHERE devices.mem_bandwidth_gbs IS NULL AND excluded.mem_bandwidth_gbs IS NOT NULL"
+        )
+        added = _count(self.conn, "main", "devices") - before
+        self.result.added["devices"] += added
+        self.result.devices_updated += max(cur.rowcount - added, 0)
+        self.tick(_count(self.conn, "src", "devices"), f"{label}: devices")
+
+    def _pick_runs(self) -> None:
+        c = self.conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS merge_runs (id TEXT PRIMARY KEY, repl INT)")
+        c.execute("DELETE FROM temp.merge_runs")
+        marks = ",".join("?" for _ in UNFINISHED)
+        c.execute(
+            "INSERT INTO temp.merge_runs (id, repl) SELECT s.id, d.id IS NOT NULL "
+            "FROM src.runs s LEFT JOIN main.runs d ON d.id = s.id "
+            f"WHERE d.id IS NULL OR (d.status IN ({marks}) AND s.status = 'complete')",
+            UNFINISHED,
+        )
+        replaced = "SELECT id FROM temp.merge_runs WHERE repl"
+        for table in RUN_TABLES:
+            c.execute(f"DELETE FROM main.[{table}] WHERE run_id IN ({replaced})")
+        cur = c.execute(f"DELETE FROM main.runs WHERE id IN ({replaced})")
+        self.result.runs_replaced += max(cur.rowcount, 0)
+        self.result.added["runs"] -= max(cur.rowcount, 0)  # re-inserted below; not new rows
+
+    def _insert_new(self, table: str, verb: str, where: str, label: str) -> None:
+        cols = _shared_columns(self.conn, table)
+        cur = self.conn.execute(
+            f"{verb} INTO main.[{table}] ({cols}) SELECT {cols} FROM src.[{table}] {where}"
+        )
+        self.result.added[table] += max(cur.rowcount, 0)
+        self.tick(_count(self.conn, "src", table), f"{label}: {table}")
+
+    def _samples(self, label: str) -> None:
+        cols = _shared_columns(self.conn, "samples")
+        lo, hi = self.conn.execute("SELECT min(rowid), max(rowid) FROM src.samples").fetchone()
+        if lo is None:
+            return
+        # Rowid slices keep each statement short enough for a moving progress bar; the table
+        # b-tree is walked in order, so this costs no more than one big INSERT ... SELECT.
+        start = int(lo)
+        while start <= hi:
+            end = min(start + SAMPLE_CHUNK_ROWIDS - 1, int(hi))
+            cur = self.conn.execute(
+                f"INSERT INTO main.samples ({cols}) SELECT {cols} FROM src.samples "
+                "WHERE rowid BETWEEN ? AND ? AND run_id IN (SELECT id FROM temp.merge_runs)",
+                (start, end),
+            )
+            self.result.added["samples"] += max(cur.rowcount, 0)
+            self.tick(end - start + 1, f"{label}: samples")
+            start = end + 1
+
+
+def _source_units(attach: Path) -> int:
+    conn = sqlite3.connect(ro_uri(attach), uri=True)
+    try:
+        n = sum(_count(conn, "main", t) for t in TABLES if t != "samples")
+        lo, hi = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        return n + (int(hi) - int(lo) + 1 if lo is not None else 0)
+    finally:
+        conn.close()
+
+
+def _settle_wal(dest: Path) -> None:
+    """Fold a leftover write-ahead log into the old file, so it is not replayed onto the new one."""
+    wal = Path(f"{dest}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return
+    conn = sqlite3.connect(str(dest))
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    if busy or (wal.exists() and wal.stat().st_size > 0):
+        raise ProfileDBError(
+            f"{dest} is open in another process (a profile still running?); retry when it ends"
+        )
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def merge(
+    sources: Sequence[Path | str], dest: Path | str, progress: ProgressFn | None = None
+) -> MergeResult:
+    """Merge profile databases into `dest` (created if absent); see the module doc for the rule."""
+    dest = Path(dest)
+    srcs = [Path(s) for s in sources]
+    if not srcs:
+        raise ProfileDBError("no source databases given; pass one or more SRC.db files")
+    if dest.is_dir():
+        raise ProfileDBError(f"{dest} is a directory; pass a database file such as {dest}/all.db")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    result = MergeResult(dest=dest, sources=srcs)
+    dest_exists = dest.exists() and dest.stat().st_size > 0
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.merge-") as tmp:
+        workdir = Path(tmp)
+        # Check every source before any work, so a bad one costs nothing.
+        attach = [_prepare_source(s, workdir, i) for i, s in enumerate(srcs)]
+        work = workdir / "dest.db"
+        dest_migrated = False
+        if dest_exists:
+            conn = open_profile_ro(dest, role="destination")
+            try:
+                dest_migrated = _needs_migration(conn)
+                _copy_db(conn, work)
+            finally:
+                conn.close()
+        _migrate_file(work)
+        conn = sqlite3.connect(f"file:{quote(str(work))}", uri=True, isolation_level=None)
+        try:
+            # A throwaway file until the rename: no journal, no fsync per commit.
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("PRAGMA cache_size = -65536")
+            merger = _Merger(conn, result, progress)
+            merger.total = sum(_source_units(a) for a in attach)
+            for src, a in zip(srcs, attach, strict=True):
+                try:
+                    merger.merge_source(a, src.name)
+                except sqlite3.DatabaseError as e:
+                    raise ProfileDBError(
+                        f"source {src} could not be merged ({e}); check it with `sqlite3 {src} "
+                        "'PRAGMA integrity_check'`"
+                    ) from e
+            conn.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            conn.close()
+        if dest_exists and not result.changed and not dest_migrated:
+            return result  # nothing new: leave the destination untouched
+        _fsync(work)
+        if dest_exists:
+            os.chmod(work, stat.S_IMODE(dest.stat().st_mode))
+            _settle_wal(dest)
+        else:
+            os.chmod(work, 0o644 & ~_umask())
+        os.replace(work, dest)
+        _fsync_dir(dest.parent)
+    return result
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        _fsync(path)
+
+
+# -- export ------------------------------------------------------------------------------
+
+FORMATS = ("csv", "jsonl", "parquet")
+_HOME_RE = r"(?:/home/|/Users/|/var/home/)[^/\\\s\"':]+|/root|[A-Za-z]:\\+Users\\+[^\\\s\"':]+"
+_SECRET_KEYS = {"hostname", "host", "user", "username", "login", "home", "cwd", "pwd", "node"}
+
+
+class _Scrubber:
+    """Drops hostnames, user names and local paths; keeps labels, ids and measurements."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        import getpass
+        import re
+        import socket
+
+        self.re = re
+        hosts = {socket.gethostname()}
+        hosts |= {r[0] for r in conn.execute("SELECT hostname FROM devices") if r[0]}
+        hosts |= {h.split(".")[0] for h in hosts}
+        self.hosts = {h for h in hosts if h and h.lower() not in ("localhost", "")}
+        texts = [
+            str(v)
+            for r in conn.execute("SELECT model_path, params, environment FROM runs")
+            for v in r
+            if v
+        ]
+        homes = {m for t in texts for m in re.findall(_HOME_RE, t)} | {str(Path.home())}
+        homes.discard("/")
+        self.users = {getpass.getuser()} | {re.split(r"[/\\]+", h)[-1] for h in homes}
+        self.users.discard("")
+        home_alt = "|".join(re.escape(h) for h in sorted(homes, key=len, reverse=True))
+        self.home_re = re.compile(f"(?:{home_alt}|{_HOME_RE})(?=[/\\\\\\s\"':]|$)")
+        host_alt = "|".join(re.escape(h) for h in sorted(self.hosts, key=len, reverse=True))
+        self.host_re = (
+            re.compile(rf"(?<![\w.-])(?:{host_alt})(?![\w-])", re.I) if host_alt else None
+        )
+        user_alt = "|".join(re.escape(u) for u in self.users)
+        self.user_re = re.compile(rf"\b(?:{user_alt})\b", re.I) if user_alt else None
+        self.memo: dict[str, str] = {}
+
+    def text(self, value: str) -> str:
+        out = self.memo.get(value)
+        if out is None:
+            out = self.home_re.sub("~", value)
+            if self.host_re is not None:
+                out = self.host_re.sub("<host>", out)
+            if len(self.memo) < 100_000:
+                self.memo[value] = out
+        return out
+
+    def _json(self, value: object) -> object:
+        import json
+
+        def walk(v: object) -> object:
+            if isinstance(v, dict):
+                kept = {}
+                for k, x in v.items():
+                    if str(k).lower() in _SECRET_KEYS:
+                        continue
+                    y = walk(x)
+                    if y is not _DROP:
+                        kept[k] = y
+                return kept
+            if isinstance(v, list):
+                return [None if y is _DROP else y for y in (walk(x) for x in v)]
+            if isinstance(v, str):
+                if "/" in v or "\\" in v:
+                    v = self.text(v) if v.startswith(("http://", "https://")) else _file_name(v)
+                if self.user_re is not None and self.user_re.search(v):
+                    return _DROP
+                return self.text(v)
+            return v
+
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return self.text(value)
+        return json.dumps(walk(parsed), sort_keys=True)
+
+    def row(self, table: str, cols: list[str], row: tuple[object, ...]) -> tuple[object, ...]:
+        out = list(row)
+        for i, col in enumerate(cols):
+            v = out[i]
+            if table == "devices" and col == "hostname":
+                out[i] = None
+            elif table == "devices" and col == "label" and isinstance(v, str) and self._is_host(v):
+                out[i] = f"device-{str(row[cols.index('id')])[:8]}"
+            elif table == "runs" and col == "model_path" and isinstance(v, str):
+                out[i] = _file_name(v)
+            elif table == "runs" and col in ("params", "environment"):
+                out[i] = self._json(v)
+            elif isinstance(v, str):
+                out[i] = self.text(v)
+        return tuple(out)
+
+    def _is_host(self, label: str) -> bool:
+        return label.lower() in {h.lower() for h in self.hosts}
+
+
+_DROP = object()
+
+
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def export(
+    db: Path | str, fmt: str, out_dir: Path | str, anonymize: bool = False
+) -> dict[str, Path]:
+    """Write each profile table to `out_dir/<table>.<fmt>`; return the files by table."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    write = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[fmt]
+    if fmt == "parquet":
+        _pyarrow()  # fail before writing anything
+    conn = open_profile_ro(Path(db), role="database")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    try:
+        scrub = _Scrubber(conn) if anonymize else None
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table in (t for t in TABLES if t in present):
+            info = list(conn.execute(f"PRAGMA table_info([{table}])"))
+            cols = [r[1] for r in info]
+            types = [str(r[2]).upper() for r in info]
+            cur = conn.execute(f"SELECT * FROM [{table}] ORDER BY rowid")
+            rows = (scrub.row(table, cols, r) for r in cur) if scrub else iter(cur)
+            files[table] = out / f"{table}.{fmt}"
+            write(files[table], cols, types, rows)
+    finally:
+        conn.close()
+    return files
+
+
+def _write_csv(path: Path, cols: list[str], types: list[str], rows: Iterator[Row]) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows(rows)
+
+
+def _write_jsonl(path: Path, cols: list[str], types: list[str], rows: Iterator[Row]) -> None:
+    import json
+
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(dict(zip(cols, r, strict=True)), ensure_ascii=False))
+            f.write("\n")
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as e:
+        raise UsageError(
+            "parquet export needs pyarrow; install it with `pip install 'edgeprof[parquet]'` "
+            "or use --format csv|jsonl"
+        ) from e
+    return pyarrow
+
+
+def _write_parquet(path: Path, cols: list[str], types: list[str], rows: Iterator[Row]) -> None:
+    pa = _pyarrow()
+    import pyarrow.parquet as pq
+
+    def arrow_type(t: str) -> Any:
+        if "INT" in t:
+            return pa.int64()
+        if any(k in t for k in ("REAL", "FLOA", "DOUB")):
+            return pa.float64()
+        return pa.string()
+
+    schema = pa.schema([(c, arrow_type(t)) for c, t in zip(cols, types, strict=True)])
+    with pq.ParquetWriter(str(path), schema) as writer:
+        batch: list[Row] = []
+        for r in itertools.chain(rows, [None]):
+            if r is not None:
+                batch.append(r)
+            if batch and (r is None or len(batch) >= 65_536):
+                arrays = [
+                    pa.array([b[i] for b in batch], type=schema.field(i).type)
+                    for i in range(len(cols))
+                ]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                batch = []

@@ -1,0 +1,85 @@
+"""A run's headline figures, computed from its rows (warm-up requests excluded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeprof.metrics import mean_sd, percentile
+from edgeprof.store.db import Store
+
+
+def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
+    run = store.runs([run_id])[0]
+    device = store.device(run["device_id"]) or {}
+    rows = store.requests(run_id)
+    measured = [r for r in rows if not r["warmup"]]
+    ok = [r for r in measured if not r["error"]]
+    params = run.get("params") or {}
+
+    def col(name: str) -> list[float]:
+        return [r[name] for r in ok if r[name] is not None]
+
+    prefill, decode = mean_sd(col("prefill_tps")), mean_sd(col("decode_tps"))
+    out_tokens = sum(r["output_tokens"] or 0 for r in ok)
+    in_tokens = sum(r["input_tokens"] or 0 for r in ok)
+    energies = [r for r in ok if r["energy_j"] is not None]
+    energy_j = sum(r["energy_j"] for r in energies)
+    energy_out_tokens = sum(r["output_tokens"] or 0 for r in energies)
+    methods = sorted({r["energy_method"] for r in energies if r["energy_method"]})
+    costs = [r["cost_usd"] for r in ok if r["cost_usd"] is not None]
+    rss = col("peak_rss_bytes")
+    # Aggregate throughput across overlapping requests: tokens over the busy span.
+    span_s = (
+        (max(r["t_end_ns"] for r in ok) - min(r["t_start_ns"] for r in ok)) / 1e9 if ok else 0.0
+    )
+    busy_s = sum(r["e2e_s"] or 0.0 for r in energies)
+    return {
+        "run_id": run_id,
+        "device_id": run["device_id"],
+        "device_label": device.get("label"),
+        "cpu_model": device.get("cpu_model"),
+        "backend": run["backend"],
+        "target": run["target"],
+        "quant": run["quant"],
+        "label": run["label"],
+        "threads": params.get("threads"),
+        "max_tokens": params.get("max_tokens"),
+        "concurrency": params.get("concurrency", 1),
+        "status": run["status"],
+        "started_at": run["started_at"],
+        "n_requests": len(measured),
+        "n_warmup": len(rows) - len(measured),
+        "n_errors": len(measured) - len(ok),
+        "ttft_p50_s": percentile(col("ttft_s"), 50),
+        "ttft_p99_s": percentile(col("ttft_s"), 99),
+        "prefill_tps_mean": prefill.mean,
+        "prefill_tps_sd": prefill.sd,
+        "decode_tps_mean": decode.mean,
+        "decode_tps_sd": decode.sd,
+        "decode_tps_values": col("decode_tps"),
+        "e2e_p50_s": percentile(col("e2e_s"), 50),
+        "itl_p50_s": percentile(col("itl_p50_s"), 50),
+        "itl_p99_s": max(col("itl_p99_s"), default=None),
+        "peak_rss_bytes": int(max(rss)) if rss else None,
+        "idle_power_w": run["idle_power_w"],
+        "load_s": run["load_s"],
+        "load_energy_j": run["load_energy_j"],
+        "energy_j": energy_j if energies else None,
+        "j_per_output_token": energy_j / energy_out_tokens if energy_out_tokens else None,
+        "tokens_per_j": energy_out_tokens / energy_j if energies and energy_j > 0 else None,
+        "avg_power_w": energy_j / busy_s if energies and busy_s > 0 else None,
+        "energy_method": "+".join(methods) if methods else None,
+        "mean_input_tokens": in_tokens / len(ok) if ok else None,
+        "mean_output_tokens": out_tokens / len(ok) if ok else None,
+        "output_tokens_total": out_tokens,
+        "output_tps_aggregate": out_tokens / span_s if span_s > 0 else None,
+        "cost_usd_total": sum(costs) if costs else None,
+        "cost_per_request_usd": sum(costs) / len(costs) if costs else None,
+        "recorder_cpu_s_per_s": run["recorder_cpu_s_per_s"],
+        "model_size_bytes": run["model_size_bytes"],
+        "mem_bandwidth_gbs": device.get("mem_bandwidth_gbs"),
+    }
+
+
+def summarize(store: Store, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    return [summarize_run(store, r["id"]) for r in store.runs(run_ids)]

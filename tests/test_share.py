@@ -1,0 +1,425 @@
+"""Merging and exporting profile databases, on synthetic rows that follow the schema."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeprof.errors import ProfileDBError, UsageError
+from edgeprof.store import Store, migrations
+from edgeprof.store.ids import ulid
+from edgeprof.store.share import export, merge
+
+TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
+HOME = str(Path.home())
+
+
+def device_row(hostname: str, label: str | None = None, cpu: str = "Test CPU 4-core") -> dict:
+    return {
+        "id": hashlib.sha256(f"{hostname}|{cpu}".encode()).hexdigest()[:32],
+        "label": label or hostname,
+        "hostname": hostname,
+        "cpu_model": cpu,
+        "cores": 4,
+        "threads": 8,
+        "ram_bytes": 8 << 30,
+        "os": "Linux 6.1",
+        "arch": "x86_64",
+        "accelerators": [],
+        "mem_bandwidth_gbs": None,
+    }
+
+
+def prompt_row(text: str, suite: str = "demo") -> dict:
+    return {"id": hashlib.sha256(text.encode()).hexdigest(), "suite": suite, "name": text[:12],
+            "text": text}  # fmt: skip
+
+
+def add_run(
+    store: Store,
+    device: dict,
+    *,
+    run_id: str | None = None,
+    status: str = "complete",
+    n_requests: int = 3,
+    n_samples: int = 40,
+    backend: str = "llamacpp",
+    decode_tps: float = 50.0,
+    power_w: float = 15.0,
+    label: str | None = "baseline",
+    model_path: str = "/opt/models/smollm2.gguf",
+    params: dict | None = None,
+    environment: dict | None = None,
+) -> str:
+    """One run with its requests, sensors and samples, written the way the runner writes them."""
+    store.upsert_device(device)
+    prompts = [prompt_row("Say hello."), prompt_row("Name three colours.")]
+    store.insert_prompts(prompts)
+    run_id = run_id or ulid()
+    store.insert_run(
+        {
+            "id": run_id,
+            "device_id": device["id"],
+            "backend": backend,
+            "target": Path(model_path).name,
+            "model_path": model_path,
+            "model_sha256": "ab" * 32,
+            "model_size_bytes": 98_000_000,
+            "quant": "Q4_1",
+            "label": label,
+            "prompt_suite": "demo",
+            "params": params or {"threads": 4, "max_tokens": 16},
+            "environment": environment or {"python": "3.11.7", "llama_cpp": "0.3.36"},
+            "edgeprof_version": "0.1.0",
+            "started_at": "2026-05-01T10:00:00Z",
+            "ended_at": None if status == "running" else "2026-05-01T10:01:00Z",
+            "status": status,
+            "idle_power_w": 5.0,
+            "idle_method": "measured",
+            "load_s": 0.4,
+            "load_energy_j": 6.0,
+            "recorder_hz": 10.0,
+            "recorder_cpu_s_per_s": 0.002,
+            "t0_ns": 123_456_789,
+        }
+    )
+    store.insert_sensors(
+        [
+            {"run_id": run_id, "sensor": "estimate", "metric": "power_w", "domain": "package",
+             "unit": "W", "method": "estimated", "detail": "TDP x CPU load"},
+            {"run_id": run_id, "sensor": "process", "metric": "rss_bytes", "domain": "process",
+             "unit": "B", "method": "measured", "detail": "/proc/self/status"},
+        ]
+    )  # fmt: skip
+    step_ns = 100_000_000
+    for seq in range(n_requests):
+        t0 = seq * 1_000_000_000
+        store.insert_request(
+            {
+                "id": ulid(),
+                "run_id": run_id,
+                "prompt_id": prompts[seq % 2]["id"],
+                "seq": seq,
+                "repetition": seq,
+                "warmup": int(seq == 0),
+                "input_tokens": 20,
+                "output_tokens": 16,
+                "token_count_method": "tokenizer",
+                "t_start_ns": t0,
+                "t_end_ns": t0 + 800_000_000,
+                "ttft_s": 0.05,
+                "prefill_tps": 400.0,
+                "decode_tps": decode_tps + seq,
+                "e2e_s": 0.8,
+                "itl_p50_s": 0.02,
+                "itl_p90_s": 0.025,
+                "itl_p99_s": 0.03,
+                "finish_reason": "length",
+                "energy_j": power_w * 0.8,
+                "energy_net_j": (power_w - 5.0) * 0.8,
+                "energy_method": "estimated",
+                "avg_power_w": power_w,
+                "peak_rss_bytes": 200_000_000,
+                "cost_usd": None,
+                "output_text": "Hello there, how can I help?",
+                "error": None,
+            }
+        )
+    store.insert_samples(
+        [(run_id, i * step_ns, "estimate", "power_w", power_w + (i % 5)) for i in range(n_samples)]
+        + [(run_id, i * step_ns, "process", "rss_bytes", 2e8 + i) for i in range(n_samples // 2)]
+    )
+    return run_id
+
+
+def make_db(path: Path, hostname: str, n_runs: int = 2, **run_kw: Any) -> list[str]:
+    with Store(path) as store:
+        dev = device_row(hostname)
+        return [add_run(store, dev, **run_kw) for _ in range(n_runs)]
+
+
+def counts(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def rows(path: Path, table: str) -> set[tuple]:
+    with sqlite3.connect(path) as conn:
+        return set(conn.execute(f"SELECT * FROM {table}"))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def two_devices(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "laptop.db", tmp_path / "pi5.db"
+    make_db(a, "laptop-7", n_runs=2)
+    make_db(b, "pi5-kitchen", n_runs=3, n_samples=25, decode_tps=9.0, power_w=6.0)
+    return a, b
+
+
+def test_merge_two_devices_then_again_adds_nothing(two_devices: tuple[Path, Path], tmp_path):
+    a, b = two_devices
+    dest = tmp_path / "all.db"
+    seen: list[tuple[int, int]] = []
+    result = merge([a, b], dest, progress=lambda done, total, _what: seen.append((done, total)))
+    ca, cb, cd = counts(a), counts(b), counts(dest)
+    shared_prompts = len(rows(a, "prompts") & rows(b, "prompts"))
+    assert shared_prompts == 2
+    for table in TABLES:
+        expected = ca[table] + cb[table] - (shared_prompts if table == "prompts" else 0)
+        assert cd[table] == expected, table
+        assert result.added[table] == expected, table
+    assert cd["devices"] == 2 and cd["runs"] == 5
+    for table in ("samples", "requests", "runs", "sensors"):
+        assert rows(dest, table) == rows(a, table) | rows(b, table)
+    assert seen and seen[-1][0] == seen[-1][1]  # the bar ends full
+    assert all(d1 <= d2 for (d1, _), (d2, _) in zip(seen, seen[1:], strict=False))
+
+    before = digest(dest)
+    again = merge([a, b], dest)
+    assert counts(dest) == cd
+    assert not again.changed and sum(again.added.values()) == 0
+    assert digest(dest) == before  # nothing new: the file is not even rewritten
+    with Store(dest) as store:  # still a profile the rest of edgeprof can read
+        assert len(store.runs()) == 5
+
+
+def test_merge_into_existing_destination_and_overlapping_sources(two_devices, tmp_path):
+    a, b = two_devices
+    dest = tmp_path / "mine.db"
+    own = make_db(dest, "desktop-3", n_runs=1)
+    own_rows = {t: rows(dest, t) for t in TABLES}
+    # A colleague's file that already holds a's runs plus one of their own.
+    theirs = tmp_path / "theirs.db"
+    merge([a], theirs)
+    with Store(theirs) as store:
+        extra = add_run(store, device_row("laptop-7"), backend="onnx")
+    merge([a, theirs, b, a], dest)
+    cd = counts(dest)
+    assert cd["devices"] == 3
+    assert cd["runs"] == 1 + 2 + 1 + 3
+    for t in TABLES:
+        assert own_rows[t] <= rows(dest, t), t  # nothing of the destination's own was lost
+    for t in ("samples", "requests", "sensors", "runs"):
+        union = own_rows[t] | rows(a, t) | rows(b, t) | rows(theirs, t)
+        assert rows(dest, t) == union and cd[t] == len(union), t
+    with Store(dest) as store:
+        assert {r["id"] for r in store.runs()} >= {*own, extra}
+
+
+def test_unfinished_run_is_replaced_by_its_complete_copy(tmp_path):
+    dev = device_row("laptop-7")
+    run_id = ulid()
+    partial, full = tmp_path / "partial.db", tmp_path / "full.db"
+    with Store(partial) as s:
+        add_run(s, dev, run_id=run_id, status="running", n_requests=1, n_samples=6)
+    with Store(full) as s:
+        add_run(s, dev, run_id=run_id, status="complete", n_requests=4, n_samples=40)
+    for order in ([partial, full], [full, partial]):
+        dest = tmp_path / f"dest-{order[0].stem}.db"
+        merge([order[0]], dest)
+        result = merge([order[1]], dest)
+        assert result.runs_replaced == (1 if order[0] == partial else 0)
+        assert rows(dest, "runs") == rows(full, "runs")
+        assert rows(dest, "samples") == rows(full, "samples")
+        assert rows(dest, "requests") == rows(full, "requests")
+        assert counts(dest) == counts(full)
+
+
+def _corrupt(src: Path, out: Path) -> None:
+    data = bytearray(src.read_bytes())
+    page = 4096
+    middle = (len(data) // page // 2) * page
+    data[middle : middle + page] = os.urandom(page)
+    out.write_bytes(bytes(data))
+
+
+def _newer(src: Path, out: Path) -> None:
+    out.write_bytes(src.read_bytes())
+    with sqlite3.connect(out) as conn:
+        conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION + 1}")
+
+
+def _not_profile(src: Path, out: Path) -> None:
+    with sqlite3.connect(out) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+
+
+def _not_sqlite(src: Path, out: Path) -> None:
+    out.write_text("run_id,t_ns\n1,2\n")
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "message"),
+    [
+        (_corrupt, "corrupted"),
+        (_newer, "newer than this edgeprof"),
+        (_not_profile, "not an edgeprof profile"),
+        (_not_sqlite, "not an SQLite file"),
+    ],
+)
+def test_bad_source_is_refused_and_destination_left_unchanged(
+    two_devices, tmp_path, make_bad, message
+):
+    a, b = two_devices
+    big = tmp_path / "big.db"
+    make_db(big, "laptop-7", n_runs=2, n_samples=4000)
+    bad = tmp_path / "bad.db"
+    make_bad(big, bad)
+    dest = tmp_path / "dest.db"
+    merge([a], dest)
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    before = digest(dest)
+    with pytest.raises(ProfileDBError, match=message) as info:
+        merge([b, bad], dest)  # a good source first: its rows must not land either
+    assert "\n" not in str(info.value) and str(bad) in str(info.value)
+    assert digest(dest) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # no temporary files left
+
+
+def test_newer_destination_is_refused(two_devices, tmp_path):
+    a, _ = two_devices
+    dest = tmp_path / "dest.db"
+    _newer(a, dest)
+    before = digest(dest)
+    with pytest.raises(ProfileDBError, match="destination .* newer"):
+        merge([a], dest)
+    assert digest(dest) == before
+
+
+def test_older_source_is_migrated_on_the_way_in(two_devices, tmp_path, monkeypatch):
+    a, _ = two_devices
+    source_before = digest(a)
+
+    def m002_run_notes(db: Any) -> None:
+        db["runs"].add_column("notes", str)
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002", m002_run_notes)])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", len(migrations.MIGRATIONS))
+    dest = tmp_path / "v2.db"
+    with Store(dest) as store:  # a destination already on the new schema, with a new-style row
+        add_run(store, device_row("desktop-3"))
+        store.db.execute("UPDATE runs SET notes = 'v2'")
+        store.db.conn.commit()
+    merge([a], dest)
+    assert digest(a) == source_before  # sources are only read
+    with sqlite3.connect(dest) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations.SCHEMA_VERSION
+        notes = [r[0] for r in conn.execute("SELECT notes FROM runs ORDER BY notes")]
+    assert notes == [None, None, "v2"]
+    assert counts(dest)["samples"] == counts(a)["samples"] + 40 + 20
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def _read_back(path: Path, fmt: str) -> list[dict[str, Any]]:
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    pq = pytest.importorskip("pyarrow.parquet")
+    return list(pq.read_table(path).to_pylist())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_export_round_trip(two_devices, tmp_path, fmt):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow", reason="parquet export needs the optional pyarrow")
+    a, b = two_devices
+    db = tmp_path / "all.db"
+    merge([a, b], db)
+    files = export(db, fmt, tmp_path / "out")
+    assert sorted(files) == sorted(TABLES)
+    expected = counts(db)
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        for table, path in files.items():
+            back = _read_back(path, fmt)
+            assert len(back) == expected[table], table
+            first = dict(conn.execute(f"SELECT * FROM {table} ORDER BY rowid LIMIT 1").fetchone())
+            if fmt == "csv":
+                first = {k: "" if v is None else str(v) for k, v in first.items()}
+            assert back[0] == first, table
+
+
+def test_export_unknown_format(two_devices, tmp_path):
+    with pytest.raises(UsageError, match="csv, jsonl, parquet"):
+        export(two_devices[0], "xlsx", tmp_path / "out")
+
+
+def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path):
+    db = tmp_path / "mine.db"
+    me = socket.gethostname()
+    with Store(db) as store:
+        add_run(
+            store,
+            device_row("alice-laptop.example.org", label="alice-laptop.example.org"),
+            model_path="/home/alice/models/smollm2.gguf",
+            params={"threads": 4, "model": "/home/alice/models/smollm2.gguf",
+                    "prompts": f"{HOME}/suites/p.jsonl", "cwd": "/home/alice/work"},
+            environment={"python": "/home/alice/.venv/bin/python", "user": "alice",
+                         "note": "run by alice", "llama_cpp": "0.3.36"},
+        )  # fmt: skip
+        add_run(store, device_row(me, label="Pi 5 kitchen"), label="pi-run")
+        store.db.execute(
+            "UPDATE requests SET error = 'cannot open /home/alice/x.txt on alice-laptop'"
+        )
+        store.db.conn.commit()
+    for fmt in ("csv", "jsonl"):
+        files = export(db, fmt, tmp_path / fmt, anonymize=True)
+        text = "\n".join(p.read_text(encoding="utf-8") for p in files.values())
+        for secret in ("alice", "/home/", f"{HOME}/"):
+            assert secret not in text, (fmt, secret)
+        for host in ("alice-laptop", me):
+            assert not re.search(rf"(?<![\w-]){re.escape(host)}(?![\w-])", text, re.I), host
+        assert "smollm2.gguf" in text and "Pi 5 kitchen" in text and "pi-run" in text
+        runs = _read_back(files["runs"], fmt)
+        assert {r["model_path"] for r in runs} == {"smollm2.gguf"}
+        params = [json.loads(r["params"]) for r in runs]
+        assert any(p.get("model") == "smollm2.gguf" and p["threads"] == 4 for p in params)
+    assert counts(db)["devices"] == 2  # the source is only read
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeprof", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_merge_export_and_errors(two_devices, tmp_path):
+    a, b = two_devices
+    dest = tmp_path / "all.db"
+    done = _cli("merge", str(a), str(b), "-o", str(dest))
+    assert done.returncode == 0, done.stderr
+    assert counts(dest)["runs"] == 5
+    out = tmp_path / "export"
+    done = _cli("export", str(dest), "--format", "jsonl", "-o", str(out), "--anonymize")
+    assert done.returncode == 0, done.stderr
+    assert len((out / "samples.jsonl").read_text().splitlines()) == counts(dest)["samples"]
+    bad = tmp_path / "bad.db"
+    _newer(a, bad)
+    before = digest(dest)
+    done = _cli("merge", str(bad), "-o", str(dest))
+    assert done.returncode == 2
+    assert done.stderr.startswith("edgeprof: error: ") and "newer" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert digest(dest) == before
