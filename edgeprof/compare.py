@@ -3,8 +3,8 @@
 Inputs come from three places, and each figure says which (`Figure.provenance`):
     measured   read from this profile: tok/s, J/token where a power sensor measured it,
                the cost a cloud run recorded, mean token counts when none are given
-    estimated  derived by a model: J/token from the TDP estimate sampler, and the split of a
-               request's energy between input and output tokens (see `_energy_split`)
+    estimated  derived by a model: J/token from the TDP estimate sampler, and the energy of an
+               input token (see `_device_target`)
     assumed    given by the user or taken from a price list: device price, lifetime,
                electricity, utilization, volume, cloud list prices (discounts not known)
 """
@@ -83,34 +83,21 @@ class Comparison:
 # -- reading the profile -------------------------------------------------------------------
 
 
-def _energy_split(requests: Sequence[dict[str, Any]]) -> float | None:
-    """The share of request energy spent before the first token (prefill), or None.
+def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
+    """A device target, or the reason this run cannot be one.
 
-    Power is taken as constant across a request, so a request's energy divides between
-    prefill and decode in proportion to time: E × ttft / e2e. Prefill is compute-bound and
-    often draws more power than decode, so this tends to under-charge input tokens a little;
-    it is labelled an estimate.
+    Energy per token comes from the run's average power while serving (request energy over
+    request time) and its measured speeds: J/input token = P / prefill tok/s, J/output token
+    = P / decode tok/s. Energy per request is then P × busy seconds, consistent with the
+    capacity model, and a workload with other in/out counts than the profile's is charged
+    for the time it really keeps the device busy. Prefill is compute-bound and often draws
+    more than the average, so input tokens may be under-charged a little: an estimate.
     """
-    total = prefill = 0.0
-    for r in requests:
-        energy = r.get("energy_j")  # gross, as summarize_run's J/token: the meter's bill
-        ttft, e2e = r.get("ttft_s"), r.get("e2e_s")
-        if r.get("warmup") or r.get("error") or energy is None or not ttft or not e2e:
-            continue
-        if energy <= 0 or e2e <= 0:
-            continue
-        total += energy
-        prefill += energy * min(1.0, ttft / e2e)
-    return prefill / total if total > 0 else None
-
-
-def _device_target(store: Store, summary: dict[str, Any]) -> DeviceTarget | str:
-    """A device target, or the reason this run cannot be one."""
     run_id = str(summary["run_id"])
     name = f"{summary.get('backend')}:{Path(str(summary.get('target') or '?')).name} " \
            f"[{run_id[:8]}]"
     prefill, decode = summary.get("prefill_tps_mean"), summary.get("decode_tps_mean")
-    j_out = summary.get("j_per_output_token")
+    j_out, power_w = summary.get("j_per_output_token"), summary.get("avg_power_w")
     if not prefill or not decode:
         return f"run {run_id[:8]} has no prefill/decode speeds (status {summary.get('status')})"
     if j_out is None:
@@ -119,28 +106,25 @@ def _device_target(store: Store, summary: dict[str, Any]) -> DeviceTarget | str:
     method = str(summary.get("energy_method") or "estimated")
     energy_prov: Provenance = "measured" if method == "measured" else "estimated"
     mean_in, mean_out = summary.get("mean_input_tokens"), summary.get("mean_output_tokens")
-    share = _energy_split(store.requests(run_id))
     inputs = [
         Figure("prefill_tps", prefill, "tokens/s", "measured", f"run {run_id}"),
         Figure("decode_tps", decode, "tokens/s", "measured", f"run {run_id}"),
     ]
-    if share is not None and mean_in and mean_out:
-        # Split the profile's J per output token (the whole request's energy over its output
-        # tokens) so that a workload with other in/out counts is charged fairly; at the
-        # profile's own mean counts the two give the same energy per request.
-        j_in = j_out * mean_out * share / mean_in
-        j_out_decode = j_out * (1.0 - share)
+    if power_w:
+        j_in, j_out_decode = power_w / prefill, power_w / decode
         inputs += [
+            Figure("avg_power_w", power_w, "W", energy_prov,
+                   f"request energy / request time ({method})"),
             Figure("j_per_input_token", j_in, "J/token", "estimated",
-                   f"{share:.1%} of request energy, by prefill share of time ({method} energy)"),
+                   "average power / prefill tok/s (prefill power taken as the average)"),
             Figure("j_per_output_token", j_out_decode, "J/token", energy_prov,
-                   f"decode share of request energy ({method})"),
+                   "average power / decode tok/s"),
         ]
     else:
         j_in, j_out_decode = 0.0, j_out
         inputs += [
             Figure("j_per_input_token", 0.0, "J/token", "assumed",
-                   "no per-request timing to split energy: all of it is charged to output"),
+                   "no request timing: the whole request's energy is charged to output"),
             Figure("j_per_output_token", j_out, "J/token", energy_prov,
                    f"whole-request energy / output tokens ({method})"),
         ]
@@ -238,7 +222,7 @@ def compare(
         if str(run.get("backend")) in CLOUD_BACKENDS:
             made = _cloud_run_target(run, summary)
         else:
-            made = _device_target(store, summary)
+            made = _device_target(summary)
         if isinstance(made, str):
             notes.append(made)
         elif isinstance(made, DeviceTarget):
@@ -329,7 +313,7 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
         x = xs[xs <= cap]
         y = [ec.device_cost_per_day_usd(v, res.device_capital_usd_per_day,
                                         res.device_energy_cost_per_request_usd) for v in x]
-        ax.plot(x, y, color=color, lw=2, label=f"device: {d.name}")
+        ax.plot(x, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
         ax.axvline(cap, color=color, ls=":", lw=1)
         ax.annotate(f"capacity {ec.format_count(cap)}/day", (cap, 0.02), color=color,
                     xycoords=("data", "axes fraction"), rotation=90, ha="right", fontsize=8)
@@ -337,14 +321,16 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
     for j, c in enumerate(comparison.clouds):
         per_req = next(p.result.cloud_cost_per_request_usd for p in comparison.pairs
                        if p.cloud == c.name)
-        ax.plot(xs, xs * per_req, color=f"C{n + j}", lw=1.5, ls="--", label=f"cloud: {c.name}")
-    for p in comparison.pairs:
+        ax.plot(xs, xs * per_req, color=f"C{n + j}", lw=1.5, ls="--",
+                label=_tex_safe(f"cloud: {c.name}"))
+    for k, p in enumerate(comparison.pairs):
         be = p.result.break_even_requests_per_day
         if be and p.result.break_even_status == "ok":
             at = (be, be * p.result.cloud_cost_per_request_usd)
             ax.plot([at[0]], [at[1]], "o", color="black", ms=6)
+            # Stagger labels: break-evens against similar clouds sit close together.
             ax.annotate(f"{ec.format_count(be)}/day", at, textcoords="offset points",
-                        xytext=(6, -12), fontsize=8)
+                        xytext=(6, -12 - 10 * (k % 3)), fontsize=8)
     ax.axvline(r, color="grey", ls="-.", lw=1, label=f"your volume: {ec.format_count(r)}/day")
     ax.set_xscale("log")
     ax.set_yscale("log", nonpositive="mask")
@@ -359,3 +345,8 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def _tex_safe(text: str) -> str:
+    """Matplotlib reads $...$ as math; target names like "$5/$15 per 1M" must stay literal."""
+    return text.replace("$", r"\$")

@@ -105,10 +105,11 @@ def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
 
     Per sensor a cumulative counter beats power; measured beats estimated. Then, first match:
     a whole-device domain (board, battery, wall) alone; RAPL psys alone, or an SoC total (Apple
-    powermetrics, the amdgpu PPT of an AMD APU) alone; Σ package + Σ dram from one source (RAPL
-    before hwmon amd_energy); Σ rails of one rail monitor (a partial sum, domain `rail`). Discrete
-    GPUs (domain gpu) are added to psys, soc, package or rails, and stand alone when nothing else
-    is measured. core, uncore and `other` are never added: package already includes them.
+    powermetrics, the amdgpu PPT of an AMD APU) alone; Σ package + Σ dram, each domain from one
+    source (RAPL before hwmon amd_energy); Σ rails of one rail monitor (a partial sum, domain
+    `rail`). Discrete GPUs (domain gpu) are added to psys, soc, package or rails, and stand
+    alone when nothing else is measured. core, uncore and `other` are never added: package
+    already includes them.
     """
     by_sensor: dict[str, SensorSeries] = {}
     for s in series:
@@ -130,11 +131,20 @@ def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
         if picked:
             return picked[:1] + gpus
     for additive in (("package", "dram"), ("rail",)):
-        parts = [s for s in pool if s.domain in additive]
+        parts = [p for domain in additive for p in _one_source(pool, domain)]
         if parts:
-            src = source_of(parts[0].sensor)
-            return [s for s in parts if source_of(s.sensor) == src] + gpus
+            return parts + gpus
     return gpus
+
+
+def _one_source(pool: Sequence[SensorSeries], domain: str) -> list[SensorSeries]:
+    """Every sensor of `domain` from the first source that measures it (all sockets of RAPL,
+    say), never the same domain from two sources (RAPL and hwmon amd_energy)."""
+    parts = [s for s in pool if s.domain == domain]
+    if not parts:
+        return []
+    src = source_of(parts[0].sensor)
+    return [s for s in parts if source_of(s.sensor) == src]
 
 
 def window_energy(series: Sequence[SensorSeries], t_start_ns: int, t_end_ns: int) -> WindowEnergy:

@@ -336,12 +336,12 @@ class _Recorder:
         metrics = request_metrics(
             m.t_start_ns, m.events, m.t_end_ns, g.input_tokens, g.output_tokens
         )
-        energy_j = energy_net = method = avg_w = None
+        energy_j = energy_net = method = avg_w = peak_w = None
         if self.local:
             w = window_energy(
                 self.recorder.power_series(m.t_start_ns, m.t_end_ns), m.t_start_ns, m.t_end_ns
             )
-            energy_j, method, avg_w = w.energy_j, w.method, w.avg_power_w
+            energy_j, method, avg_w, peak_w = w.energy_j, w.method, w.avg_power_w, w.peak_power_w
             energy_net = net_energy_j(
                 energy_j, self.idle_power_w, (m.t_end_ns - m.t_start_ns) / 1e9
             )
@@ -370,6 +370,7 @@ class _Recorder:
             "energy_net_j": energy_net,
             "energy_method": method,
             "avg_power_w": avg_w,
+            "peak_power_w": peak_w,
             "peak_rss_bytes": int(peak_rss) if peak_rss is not None else None,
             "cost_usd": g.cost_usd,
             "output_text": g.text,

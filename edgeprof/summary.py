@@ -68,7 +68,9 @@ def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
         "j_per_output_token": energy_j / energy_out_tokens if energy_out_tokens else None,
         "tokens_per_j": energy_out_tokens / energy_j if energies and energy_j > 0 else None,
         "avg_power_w": energy_j / busy_s if energies and busy_s > 0 else None,
+        "peak_power_w": max(col("peak_power_w"), default=None),
         "energy_method": "+".join(methods) if methods else None,
+        "energy_sensors": _power_sensors(store, run_id),
         "mean_input_tokens": in_tokens / len(ok) if ok else None,
         "mean_output_tokens": out_tokens / len(ok) if ok else None,
         "output_tokens_total": out_tokens,
@@ -83,3 +85,13 @@ def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
 
 def summarize(store: Store, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
     return [summarize_run(store, r["id"]) for r in store.runs(run_ids)]
+
+
+def _power_sensors(store: Store, run_id: str) -> list[str]:
+    return sorted(
+        {
+            s["sensor"]
+            for s in store.sensors(run_id)
+            if s["metric"] in ("power_w", "energy_j")
+        }
+    )

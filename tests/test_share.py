@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
 import socket
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from edgeprof.errors import ProfileDBError, UsageError
 from edgeprof.store import Store, migrations
 from edgeprof.store.ids import ulid
 from edgeprof.store.share import export, merge
+from tests.conftest import edgeprof_cli
 
 TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
 HOME = str(Path.home())
@@ -187,7 +187,7 @@ def test_merge_two_devices_then_again_adds_nothing(two_devices: tuple[Path, Path
     for table in ("samples", "requests", "runs", "sensors"):
         assert rows(dest, table) == rows(a, table) | rows(b, table)
     assert seen and seen[-1][0] == seen[-1][1]  # the bar ends full
-    assert all(d1 <= d2 for (d1, _), (d2, _) in zip(seen, seen[1:], strict=False))
+    assert all(d1 <= d2 for (d1, _), (d2, _) in itertools.pairwise(seen))
 
     before = digest(dest)
     again = merge([a, b], dest)
@@ -221,23 +221,46 @@ def test_merge_into_existing_destination_and_overlapping_sources(two_devices, tm
         assert {r["id"] for r in store.runs()} >= {*own, extra}
 
 
-def test_unfinished_run_is_replaced_by_its_complete_copy(tmp_path):
+@pytest.mark.parametrize(
+    ("behind", "ahead"),
+    [
+        ("running", "complete"),
+        ("aborted", "complete"),
+        ("failed", "complete"),
+        ("running", "aborted"),
+        ("running", "failed"),
+    ],
+)
+def test_the_copy_of_a_run_that_got_further_wins(tmp_path, behind, ahead):
     dev = device_row("laptop-7")
     run_id = ulid()
-    partial, full = tmp_path / "partial.db", tmp_path / "full.db"
-    with Store(partial) as s:
-        add_run(s, dev, run_id=run_id, status="running", n_requests=1, n_samples=6)
-    with Store(full) as s:
-        add_run(s, dev, run_id=run_id, status="complete", n_requests=4, n_samples=40)
-    for order in ([partial, full], [full, partial]):
-        dest = tmp_path / f"dest-{order[0].stem}.db"
-        merge([order[0]], dest)
-        result = merge([order[1]], dest)
-        assert result.runs_replaced == (1 if order[0] == partial else 0)
-        assert rows(dest, "runs") == rows(full, "runs")
-        assert rows(dest, "samples") == rows(full, "samples")
-        assert rows(dest, "requests") == rows(full, "requests")
-        assert counts(dest) == counts(full)
+    early, late = tmp_path / "early.db", tmp_path / "late.db"
+    with Store(early) as s:
+        add_run(s, dev, run_id=run_id, status=behind, n_requests=1, n_samples=6)
+    with Store(late) as s:
+        add_run(s, dev, run_id=run_id, status=ahead, n_requests=4, n_samples=40)
+    for first, second in ((early, late), (late, early)):
+        dest = tmp_path / f"dest-{first.stem}.db"
+        merge([first], dest)
+        result = merge([second], dest)
+        assert result.runs_replaced == (1 if first == early else 0)
+        for table in ("runs", "samples", "requests", "sensors"):
+            assert rows(dest, table) == rows(late, table), table
+        assert counts(dest) == counts(late)
+        assert not merge([early, late], dest).changed  # and it stays that way
+
+
+def test_a_tie_keeps_the_destinations_copy(tmp_path):
+    dev = device_row("laptop-7")
+    run_id = ulid()
+    mine, theirs = tmp_path / "mine.db", tmp_path / "theirs.db"
+    with Store(mine) as s:
+        add_run(s, dev, run_id=run_id, status="aborted", n_samples=6)
+    with Store(theirs) as s:
+        add_run(s, dev, run_id=run_id, status="failed", n_samples=30)
+    before = digest(mine)
+    assert not merge([theirs], mine).changed
+    assert digest(mine) == before
 
 
 def _corrupt(src: Path, out: Path) -> None:
@@ -296,7 +319,7 @@ def test_newer_destination_is_refused(two_devices, tmp_path):
     dest = tmp_path / "dest.db"
     _newer(a, dest)
     before = digest(dest)
-    with pytest.raises(ProfileDBError, match="destination .* newer"):
+    with pytest.raises(ProfileDBError, match=r"destination .* newer"):
         merge([a], dest)
     assert digest(dest) == before
 
@@ -308,7 +331,9 @@ def test_older_source_is_migrated_on_the_way_in(two_devices, tmp_path, monkeypat
     def m002_run_notes(db: Any) -> None:
         db["runs"].add_column("notes", str)
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002", m002_run_notes)])
+    monkeypatch.setattr(
+        migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m002", m002_run_notes)]
+    )
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", len(migrations.MIGRATIONS))
     dest = tmp_path / "v2.db"
     with Store(dest) as store:  # a destination already on the new schema, with a new-style row
@@ -399,27 +424,56 @@ def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path):
 # -- command line --------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeprof", *args], capture_output=True, text=True, timeout=120
-    )
-
-
 def test_cli_merge_export_and_errors(two_devices, tmp_path):
     a, b = two_devices
     dest = tmp_path / "all.db"
-    done = _cli("merge", str(a), str(b), "-o", str(dest))
+    done = edgeprof_cli("merge", str(a), str(b), "-o", str(dest))
     assert done.returncode == 0, done.stderr
     assert counts(dest)["runs"] == 5
     out = tmp_path / "export"
-    done = _cli("export", str(dest), "--format", "jsonl", "-o", str(out), "--anonymize")
+    done = edgeprof_cli("export", str(dest), "--format", "jsonl", "-o", str(out), "--anonymize")
     assert done.returncode == 0, done.stderr
     assert len((out / "samples.jsonl").read_text().splitlines()) == counts(dest)["samples"]
     bad = tmp_path / "bad.db"
     _newer(a, bad)
     before = digest(dest)
-    done = _cli("merge", str(bad), "-o", str(dest))
+    done = edgeprof_cli("merge", str(bad), "-o", str(dest))
     assert done.returncode == 2
     assert done.stderr.startswith("edgeprof: error: ") and "newer" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert digest(dest) == before
+
+
+# -- datasette ------------------------------------------------------------------------------
+
+PINT_UNITS = {"byte", "second", "nanosecond", "joule", "watt", "hertz"}
+
+
+def test_datasette_metadata_describes_every_column(tmp_path):
+    from edgeprof.store.datasette import metadata
+
+    db = tmp_path / "team.db"
+    Store(db).close()
+    done = edgeprof_cli("datasette-metadata", str(db))
+    assert done.returncode == 0, done.stderr
+    md = json.loads(done.stdout)
+    assert md == metadata("team")
+    tables = md["databases"]["team"]["tables"]
+    with sqlite3.connect(db) as conn:
+        for table in TABLES:
+            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            described = tables[table]["columns"]
+            assert set(described) == set(cols), table
+            assert all(len(d) > 3 for d in described.values())
+            units = tables[table].get("units", {})
+            assert set(units) <= set(cols) and set(units.values()) <= PINT_UNITS, table
+            # A column whose name carries a unit suffix gets the unit (or says why not).
+            for col in cols:
+                if (
+                    col.endswith(("_s", "_j", "_w", "_bytes", "_ns"))
+                    and col != "recorder_cpu_s_per_s"
+                ):
+                    assert col in units, (table, col)
+    out = tmp_path / "metadata.json"
+    assert edgeprof_cli("datasette-metadata", str(db), "-o", str(out)).returncode == 0
+    assert json.loads(out.read_text()) == md

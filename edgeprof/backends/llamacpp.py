@@ -79,13 +79,20 @@ class LlamaCppBackend(Backend):
             raise UsageError("--threads must be at least 1")
         if options.ctx < 16:
             raise UsageError("--ctx must be at least 16 tokens")
-        unknown = set(options.extra) - {"n_batch", "n_gpu_layers", "flash_attn"}
+        unknown = set(options.extra) - {"n_batch", "n_gpu_layers", "flash_attn", "ignore_eos"}
         if unknown:
             raise UsageError(f"llamacpp does not take {', '.join(sorted(unknown))}")
+        for key in ("flash_attn", "ignore_eos"):
+            if not isinstance(options.extra.get(key, False), bool):
+                raise UsageError(f"llamacpp option {key} must be true or false")
+        # Benchmarks only: generate exactly max_tokens even past end-of-generation tokens, so
+        # every repetition decodes the same number of tokens (as llama-bench's tg test does).
+        self._ignore_eos = bool(options.extra.get("ignore_eos", False))
         self.path: Path = resolve_model(options.model)
         check_gguf(self.path)
         self.threads = options.threads or max(1, (os.cpu_count() or 1))
         self._llm: Llama | None = None
+        self._dec: _Decoder | None = None
 
     def load(self) -> ModelInfo:
         llama_cpp = import_llama_cpp()
@@ -100,6 +107,7 @@ class LlamaCppBackend(Backend):
                     n_threads_batch=self.threads,
                     n_batch=int(extra.get("n_batch", 512)),
                     n_gpu_layers=int(extra.get("n_gpu_layers", 0)),
+                    flash_attn=bool(extra.get("flash_attn", False)),
                     seed=self.options.seed,
                     verbose=False,
                 )
@@ -136,6 +144,8 @@ class LlamaCppBackend(Backend):
             "seed": self.options.seed,
             "keep_cache": self.options.keep_cache,
             "n_batch": int(self.options.extra.get("n_batch", 512)),
+            "flash_attn": bool(self.options.extra.get("flash_attn", False)),
+            **({"ignore_eos": True} if self._ignore_eos else {}),
         }
 
     @property
@@ -146,37 +156,94 @@ class LlamaCppBackend(Backend):
 
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         llm = self.llm
-        llama_cpp = import_llama_cpp()
         tokens = prompt_tokens(llm, request.messages)
         if len(tokens) + request.max_tokens > llm.n_ctx():
             raise UsageError(
                 f"prompt {request.prompt_id} needs {len(tokens)} + {request.max_tokens} tokens, "
                 f"more than --ctx {llm.n_ctx()}; raise --ctx"
             )
-        if not self.options.keep_cache:
-            # llama-cpp-python reuses a matching prompt prefix from the KV cache; a repeated
-            # prompt would then skip prefill and its TTFT collapse. Start every request empty.
-            llm.reset()
-            llm._ctx.kv_cache_clear()
-        vocab = llm._model.vocab
+        return (yield from self._decoder().run(tokens, request.max_tokens))
+
+    def _decoder(self) -> _Decoder:
+        if self._dec is None:
+            self._dec = _Decoder(self.llm, self.options.keep_cache, self._ignore_eos)
+        return self._dec
+
+    def close(self) -> None:
+        self._dec = None
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+
+class _Decoder:
+    """The token loop on llama.cpp's C API, without llama-cpp-python's Python-level generate.
+
+    `Llama.generate` re-fills a llama_batch in Python, trims the KV cache, copies token ids into
+    numpy and runs a sampler chain on every token; here a decode step is one `llama_decode` of a
+    one-token batch and an argmax over the logits, so the profiler measures llama.cpp rather
+    than the binding (see docs/benchmarks.md). Greedy is argmax with the first maximum winning,
+    as llama.cpp's greedy sampler picks it, so the tokens are the same as before.
+    """
+
+    def __init__(self, llm: Llama, keep_cache: bool, ignore_eos: bool) -> None:
+        import ctypes
+
+        import numpy as np
+
+        self.llama_cpp = import_llama_cpp()
+        self.ctypes, self.np = ctypes, np
+        self.llm, self.keep_cache, self.ignore_eos = llm, keep_cache, ignore_eos
+        self.ctx = llm._ctx.ctx
+        self.vocab = llm._model.vocab
+        self.n_vocab = int(self.llama_cpp.llama_vocab_n_tokens(self.vocab))
+        self.n_batch = llm.n_batch
+        self.cached: list[int] = []  # token ids whose K/V sit in sequence 0, in order
+        self.pieces: dict[int, bytes] = {}
+        self.logits_at: tuple[int, Any] = (0, None)  # (address, numpy view) of the last logits
+
+    def run(self, tokens: list[int], max_tokens: int) -> Generator[TokenEvent, None, Generation]:
+        lc = self.llama_cpp
+        # llama-cpp-python keeps its own view of the KV cache; this loop bypasses it, so make
+        # its next generate() start afresh rather than trust a prefix it did not write.
+        self.llm.reset()
+        mem = lc.llama_get_memory(self.ctx)
+        keep = 0
+        if self.keep_cache:
+            for a, b in zip(self.cached, tokens, strict=False):
+                if a != b:
+                    break
+                keep += 1
+            keep = min(keep, len(tokens) - 1)  # re-decode at least one token: its logits
+        if keep > 0:
+            lc.llama_memory_seq_rm(mem, 0, keep, -1)
+        else:
+            # Without --keep-cache every request starts empty: a repeated prompt must pay its
+            # prefill again, or its TTFT would measure the cache, not the device.
+            lc.llama_memory_clear(mem, True)
+        self.cached = tokens[:keep]
+        self._decode(tokens[keep:])
+
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
-        n_out = 0
-        finish = "length"
-        for token in llm.generate(
-            tokens, top_k=1, top_p=1.0, min_p=0.0, temp=request.temperature,
-            repeat_penalty=1.0, reset=True,
-        ):  # fmt: skip
+        n_out, finish = 0, "length"
+        step = (lc.llama_token * 1)()
+        is_eog, ignore_eos = lc.llama_vocab_is_eog, self.ignore_eos
+        while True:
+            token = self._argmax()
             t_ns = time.perf_counter_ns()
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
+            if not ignore_eos and is_eog(self.vocab, token):
                 finish = "stop"
                 break
             n_out += 1
-            text = decoder.decode(llm.detokenize([token]))
+            text = decoder.decode(self._piece(token))
             pieces.append(text)
             yield TokenEvent(t_ns=t_ns, text=text)
-            if n_out >= request.max_tokens:
+            if n_out >= max_tokens:
                 break
+            step[0] = token
+            self._check(lc.llama_decode(self.ctx, lc.llama_batch_get_one(step, 1)))
+            self.cached.append(token)
         return Generation(
             input_tokens=len(tokens),
             output_tokens=n_out,
@@ -184,7 +251,31 @@ class LlamaCppBackend(Backend):
             finish_reason=finish,
         )
 
-    def close(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None
+    def _decode(self, tokens: list[int]) -> None:
+        lc = self.llama_cpp
+        for i in range(0, len(tokens), self.n_batch):
+            chunk = tokens[i : i + self.n_batch]
+            arr = (lc.llama_token * len(chunk))(*chunk)
+            # llama_batch_get_one: positions follow the cache, logits only for the last token.
+            self._check(lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, len(chunk))))
+            self.cached.extend(chunk)
+
+    def _check(self, rc: int) -> None:
+        if rc != 0:
+            self.cached = []  # the cache's contents are unknown now: never reuse them
+            raise RuntimeError(f"llama_decode failed ({rc})")
+
+    def _argmax(self) -> int:
+        ptr = self.llama_cpp.llama_get_logits_ith(self.ctx, -1)
+        address = self.ctypes.cast(ptr, self.ctypes.c_void_p).value or 0
+        if address != self.logits_at[0]:
+            view = self.np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+            self.logits_at = (address, view)
+        return int(self.logits_at[1].argmax())
+
+    def _piece(self, token: int) -> bytes:
+        piece = self.pieces.get(token)
+        if piece is None:
+            piece = self.llm.detokenize([token])
+            self.pieces[token] = piece
+        return piece

@@ -96,10 +96,21 @@ class CloudBackend(Backend):
 
     # -- hooks ---------------------------------------------------------------------------
     def normalize_base_url(self, url: str) -> str:
-        parsed = httpx.URL(url)
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL:
+            parsed = httpx.URL("invalid:")
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise UsageError(f"--base-url must be an http(s) URL like {self.default_base_url}")
-        return url.rstrip("/")
+        return str(parsed.copy_with(path=self.base_path(parsed.path.rstrip("/"))))
+
+    def base_path(self, path: str) -> str:
+        return path
+
+    def endpoint(self, suffix: str) -> str:
+        """base URL + suffix, keeping any query string (Azure's api-version) at the end."""
+        u = httpx.URL(self.base_url)
+        return str(u.copy_with(path=u.path.rstrip("/") + suffix))
 
     @abstractmethod
     def stream_url(self) -> str: ...
@@ -161,7 +172,7 @@ class CloudBackend(Backend):
 
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         state = self._fetch(request)
-        for t_ns, text, n in token_events(state):
+        for t_ns, text, n in token_events(state, request):
             yield TokenEvent(t_ns=t_ns, text=text, n_tokens=n)
         return generation(state, request, self.price)
 
@@ -308,17 +319,17 @@ class OpenAIBackend(CloudBackend):
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     default_key_env: ClassVar[str] = "OPENAI_API_KEY"
     default_provider: ClassVar[str] = "openai"
+    runs_locally: ClassVar[bool] = False  # the device power says nothing about the server
 
-    def normalize_base_url(self, url: str) -> str:
-        url = super().normalize_base_url(url)
+    def base_path(self, path: str) -> str:
         # "http://host:8000" means the server's /v1 API, as every compatible server mounts it.
-        return url + "/v1" if httpx.URL(url).path in ("", "/") else url
+        return path or "/v1"
 
     def stream_url(self) -> str:
-        return self.base_url + "/chat/completions"
+        return self.endpoint("/chat/completions")
 
     def models_url(self) -> str:
-        return self.base_url + "/models"
+        return self.endpoint("/models")
 
     def headers(self, key: str | None) -> dict[str, str]:
         h = {"Accept": "text/event-stream"}

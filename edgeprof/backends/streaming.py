@@ -200,18 +200,21 @@ class StreamState:
     http_attempts: int = 0
 
 
-def output_total(state: StreamState) -> tuple[int, bool]:
-    """Output tokens, and whether the server counted them (else estimated from the text)."""
+def output_total(state: StreamState, max_tokens: int | None = None) -> tuple[int, bool]:
+    """Output tokens, and whether the server counted them. Without usage: `max_tokens` when the
+    server says it stopped at the limit (exact, though still flagged), else a text estimate."""
     if state.output_tokens is not None and (state.output_tokens > 0 or not state.chunks):
         return state.output_tokens, True
+    if max_tokens and state.finish_reason == "length" and not state.error:
+        return max_tokens, False
     return estimate_tokens("".join(text for _, text in state.chunks)), False
 
 
-def token_events(state: StreamState) -> list[tuple[int, str, int]]:
+def token_events(state: StreamState, request: Request) -> list[tuple[int, str, int]]:
     """(t_ns, text, n_tokens) per event, the counts summing to the request's output tokens."""
     if not state.chunks:
         return []
-    total, _ = output_total(state)
+    total, _ = output_total(state, request.max_tokens)
     # Reasoning tokens were all produced before the first visible chunk arrived.
     reasoning = min(state.reasoning_tokens, max(0, total - 1))
     events = chunk_events(state.chunks, max(1, total - reasoning))
@@ -224,15 +227,15 @@ def token_events(state: StreamState) -> list[tuple[int, str, int]]:
 def generation(state: StreamState, request: Request, price: ModelPrice) -> Generation:
     """The request's outcome: usage counts where the server sent them, estimates flagged."""
     got_response = state.input_tokens is not None or bool(state.chunks) or state.done
-    output, output_counted = output_total(state)
+    output, output_counted = output_total(state, request.max_tokens)
     if state.chunks and output < 1:
         output, output_counted = 1, False
     if state.input_tokens is not None:
         input_tokens, input_counted = state.input_tokens, True
     elif got_response:
         input_tokens, input_counted = estimate_prompt_tokens(request.messages), False
-    else:
-        input_tokens, input_counted = 0, True  # never reached the model: nothing billed
+    else:  # never reached the model: nothing generated, nothing billed
+        input_tokens, input_counted, output_counted = 0, True, True
     method: TokenCountMethod = "api" if (input_counted and output_counted) else "estimated"
     return Generation(
         input_tokens=input_tokens,

@@ -18,17 +18,17 @@ if TYPE_CHECKING:
 @app.command("compare")
 def compare_command(
     db: Path | None = typer.Argument(
-        None, help="Profile database [default: $EDGEPROF_DB or profiles/edgeprof.db]."
+        None, help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
     ),
     run: list[str] | None = typer.Option(
         None, "--run", help="Run id or unique prefix (repeatable; default: every complete run)."
     ),
     requests_per_day: float = typer.Option(..., "--requests-per-day", help="Requests per day."),
     input_tokens: float | None = typer.Option(
-        None, "--input-tokens", help="Input tokens per request [default: the runs' mean]."
+        None, "--input-tokens", help="Input tokens per request (default: the runs' mean)."
     ),
     output_tokens: float | None = typer.Option(
-        None, "--output-tokens", help="Output tokens per request [default: the runs' mean]."
+        None, "--output-tokens", help="Output tokens per request (default: the runs' mean)."
     ),
     device_price: float | None = typer.Option(
         None, "--device-price", help="Device price in USD (not needed with --owned)."
@@ -133,10 +133,8 @@ def _render(c: Comparison) -> None:
                             else "left")
     for p in c.pairs:
         r = p.result
-        be = r.break_even_requests_per_day
         verdicts.add_row(
-            p.device, p.cloud,
-            "-" if be is None else format_count(be) + ("" if r.break_even_status == "ok" else " ✗"),
+            p.device, p.cloud, _be_cell(r.break_even_requests_per_day, r.break_even_status),
             "-" if r.payback_months is None else f"{r.payback_months:,.1f}",
             format_usd(r.saving_usd_per_day),
         )
@@ -149,12 +147,22 @@ def _render(c: Comparison) -> None:
     for col in ("device vs cloud", "parameter", "−50%", "as given", "+50%"):
         sens.add_column(col, justify="right" if "%" in col or col == "as given" else "left")
     for p in c.pairs:
-        by = {(s.parameter, s.factor): s.break_even_requests_per_day for s in p.sensitivity}
-        base = p.result.break_even_requests_per_day
+        by = {(s.parameter, s.factor): (s.break_even_requests_per_day, s.break_even_status)
+              for s in p.sensitivity}
+        base = (p.result.break_even_requests_per_day, p.result.break_even_status)
         for param in ("electricity_usd_per_kwh", "lifetime_years", "cloud_price"):
-            cells = [by.get((param, 0.5)), base, by.get((param, 1.5))]
-            sens.add_row(f"{p.device} vs {p.cloud}", param,
-                         *("none" if v is None else format_count(v) for v in cells))
+            cells = [by[param, 0.5], base, by[param, 1.5]]
+            sens.add_row(f"{p.device} vs {p.cloud}", param, *(_be_cell(*v) for v in cells))
     out.print(sens)
+    out.print("✗: beyond the device's capacity (one device cannot reach that volume); "
+              "none: electricity alone costs more than the cloud", style="dim", highlight=False)
     for note in c.notes:
         err.print(f"note: {note}", highlight=False)
+
+
+def _be_cell(value: float | None, status: str) -> str:
+    from edgeprof.economics import format_count
+
+    if value is None:
+        return "none"
+    return format_count(value) + ("" if status == "ok" else " ✗")

@@ -13,7 +13,7 @@ from edgeprof.cli.app import app, err, out
 @app.command("report")
 def report_command(
     db: Path | None = typer.Argument(
-        None, help="Profile database [default: $EDGEPROF_DB or profiles/edgeprof.db]."
+        None, help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
     ),
     run: list[str] | None = typer.Option(
         None, "--run", help="Run id or unique prefix (repeatable)."

@@ -27,7 +27,7 @@ def run_command(
     ctx: int = typer.Option(4096, help="Context size in tokens."),
     hz: float = typer.Option(10.0, help="Sensor sampling rate."),
     db: Path | None = typer.Option(
-        None, help="Profile database [default: $EDGEPROF_DB or profiles/edgeprof.db]."
+        None, help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
     ),
     label: str | None = typer.Option(None, help="A label stored with the run."),
     tdp_w: float | None = typer.Option(
@@ -126,13 +126,15 @@ class _LiveProgress:
         self.done = 0
 
     def __enter__(self) -> _LiveProgress:
-        self.progress.start()
-        return self
+        return self  # the bar appears with the first update: bad input fails before any bar
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def update(self, p: Any) -> None:
+        if not self.progress.live.is_started:
+            self.progress.start()
         if p.phase == "start" and p.row:
             self.run_id, self.db_path = p.row["run_id"], p.row["db"]
             return

@@ -11,8 +11,12 @@ from edgeprof.cli.app import app, err
 
 @app.command("merge")
 def merge_cmd(
-    sources: list[Path] = typer.Argument(..., help="Profile databases to merge in.", metavar="SRC.db..."),
-    output: Path = typer.Option(..., "--output", "-o", help="Destination database (created if absent)."),
+    sources: list[Path] = typer.Argument(
+        ..., help="Profile databases to merge in.", metavar="SRC.db..."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Destination database (created if absent)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Merge profile databases; runs already present are not copied twice."""
@@ -27,7 +31,7 @@ def merge_cmd(
         TimeElapsedColumn(),
         console=err,
         transient=True,
-        disable=quiet,
+        disable=quiet or not err.is_terminal,
     ) as bar:
         task = bar.add_task("checking sources", total=None)
 

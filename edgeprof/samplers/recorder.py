@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeprof.energy import SensorSeries
+from edgeprof.errors import SensorError
 from edgeprof.samplers.base import Reading, Sampler
 from edgeprof.store.db import SampleRow, Store
 
@@ -110,7 +111,7 @@ class Recorder:
             for s in self.samplers:
                 try:
                     readings.extend(s.read())
-                except OSError:
+                except (OSError, SensorError):
                     continue  # a transiently unreadable file: skip this tick, keep the rest
             rel = t_ns - self.t0_ns
             for r in readings:

@@ -102,6 +102,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             "energy_net_j": float,
             "energy_method": str,
             "avg_power_w": float,
+            "peak_power_w": float,
             "peak_rss_bytes": int,
             "cost_usd": float,
             "output_text": str,

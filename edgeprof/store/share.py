@@ -1,11 +1,14 @@
 """Share profile databases: merge many into one, export the tables to files.
 
-Merge rule for a run found in both a source and the destination: the destination keeps its
-copy, unless that copy is unfinished (status `running` or `aborted`) and the source's copy is
-`complete`; then the source's run row and all its requests, sensors and samples replace the
-destination's. Runs, requests, prompts and devices have globally unique ids (ULIDs, sha256,
-fingerprints); samples have none, so they travel with their run and are never copied twice.
-The rule is order-independent, and merging the same file again adds nothing.
+Runs, requests, prompts and devices have globally unique ids (ULIDs, sha256, fingerprints);
+samples and sensors have none of their own, so they travel with their run: a run already in
+the destination brings nothing twice, and merging the same file again adds nothing.
+
+A run found in both a source and the destination: the copy that got further wins, ranking
+`running` < `aborted` = `failed` < `complete` (a snapshot taken mid-run loses to the finished
+run; an interrupted run loses to a complete one). The winner's run row and all its requests,
+sensors and samples replace the other's; on a tie the destination keeps its own. Apart from
+ties, the result does not depend on the order of the sources.
 
 The destination is never written in place: it is copied into a temporary file beside it,
 the sources are merged into the copy, and the copy replaces it with one rename. Any refusal
@@ -34,7 +37,10 @@ from edgeprof.store.db import SQLITE_MAGIC
 
 TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
 RUN_TABLES = ("requests", "sensors", "samples")
-UNFINISHED = ("running", "aborted")
+# How far a run got; unknown statuses rank lowest.
+STATUS_RANK = (
+    "CASE {0} WHEN 'complete' THEN 2 WHEN 'failed' THEN 1 WHEN 'aborted' THEN 1 ELSE 0 END"
+)
 SAMPLE_CHUNK_ROWIDS = 100_000
 
 # (rows done, rows total, what is being copied); samples count by rowid span (dense in practice).
@@ -56,7 +62,10 @@ class MergeResult:
 
 
 def ro_uri(path: Path) -> str:
-    return f"file:{quote(str(path.resolve()))}?mode=ro"
+    """Read-only URI. A closed WAL database (no -wal file) is opened immutable, because a plain
+    read-only reader would leave empty -wal and -shm files beside someone's shared file."""
+    mode = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
+    return f"file:{quote(str(path.resolve()))}?{mode}"
 
 
 def open_profile_ro(path: Path, *, role: str = "source") -> sqlite3.Connection:
@@ -84,14 +93,23 @@ def open_profile_ro(path: Path, *, role: str = "source") -> sqlite3.Connection:
             )
         check = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
         if check != ["ok"]:
-            raise ProfileDBError(f"{role} {path} is corrupted ({check[0]}); restore it from a copy")
+            raise ProfileDBError(
+                f"{role} {path} is corrupted ({_one_line(check[0])}); restore it from a copy"
+            )
     except sqlite3.DatabaseError as e:
         conn.close()
-        raise ProfileDBError(f"{role} {path} is corrupted ({e}); restore it from a copy") from e
+        raise ProfileDBError(
+            f"{role} {path} is corrupted ({_one_line(str(e))}); restore it from a copy"
+        ) from e
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _needs_migration(conn: sqlite3.Connection) -> bool:
@@ -127,7 +145,9 @@ def _prepare_source(path: Path, workdir: Path, n: int) -> Path:
         copy = workdir / f"source-{n}.db"
         _copy_db(conn, copy)
     except sqlite3.DatabaseError as e:
-        raise ProfileDBError(f"source {path} is corrupted ({e}); restore it from a copy") from e
+        raise ProfileDBError(
+            f"source {path} is corrupted ({_one_line(str(e))}); restore it from a copy"
+        ) from e
     finally:
         conn.close()
     _migrate_file(copy)
@@ -176,10 +196,13 @@ class _Merger:
                 self._insert_new(table, "INSERT OR IGNORE", where, label)
             self._samples(label)
             c.execute("COMMIT")
-        finally:
-            if c.in_transaction:
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # the work file is discarded anyway
                 c.execute("ROLLBACK")
-            c.execute("DETACH DATABASE src")
+            raise
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("DETACH DATABASE src")
 
     def _devices(self, label: str) -> None:
         cols = _shared_columns(self.conn, "devices")
@@ -199,12 +222,11 @@ class _Merger:
         c = self.conn
         c.execute("CREATE TEMP TABLE IF NOT EXISTS merge_runs (id TEXT PRIMARY KEY, repl INT)")
         c.execute("DELETE FROM temp.merge_runs")
-        marks = ",".join("?" for _ in UNFINISHED)
         c.execute(
             "INSERT INTO temp.merge_runs (id, repl) SELECT s.id, d.id IS NOT NULL "
             "FROM src.runs s LEFT JOIN main.runs d ON d.id = s.id "
-            f"WHERE d.id IS NULL OR (d.status IN ({marks}) AND s.status = 'complete')",
-            UNFINISHED,
+            f"WHERE d.id IS NULL OR {STATUS_RANK.format('s.status')} > "
+            f"{STATUS_RANK.format('d.status')}"
         )
         replaced = "SELECT id FROM temp.merge_runs WHERE repl"
         for table in RUN_TABLES:
@@ -315,8 +337,8 @@ def merge(
                     merger.merge_source(a, src.name)
                 except sqlite3.DatabaseError as e:
                     raise ProfileDBError(
-                        f"source {src} could not be merged ({e}); check it with `sqlite3 {src} "
-                        "'PRAGMA integrity_check'`"
+                        f"source {src} could not be merged ({_one_line(str(e))}); "
+                        f"check it with `sqlite3 {src} 'PRAGMA integrity_check'`"
                     ) from e
             conn.execute("PRAGMA journal_mode = DELETE")
         finally:

@@ -1,0 +1,33 @@
+# `make demo`: set everything up, profile the bundled demo model, print the report.
+# `make test`: set everything up, run ruff, mypy and the test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: demo test lint setup clean
+
+setup: $(VENV)/.installed
+
+# llama-cpp-python compiles llama.cpp from source (about 10 minutes on 2 cores); pip keeps the
+# built wheel in its cache, so a second setup on the same machine takes seconds.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/edgeprof run
+	$(BIN)/edgeprof report
+
+lint: setup
+	$(BIN)/ruff check edgeprof tests scripts
+	$(BIN)/ruff format --check edgeprof tests scripts
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

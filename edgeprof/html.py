@@ -1,0 +1,329 @@
+"""A self-contained HTML report: one file that opens anywhere, with no network.
+
+CSS is inline and every chart is a PNG drawn with matplotlib's Agg canvas and embedded as a
+base64 data URI, so the page can be mailed or attached to an issue as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeprof.errors import ProfileDBError
+from edgeprof.store.db import Store
+
+MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
+DASH = "–"
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:1200px;padding:0 1rem;color:#1d2330}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;
+border-bottom:1px solid #d8dce3;padding-bottom:.2rem}
+.meta{color:#5b6472;margin-top:0}
+table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.6rem 0}
+th,td{padding:.3rem .5rem;border-bottom:1px solid #e6e8ec;text-align:right;white-space:nowrap}
+th{background:#f3f5f8;position:sticky;top:0}
+td.t,th.t{text-align:left}
+tr:hover td{background:#fafbfc}
+.est{color:#a25a00}.status-complete{color:#1a7f37}.status-failed,.status-aborted{color:#b42318}
+.verdict{background:#f0f6ff;border-left:4px solid #2f6feb;padding:.6rem .9rem;margin:.5rem 0}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6e8ec}
+figcaption{color:#5b6472;font-size:.8rem}
+.scroll{overflow-x:auto}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1rem}
+"""
+
+# (heading, summary key, formatter, css class)
+RUN_COLUMNS: list[tuple[str, str, str, str]] = [
+    ("run", "run_id", "id", "t"),
+    ("device", "device_label", "text", "t"),
+    ("backend", "backend", "text", "t"),
+    ("target", "target", "text", "t"),
+    ("quant", "quant", "text", "t"),
+    ("label", "label", "text", "t"),
+    ("status", "status", "status", "t"),
+    ("requests", "n_requests", "int", ""),
+    ("errors", "n_errors", "int", ""),
+    ("TTFT p50 ms", "ttft_p50_s", "ms", ""),
+    ("prefill tok/s", "prefill_tps_mean", "num", ""),
+    ("decode tok/s", "decode_tps_mean", "decode", ""),
+    ("J/token", "j_per_output_token", "jpt", ""),
+    ("tokens/J", "tokens_per_j", "num2", ""),
+    ("avg W", "avg_power_w", "num", ""),
+    ("peak RSS MiB", "peak_rss_bytes", "mib", ""),
+    ("$/request", "cost_per_request_usd", "usd", ""),
+]
+
+
+def _fmt(kind: str, s: dict[str, Any], key: str) -> str:
+    v = s.get(key)
+    if v is None or v == "":
+        return DASH
+    if kind == "id":
+        return f'<code title="{html.escape(str(v))}">{html.escape(str(v)[:10])}</code>'
+    if kind == "status":
+        return f'<span class="status-{html.escape(str(v))}">{html.escape(str(v))}</span>'
+    if kind == "int":
+        return f"{int(v):,}"
+    if kind == "ms":
+        return f"{float(v) * 1000:,.1f}"
+    if kind == "num":
+        return f"{float(v):,.1f}"
+    if kind == "num2":
+        return f"{float(v):,.2f}"
+    if kind == "decode":
+        sd = s.get("decode_tps_sd")
+        return f"{float(v):,.1f}" + (f" ± {float(sd):,.1f}" if sd is not None else "")
+    if kind == "jpt":
+        est = "estimated" in str(s.get("energy_method") or "")
+        mark = ' <span class="est" title="estimated, not measured">(est.)</span>' if est else ""
+        return f"{float(v):.3g}{mark}"
+    if kind == "mib":
+        return f"{float(v) / 2**20:,.0f}"
+    if kind == "usd":
+        return f"${float(v):.6f}".rstrip("0").rstrip(".")
+    return html.escape(str(v))
+
+
+def _png_uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(w: float, h: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _group_label(s: dict[str, Any], with_target: bool) -> str:
+    label = f"{s.get('device_label') or str(s.get('device_id') or '?')[:8]} · {s.get('backend')}"
+    return f"{label} · {Path(str(s.get('target') or '?')).name}" if with_target else label
+
+
+def _bar_chart(
+    summaries: Sequence[dict[str, Any]], key: str, sd_key: str | None, title: str, unit: str
+) -> str | None:
+    """Mean of `key` per device and backend (and model, when runs differ in it)."""
+    with_target = len({s.get("target") for s in summaries}) > 1
+    groups: dict[str, list[float]] = {}
+    for s in summaries:
+        if s.get(key) is not None:
+            groups.setdefault(_group_label(s, with_target), []).append(float(s[key]))
+    if not groups:
+        return None
+    labels = sorted(groups)
+    means = [sum(groups[g]) / len(groups[g]) for g in labels]
+    # Spread across runs of the group where there are several, else the run's own sd.
+    errs = []
+    for g in labels:
+        vals = groups[g]
+        if len(vals) > 1:
+            m = sum(vals) / len(vals)
+            errs.append((sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5)
+        else:
+            sds = [s.get(sd_key) for s in summaries if sd_key and _group_label(s, with_target) == g]
+            errs.append(float(sds[0]) if sds and sds[0] is not None else 0.0)
+    fig = _figure(6.0, 0.55 * len(labels) + 1.2)
+    ax = fig.add_subplot()
+    ax.barh(labels, means, xerr=errs, color="#2f6feb", alpha=0.85, capsize=3)
+    for y, m in enumerate(means):
+        ax.text(m, y, f" {m:.3g}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    return _png_uri(fig)
+
+
+def _timeline(store: Store, run_id: str) -> str | None:
+    try:
+        from edgeprof.plots import plot_run_timeline
+    except ImportError:
+        return _simple_timeline(store, run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "timeline.png"
+        plot_run_timeline(store, run_id, png)
+        return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def _simple_timeline(store: Store, run_id: str) -> str | None:
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in store.samples(run_id, metrics=("power_w",)):
+        series.setdefault(str(r["sensor"]), []).append((r["t_ns"] / 1e9, float(r["value"])))
+    if not series:
+        return None
+    fig = _figure(10, 3.2)
+    ax = fig.add_subplot()
+    for name, pts in sorted(series.items()):
+        ax.plot([t for t, _ in pts], [w for _, w in pts], lw=1, label=name)
+    for req in store.requests(run_id):
+        if req["t_start_ns"] is not None and req["t_end_ns"] is not None:
+            ax.axvspan(req["t_start_ns"] / 1e9, req["t_end_ns"] / 1e9, color="tab:blue", alpha=0.1)
+    ax.set_xlabel("time since run start (s)")
+    ax.set_ylabel("power (W)")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    return _png_uri(fig)
+
+
+def _img(uri: str, alt: str, caption: str) -> str:
+    return (
+        f'<figure><img src="{uri}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _runs_table(summaries: Sequence[dict[str, Any]]) -> str:
+    head = "".join(f'<th class="{c}">{html.escape(h)}</th>' for h, _, _, c in RUN_COLUMNS)
+    body = []
+    for s in summaries:
+        cells = "".join(f'<td class="{c}">{_fmt(k, s, key)}</td>' for _, key, k, c in RUN_COLUMNS)
+        body.append(f'<tr data-run-id="{html.escape(str(s["run_id"]))}">{cells}</tr>')
+    table = f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'
+
+
+def _money(v: Any, digits: int = 6) -> str:
+    return DASH if v is None else f"${float(v):,.{digits}f}".rstrip("0").rstrip(".")
+
+
+def _count(v: Any) -> str:
+    return DASH if v is None else f"{float(v):,.0f}"
+
+
+def _compare_section(comparison: Any) -> str:
+    """The verdict of edgeprof.compare: a Comparison, or its `to_dict` form."""
+    if not isinstance(comparison, dict):
+        from edgeprof.compare import to_dict
+
+        comparison = to_dict(comparison)
+    parts = ["<h2>Device or cloud?</h2>"]
+    w = comparison.get("workload") or {}
+    if w:
+        parts.append(
+            f'<p class="meta">At {_count(w.get("requests_per_day"))} requests/day of '
+            f"{_count(w.get('input_tokens'))} input and {_count(w.get('output_tokens'))} "
+            "output tokens each.</p>"
+        )
+    rows = []
+    for p in comparison.get("pairs") or []:
+        r = p.get("result") or {}
+        payback = r.get("payback_months")
+        parts.append(
+            f'<div class="verdict"><b>{html.escape(str(p.get("device")))}</b> vs '
+            f"<b>{html.escape(str(p.get('cloud')))}</b>: "
+            f"{html.escape(str(r.get('verdict') or DASH))}</div>"
+        )
+        rows.append(
+            "<tr>"
+            f'<td class="t">{html.escape(str(p.get("device")))}</td>'
+            f'<td class="t">{html.escape(str(p.get("cloud")))}</td>'
+            f"<td>{_money(r.get('device_cost_per_request_usd'))}</td>"
+            f"<td>{_money(r.get('cloud_cost_per_request_usd'))}</td>"
+            f"<td>{_money(r.get('device_cost_per_day_usd'), 2)}</td>"
+            f"<td>{_money(r.get('cloud_cost_per_day_usd'), 2)}</td>"
+            f"<td>{_count(r.get('device_capacity_requests_per_day'))}</td>"
+            f"<td>{_count(r.get('break_even_requests_per_day'))}</td>"
+            f"<td>{DASH if payback is None else f'{float(payback):.1f}'}</td>"
+            "</tr>"
+        )
+    if rows:
+        head = "".join(
+            f"<th{' class=t' if i < 2 else ''}>{h}</th>"
+            for i, h in enumerate(
+                ("device", "cloud", "device $/request", "cloud $/request", "device $/day",
+                 "cloud $/day", "capacity req/day", "break-even req/day", "payback months")
+            )
+        )  # fmt: skip
+        table = f'<table id="compare"><thead><tr>{head}</tr></thead>{"".join(rows)}</table>'
+        parts.append(f'<div class="scroll">{table}</div>')
+    assumptions = comparison.get("assumptions") or []
+    if assumptions:
+        items = "".join(
+            f'<tr><td class="t">{html.escape(str(a.get("name")))}</td>'
+            f"<td>{html.escape(str(a.get('value')))}</td>"
+            f'<td class="t">{html.escape(str(a.get("unit")))}</td>'
+            f'<td class="t">{html.escape(str(a.get("provenance")))}</td>'
+            f'<td class="t">{html.escape(str(a.get("source")))}</td></tr>'
+            for a in assumptions
+        )
+        parts.append(
+            '<table id="assumptions"><thead><tr><th class="t">input</th><th>value</th>'
+            '<th class="t">unit</th><th class="t">provenance</th><th class="t">source</th>'
+            f"</tr></thead>{items}</table>"
+        )
+    for note in comparison.get("notes") or []:
+        parts.append(f'<p class="meta">{html.escape(str(note))}</p>')
+    return "\n".join(parts)
+
+
+def render_html_report(
+    store: Store, run_ids: Sequence[str] | None = None, compare: Any = None
+) -> str:
+    """The page as a string (see `write_html_report`)."""
+    from edgeprof.summary import summarize_run
+
+    runs = store.runs(list(run_ids) if run_ids else None)
+    if not runs:
+        raise ProfileDBError(f"{store.path} holds no runs to report; add one with `edgeprof run`")
+    summaries = [summarize_run(store, str(r["id"])) for r in runs]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    devices = len({s["device_id"] for s in summaries})
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>edgeprof report: {html.escape(store.path.name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>edgeprof report</h1>",
+        f'<p class="meta">{html.escape(store.path.name)} · {len(summaries)} run(s) on '
+        f"{devices} device(s) · generated {now}</p>",
+    ]
+    if compare is not None:
+        parts.append(_compare_section(compare))
+    parts += ["<h2>Runs</h2>", _runs_table(summaries)]
+    if any("estimated" in str(s.get("energy_method") or "") for s in summaries):
+        parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
+                     "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
+    charts = [
+        _bar_chart(summaries, "decode_tps_mean", "decode_tps_sd", "Decode speed", "tokens/s"),
+        _bar_chart(summaries, "j_per_output_token", None, "Energy per output token", "J/token"),
+    ]
+    alts = ("decode tokens per second per device and backend", "joules per output token")
+    imgs = [_img(uri, alt, alt) for uri, alt in zip(charts, alts, strict=True) if uri]
+    if imgs:
+        parts += ["<h2>Per device and backend</h2>", f'<div class="charts">{"".join(imgs)}</div>']
+    timelines = []
+    for s in sorted(summaries, key=lambda s: str(s["run_id"]), reverse=True)[:MAX_TIMELINES]:
+        uri = _timeline(store, str(s["run_id"]))
+        if uri:
+            caption = f"run {s['run_id']} · {_group_label(s, True)}"
+            timelines.append(_img(uri, f"power timeline of run {s['run_id']}", caption))
+    if timelines:
+        parts += ["<h2>Power timelines</h2>", *timelines]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_html_report(
+    store: Store, path: Path | str, run_ids: Sequence[str] | None = None, compare: Any = None
+) -> Path:
+    """Write one self-contained HTML page: runs table, per-device charts, power timelines and,
+    when `compare` is given (an `edgeprof.compare.Comparison` or its `to_dict`), the verdict."""
+    out = Path(path)
+    text = render_html_report(store, run_ids, compare)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out

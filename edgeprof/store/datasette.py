@@ -1,0 +1,161 @@
+"""Datasette metadata for a profile database: what each table and column means, with units.
+
+`edgeprof datasette-metadata DB -o metadata.json`, then `datasette DB -m metadata.json`.
+Units are Pint names (Datasette converts between them); money and token rates have no Pint
+unit, so their descriptions say it instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# table -> (description, label column, {column: (description, pint unit or "")})
+SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
+    "devices": (
+        "One row per physical device (the same machine profiled twice keeps one row).",
+        "label",
+        {
+            "id": ("Stable fingerprint hash of the hardware", ""),
+            "label": ("Human name for the device", ""),
+            "hostname": ("Host name when profiled (dropped by `export --anonymize`)", ""),
+            "cpu_model": ("CPU model string", ""),
+            "cores": ("Physical CPU cores", ""),
+            "threads": ("Logical CPUs (hardware threads)", ""),
+            "ram_bytes": ("Installed memory", "byte"),
+            "os": ("Operating system and kernel", ""),
+            "arch": ("CPU architecture", ""),
+            "accelerators": ("JSON list of GPUs / NPUs found", ""),
+            "mem_bandwidth_gbs": ("Measured memory bandwidth (decode roofline), GB/s", ""),
+        },
+    ),
+    "runs": (
+        "One profiling session: a backend and model on a device over a prompt suite.",
+        "label",
+        {
+            "id": ("Run id (ULID: time-ordered, globally unique)", ""),
+            "device_id": ("Device that ran it", ""),
+            "backend": ("llamacpp, onnx, openai or anthropic", ""),
+            "target": ("Model file name or endpoint model name", ""),
+            "model_path": ("Local model path (file name only after anonymized export)", ""),
+            "model_sha256": ("SHA-256 of the model file", ""),
+            "model_size_bytes": ("Model file size", "byte"),
+            "quant": ("Quantization (e.g. Q4_K_M)", ""),
+            "label": ("User label for the run", ""),
+            "prompt_suite": ("Prompt suite name", ""),
+            "params": ("JSON: threads, ctx, max_tokens, repetitions, ... (never secrets)", ""),
+            "environment": ("JSON: library versions, Python, edgeprof", ""),
+            "edgeprof_version": ("edgeprof version that recorded the run", ""),
+            "started_at": ("Start time, ISO 8601 UTC", ""),
+            "ended_at": ("End time, ISO 8601 UTC", ""),
+            "status": ("running, complete, aborted or failed", ""),
+            "error": ("Why the run failed, if it did", ""),
+            "idle_power_w": ("Idle power measured before the run", "watt"),
+            "idle_method": ("How idle power was obtained (measured / estimated)", ""),
+            "load_s": ("Model load time", "second"),
+            "load_energy_j": ("Energy used while loading the model", "joule"),
+            "recorder_hz": ("Sampling rate of the power recorder", "hertz"),
+            "recorder_cpu_s_per_s": ("CPU seconds the recorder used per wall second", ""),
+            "t0_ns": (
+                "Monotonic clock at run start; request and sample times count from it",
+                "nanosecond",
+            ),
+        },
+    ),
+    "prompts": (
+        "Prompt texts, keyed by content hash so merged databases share them.",
+        "name",
+        {
+            "id": ("SHA-256 of the prompt text", ""),
+            "suite": ("Suite the prompt belongs to", ""),
+            "name": ("Short name", ""),
+            "text": ("Prompt text", ""),
+        },
+    ),
+    "requests": (
+        "One generation: timing, tokens, energy and cost (warm-up rows excluded from statistics).",
+        None,
+        {
+            "id": ("Request id (ULID)", ""),
+            "run_id": ("Run it belongs to", ""),
+            "prompt_id": ("Prompt sent", ""),
+            "seq": ("Order within the run", ""),
+            "repetition": ("Repetition number", ""),
+            "warmup": ("1: warm-up, recorded but excluded from statistics", ""),
+            "input_tokens": ("Prompt tokens (from the tokenizer or API usage)", ""),
+            "output_tokens": ("Generated tokens", ""),
+            "token_count_method": ("tokenizer, api or estimated", ""),
+            "t_start_ns": ("Request start, since the run's t0", "nanosecond"),
+            "t_end_ns": ("Last token, since the run's t0", "nanosecond"),
+            "ttft_s": ("Time to first token", "second"),
+            "prefill_tps": ("Prefill speed: input tokens / TTFT (tokens per second)", ""),
+            "decode_tps": (
+                "Decode speed: (output tokens - 1) / decode time (tokens per second)",
+                "",
+            ),
+            "e2e_s": ("End-to-end latency", "second"),
+            "itl_p50_s": ("Median inter-token latency", "second"),
+            "itl_p90_s": ("90th percentile inter-token latency", "second"),
+            "itl_p99_s": ("99th percentile inter-token latency", "second"),
+            "finish_reason": ("stop, length or error", ""),
+            "energy_j": (
+                "Energy over the request window (non-overlapping domains summed)",
+                "joule",
+            ),
+            "energy_net_j": ("Energy minus idle power x duration", "joule"),
+            "energy_method": ("measured or estimated", ""),
+            "avg_power_w": ("Average power over the request", "watt"),
+            "peak_rss_bytes": ("Peak resident memory of the process", "byte"),
+            "cost_usd": ("Cloud cost of the request, US dollars", ""),
+            "output_text": ("Generated text", ""),
+            "error": ("Error message, if the request failed", ""),
+        },
+    ),
+    "samples": (
+        "Sensor readings over time, long format; the metric name carries the unit "
+        "(power_w in watts, energy_j cumulative joules, rss_bytes, cpu_percent, temp_c).",
+        None,
+        {
+            "run_id": ("Run the reading belongs to", ""),
+            "t_ns": ("Time since the run's t0", "nanosecond"),
+            "sensor": ("Sensor instance (see the sensors table)", ""),
+            "metric": ("What was read; its suffix is the unit", ""),
+            "value": ("Reading, in the unit named by the metric", ""),
+        },
+    ),
+    "sensors": (
+        "The sensors read during a run: what they cover and whether they measure or estimate.",
+        None,
+        {
+            "run_id": ("Run the sensor was read in", ""),
+            "sensor": ("Sensor instance name", ""),
+            "metric": ("Metric it provides", ""),
+            "domain": ("What it covers: package, dram, psys, gpu, board, battery, ...", ""),
+            "unit": ("Unit of the metric", ""),
+            "method": ("measured or estimated", ""),
+            "detail": ("Source path or command", ""),
+        },
+    ),
+}
+
+
+def metadata(database: str = "edgeprof") -> dict[str, Any]:
+    """Datasette metadata for a database served under `database` (its file name stem)."""
+    tables: dict[str, Any] = {}
+    for table, (description, label_column, columns) in SCHEMA_DOC.items():
+        entry: dict[str, Any] = {
+            "description": description,
+            "columns": {c: d for c, (d, _) in columns.items()},
+        }
+        units = {c: u for c, (_, u) in columns.items() if u}
+        if units:
+            entry["units"] = units
+        if label_column:
+            entry["label_column"] = label_column
+        tables[table] = entry
+    tables["runs"]["sort_desc"] = "started_at"
+    tables["_migrations"] = {"hidden": True}
+    return {
+        "title": "edgeprof profiles",
+        "description": "On-device and cloud LLM profiles: speed, energy and cost per request.",
+        "databases": {database: {"tables": tables}},
+    }

@@ -1,0 +1,179 @@
+"""End to end: a real OpenAI-compatible server (llama.cpp's) and the tests' own server, driven
+through the runner and the command line, checking what lands in the profile database."""
+# ruff: noqa: F811 - pytest fixtures imported from tests.cloud_fixtures
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeprof.runner import RunConfig, profile
+from edgeprof.store.db import Store
+from tests.cloud_fixtures import (  # noqa: F401 - fixtures are used by name
+    FAKE_KEY,
+    cloud_server,
+    drain,
+    keyed_server,
+    llama_server,
+    make_backend,
+    request,
+)
+from tests.cloudserver import CloudServer, chunk_text
+from tests.conftest import edgeprof_cli
+
+
+@pytest.fixture()
+def prompts(tmp_path: Path) -> Path:
+    path = tmp_path / "two.jsonl"
+    path.write_text(
+        '{"name": "a", "prompt": "Name a colour."}\n'
+        '{"name": "b", "system": "Be brief.", "prompt": "Count to three."}\n'
+    )
+    return path
+
+
+def test_openai_backend_against_llama_cpp_server(llama_server: str) -> None:
+    b = make_backend("openai", "smollm2", llama_server)
+    info = b.load()
+    assert info.extra["base_url"] == llama_server + "/v1"
+    events, gen = drain(b, request(max_tokens=8))
+    assert gen.error is None and gen.finish_reason in ("stop", "length")
+    assert events and gen.text == "".join(e.text for e in events)
+    assert sum(e.n_tokens for e in events) == gen.output_tokens
+    # llama-cpp-python's server sends no usage in streams: the counts are flagged.
+    assert gen.token_count_method == "estimated"
+    if gen.finish_reason == "length":
+        assert gen.output_tokens == 8
+    b.close()
+
+
+def _run(
+    db: Path, prompts: Path, model: str, base_url: str, *, backend: str = "openai",
+    repetitions: int = 1, concurrency: int = 1,
+) -> str:  # fmt: skip
+    config = RunConfig(
+        backend=backend, model=model, prompts=str(prompts), repetitions=repetitions, warmup=0,
+        max_tokens=16, idle_seconds=0, db=db, concurrency=concurrency,
+        extra={"base_url": base_url, "price_in_usd_per_m": 5.0, "price_out_usd_per_m": 15.0},
+    )  # fmt: skip
+    return profile(config)
+
+
+def _rows(db: Path, run_id: str) -> tuple[dict, list[dict]]:
+    with Store(db) as store:
+        return store.runs([run_id])[0], store.requests(run_id)
+
+
+def test_cli_run_against_llama_cpp_server_lands_beside_local_runs(
+    llama_server: str, prompts: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    common = ["--prompts", str(prompts), "--repetitions", "1", "--warmup", "0",
+              "--max-tokens", "8", "--idle-seconds", "0", "--db", str(db)]  # fmt: skip
+    cloud = edgeprof_cli(
+        "run", "--backend", "openai", "--model", "smollm2", "--base-url", llama_server,
+        "--price-in", "5", "--price-out", "15", "--json", *common,
+    )  # fmt: skip
+    assert cloud.returncode == 0, cloud.stderr
+    local = edgeprof_cli("run", *common)
+    assert local.returncode == 0, local.stderr
+    with Store(db) as store:
+        runs = {r["backend"]: r for r in store.runs()}
+        assert set(runs) == {"openai", "llamacpp"}
+        rows = store.requests(runs["openai"]["id"])
+    assert len(rows) == 2
+    for row in rows:
+        assert row["error"] is None and row["output_tokens"] > 0
+        assert row["ttft_s"] > 0 and row["output_text"]
+        expected = (row["input_tokens"] * 5 + row["output_tokens"] * 15) / 1e6
+        assert row["cost_usd"] == pytest.approx(expected)
+    params = runs["openai"]["params"]
+    params = json.loads(params) if isinstance(params, str) else params
+    assert params["price_source"] == "user" and params["price_in_usd_per_m"] == 5.0
+    summary = json.loads(cloud.stdout)
+    assert summary["cost_usd_total"] == pytest.approx(sum(r["cost_usd"] for r in rows))
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+def test_db_after_429_and_500_retries(
+    name: str, cloud_server: CloudServer, prompts: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    for spec in (f"fail=429&retry_after=1&chunks=4&id=db{name}", f"fail=500&chunks=4&id=db{name}"):
+        run, rows = _rows(db, _run(db, prompts, spec, cloud_server.base_url, backend=name))
+        assert run["status"] == "complete" and len(rows) == 2
+        assert cloud_server.attempts[spec] == 3  # one failed attempt, then two requests
+        for row in rows:
+            assert row["error"] is None and row["output_tokens"] == 4
+            assert row["token_count_method"] == "api"
+            assert row["cost_usd"] == pytest.approx((row["input_tokens"] * 5 + 4 * 15) / 1e6)
+        first = min(rows, key=lambda r: r["seq"])
+        if spec.startswith("fail=429"):
+            assert first["ttft_s"] >= 1.0  # the Retry-After wait is part of what a user waits
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    ("spec", "message", "text"),
+    [
+        ("chunks=8&cut_after=3", "stream broke after 3 chunks", "".join(map(chunk_text, range(3)))),
+        ("chunks=8&bad_json_at=2", "malformed JSON", "".join(map(chunk_text, range(2)))),
+    ],
+)
+def test_db_after_a_broken_stream(
+    name: str, spec: str, message: str, text: str, cloud_server: CloudServer,
+    prompts: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    db = tmp_path / "p.db"
+    run, rows = _rows(db, _run(db, prompts, spec, cloud_server.base_url, backend=name))
+    assert run["status"] == "complete" and len(rows) == 2  # the run went on
+    for row in rows:
+        assert message in row["error"] and row["finish_reason"] == "error"
+        assert row["output_text"] == text and row["output_tokens"] > 0
+        assert row["token_count_method"] == "estimated" and row["ttft_s"] > 0
+
+
+def test_concurrent_run_keeps_streams_in_flight(
+    cloud_server: CloudServer, prompts: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    cloud_server.reset_stats()
+    run_id = _run(db, prompts, "chunks=6&delay_ms=40", cloud_server.base_url,
+                  repetitions=4, concurrency=8)  # fmt: skip
+    _, rows = _rows(db, run_id)
+    assert len(rows) == 8 and all(r["error"] is None for r in rows)
+    assert cloud_server.max_in_flight == 8
+
+
+def test_no_api_key_in_database_exports_or_json(
+    keyed_server: CloudServer, prompts: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    env = {"EDGEPROF_LEAK_TEST_KEY": FAKE_KEY}
+    outputs = []
+    for backend in ("openai", "anthropic"):
+        r = edgeprof_cli(
+            "run", "--backend", backend, "--model", "chunks=3", "--base-url",
+            keyed_server.base_url, "--api-key-env", "EDGEPROF_LEAK_TEST_KEY",
+            "--price-in", "1", "--price-out", "2", "--prompts", str(prompts),
+            "--repetitions", "1", "--warmup", "0", "--idle-seconds", "0", "--db", str(db),
+            "--json", env=env,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        outputs.append(r)
+    outputs.append(edgeprof_cli("report", str(db), "--json", "--requests", env=env))
+    for fmt in ("csv", "jsonl"):
+        out = tmp_path / f"export-{fmt}"
+        outputs.append(edgeprof_cli("export", str(db), "-f", fmt, "-o", str(out), env=env))
+    assert all(r.returncode == 0 for r in outputs), [r.stderr for r in outputs]
+    with Store(db) as store:  # the key did work: every request was answered
+        assert store.count("requests") == 4
+        assert all(r["error"] is None for run in store.runs() for r in store.requests(run["id"]))
+    for r in outputs:
+        assert FAKE_KEY not in r.stdout and FAKE_KEY not in r.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("p.db") for p in files)
+    for path in files:
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
