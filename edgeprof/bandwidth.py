@@ -114,3 +114,15 @@ def gguf_bytes_per_token(path: Path | str) -> int:
         rows = next(int(t.shape[-1]) for t in reader.tensors if t.name == "token_embd.weight")
         total -= embd - embd // max(rows, 1)
     return total
+
+
+def weights_bytes_per_token(model_path: str | None, model_size_bytes: int | None) -> int | None:
+    """Bytes read per decoded token for a run: from the GGUF's tensors when the file is still
+    there, else the model file's size (right for dense ONNX/GGUF files within a few percent:
+    headers and metadata are small), else None (cloud targets)."""
+    if model_path and model_path.endswith(".gguf") and Path(model_path).is_file():
+        try:
+            return gguf_bytes_per_token(model_path)
+        except (ValueError, OSError, KeyError):
+            pass  # an unreadable header: the file size is the next best figure
+    return model_size_bytes if model_size_bytes and model_size_bytes > 0 else None

@@ -138,8 +138,8 @@ def _bar_chart(
     fig = _figure(6.0, 0.55 * len(labels) + 1.2)
     ax = fig.add_subplot()
     ax.barh(labels, means, xerr=errs, color="#2f6feb", alpha=0.85, capsize=3)
-    for y, m in enumerate(means):
-        ax.text(m, y, f" {m:.3g}", va="center", fontsize=8)
+    for y, (m, e) in enumerate(zip(means, errs, strict=True)):
+        ax.text(m + e, y, f" {m:.3g}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(unit)
     ax.set_title(title, fontsize=10)

@@ -18,6 +18,7 @@ from edgeprof.bandwidth import (
     llc_bytes,
     measure_bandwidth_gbs,
     roofline_share,
+    weights_bytes_per_token,
 )
 
 
@@ -128,3 +129,16 @@ def test_bytes_per_token_demo_model(demo_model: Path) -> None:
     n = gguf_bytes_per_token(demo_model)
     # SmolLM2 ties its embeddings: nearly the whole file is weights read per token.
     assert 0.9 * demo_model.stat().st_size < n <= demo_model.stat().st_size
+
+
+def test_weights_bytes_per_token_prefers_the_gguf(tmp_path: Path) -> None:
+    p = tmp_path / "m.gguf"
+    _write_gguf(p, {"token_embd.weight": np.zeros((10, 4), dtype=np.float32)})
+    assert weights_bytes_per_token(str(p), 999_999) == 160
+    # Gone or not a GGUF: the recorded file size stands in; nothing known: None.
+    assert weights_bytes_per_token(str(tmp_path / "gone.gguf"), 1234) == 1234
+    assert weights_bytes_per_token(str(tmp_path / "m.onnx"), 5678) == 5678
+    assert weights_bytes_per_token(None, None) is None
+    garbage = tmp_path / "bad.gguf"
+    garbage.write_bytes(b"not a gguf at all")
+    assert weights_bytes_per_token(str(garbage), 42) == 42

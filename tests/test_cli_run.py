@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import edgeprof_cli
 from edgeprof.workload import load_suite
+from tests.conftest import edgeprof_cli
 
 
 def test_run_json_has_real_figures(demo_run):
@@ -39,11 +39,16 @@ def test_run_fills_every_table(demo_run):
     ).fetchall()
     for inp, outp, finish, ttft, decode, energy_j, method in rows:
         assert inp > 0 and ttft > 0
+        assert decode > 0 if outp > 1 else decode is None
         assert outp == 32 if finish == "length" else 0 < outp <= 32
         assert energy_j > 0 and method == "estimated"
-    sensor = conn.execute("SELECT method, detail FROM sensors WHERE sensor = 'estimate:cpu'").fetchone()
+    sensor = conn.execute(
+        "SELECT method, detail FROM sensors WHERE sensor = 'estimate:cpu'"
+    ).fetchone()
     assert sensor[0] == "estimated" and "TDP" in sensor[1]
-    run = conn.execute("SELECT status, load_s, idle_power_w, recorder_cpu_s_per_s FROM runs").fetchone()
+    run = conn.execute(
+        "SELECT status, load_s, idle_power_w, recorder_cpu_s_per_s FROM runs"
+    ).fetchone()
     assert run[0] == "complete" and run[1] > 0 and run[2] > 0 and 0 <= run[3] < 0.5
 
 
@@ -84,9 +89,13 @@ def test_probe_json_lists_sources_with_reasons():
 
 
 def test_bad_model_path_is_one_line(tmp_path):
-    result = edgeprof_cli("run", "--model", str(tmp_path / "nope.gguf"), "--db", str(tmp_path / "x.db"))
+    result = edgeprof_cli(
+        "run", "--model", str(tmp_path / "nope.gguf"), "--db", str(tmp_path / "x.db")
+    )
     assert result.returncode == 2
-    assert result.stderr.startswith("edgeprof: error: model file") and "Traceback" not in result.stderr
+    assert (
+        result.stderr.startswith("edgeprof: error: model file") and "Traceback" not in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -283,3 +283,27 @@ def test_unpriced_model_names_the_fix() -> None:
             "openai",
             BackendOptions(model="my-local-model", extra={"base_url": "http://127.0.0.1:1"}),
         )
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_without_usage_a_stop_at_the_limit_counts_max_tokens(
+    name: str, cloud_server: CloudServer
+) -> None:
+    b = make_backend(name, "chunks=6&usage=0", cloud_server.base_url)
+    events, gen = drain(b, request(max_tokens=6))
+    assert gen.finish_reason == "length" and gen.output_tokens == 6
+    assert gen.token_count_method == "estimated"  # inferred, not reported: still flagged
+    assert [e.n_tokens for e in events] == [1] * 6
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_check_fails_fast_before_any_work(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGEPROF_TEST_MISSING_KEY", raising=False)
+    b = make_backend(
+        name, "x", "https://api.example.invalid", api_key_env="EDGEPROF_TEST_MISSING_KEY"
+    )
+    with pytest.raises(CloudAPIError, match="no API key"):
+        b.check()  # type: ignore[attr-defined]
+    local = make_backend(name, "x", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(CloudAPIError, match="cannot reach"):
+        local.check()  # type: ignore[attr-defined]

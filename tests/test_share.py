@@ -6,7 +6,6 @@ import csv
 import hashlib
 import itertools
 import json
-import os
 import re
 import socket
 import sqlite3
@@ -18,7 +17,8 @@ import pytest
 from edgeprof.errors import ProfileDBError, UsageError
 from edgeprof.store import Store, migrations
 from edgeprof.store.ids import ulid
-from edgeprof.store.share import export, merge
+from edgeprof.store.export import export
+from edgeprof.store.share import merge
 from tests.conftest import edgeprof_cli
 
 TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
@@ -267,7 +267,7 @@ def _corrupt(src: Path, out: Path) -> None:
     data = bytearray(src.read_bytes())
     page = 4096
     middle = (len(data) // page // 2) * page
-    data[middle : middle + page] = os.urandom(page)
+    data[middle : middle + page] = b"\xde\xad\xbe\xef" * (page // 4)  # no valid page type
     out.write_bytes(bytes(data))
 
 

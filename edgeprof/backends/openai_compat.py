@@ -129,7 +129,8 @@ class CloudBackend(Backend):
         """Record one SSE event; set state.done at the end, state.error on an error event."""
 
     # -- contract ------------------------------------------------------------------------
-    def load(self) -> ModelInfo:
+    def check(self) -> None:
+        """The key is set and the host answers: one clear error before any work starts."""
         key = self._key()
         try:
             resp = self.client().get(
@@ -145,6 +146,9 @@ class CloudBackend(Backend):
                 f"{self.safe_base_url()} refused the API key in ${self.api_key_env} "
                 f"(HTTP {resp.status_code}); set a valid key"
             )
+
+    def load(self) -> ModelInfo:
+        self.check()
         return ModelInfo(
             target=self.model,
             quant=None,

@@ -54,7 +54,7 @@ def export_cmd(
     ),
 ) -> None:
     """Export every table of a profile database to files."""
-    from edgeprof.store.share import export
+    from edgeprof.store.export import export
 
     files = export(db, fmt, output, anonymize=anonymize)
     for table, path in files.items():

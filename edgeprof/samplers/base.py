@@ -118,14 +118,20 @@ class CpuLoad:
 
         self._psutil = psutil
         self._last = psutil.cpu_times()
+        # The kernel counts CPU time in 10 ms ticks: a shorter interval (a mark() right after a
+        # poll) would read as 0% or 100%. Below this much CPU time, repeat the last value.
+        self._min_total_s = 0.05 * (psutil.cpu_count() or 1)
+        self._value = 0.0
 
     def fraction(self) -> float:
         now = self._psutil.cpu_times()
         busy0, total0 = _busy_total(self._last)
         busy1, total1 = _busy_total(now)
-        self._last = now
         dt = total1 - total0
-        return max(0.0, min(1.0, (busy1 - busy0) / dt)) if dt > 0 else 0.0
+        if dt >= self._min_total_s:
+            self._last = now
+            self._value = max(0.0, min(1.0, (busy1 - busy0) / dt))
+        return self._value
 
 
 def _busy_total(t: object) -> tuple[float, float]:

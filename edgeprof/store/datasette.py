@@ -104,6 +104,7 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "energy_net_j": ("Energy minus idle power x duration", "joule"),
             "energy_method": ("measured or estimated", ""),
             "avg_power_w": ("Average power over the request", "watt"),
+            "peak_power_w": ("Highest power reading during the request", "watt"),
             "peak_rss_bytes": ("Peak resident memory of the process", "byte"),
             "cost_usd": ("Cloud cost of the request, US dollars", ""),
             "output_text": ("Generated text", ""),
