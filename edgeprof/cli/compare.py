@@ -53,6 +53,9 @@ def compare_command(
         None, "--price-out", help="An explicit cloud target: output USD per 1M tokens."
     ),
     plot: Path | None = typer.Option(None, "--plot", help="Write the cost curves to this PNG."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Write the HTML report of these runs, with the verdicts."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
@@ -65,18 +68,32 @@ def compare_command(
     if not path.exists():
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
     if not owned and (device_price is None or lifetime_years is None):
-        raise UsageError("give --device-price USD and --lifetime-years Y, or --owned for a "
-                         "device you already have (electricity only)")
+        raise UsageError(
+            "give --device-price USD and --lifetime-years Y, or --owned for a "
+            "device you already have (electricity only)"
+        )
     # An owned device's price and life are sunk; they only label the output.
     device_price = 0.0 if device_price is None else device_price
     lifetime_years = 3.0 if lifetime_years is None else lifetime_years
     costs = DeviceCosts(device_price, lifetime_years, electricity, utilization, owned)
     with Store(path) as store:
         result = compare(
-            store, costs, requests_per_day=requests_per_day, input_tokens=input_tokens,
-            output_tokens=output_tokens, run_ids=run or None, cloud_models=cloud or (),
-            price_in_usd_per_m=price_in, price_out_usd_per_m=price_out,
+            store,
+            costs,
+            requests_per_day=requests_per_day,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            run_ids=run or None,
+            cloud_models=cloud or (),
+            price_in_usd_per_m=price_in,
+            price_out_usd_per_m=price_out,
         )
+        if html is not None:
+            from edgeprof.html import write_html_report
+
+            run_ids = [store.resolve_run_id(r) for r in run] if run else None
+            write_html_report(store, html, run_ids, compare=result)
+            err.print(f"wrote {html}")
     if plot is not None:
         plot_costs(result, plot)
         err.print(f"wrote {plot}")
@@ -108,54 +125,74 @@ def _render(c: Comparison) -> None:
         f"{w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens each",
         title_justify="left",
     )
-    for col in ("target", "$/request", "$/1M out tokens", "busy s/request",
-                "capacity req/day", "$/day"):
+    for col in (
+        "target",
+        "$/request",
+        "$/1M out tokens",
+        "busy s/request",
+        "capacity req/day",
+        "$/day",
+    ):
         targets.add_column(col, justify="left" if col == "target" else "right")
     device_rows = {p.device: p.result for p in c.pairs}
     for name, r in device_rows.items():
         targets.add_row(
-            f"device: {name}", format_usd(r.device_cost_per_request_usd),
-            format_usd(r.device_cost_per_m_output_tokens_usd), f"{r.device_busy_s_per_request:.3g}",
-            format_count(r.device_capacity_requests_per_day), format_usd(r.device_cost_per_day_usd),
+            f"device: {name}",
+            format_usd(r.device_cost_per_request_usd),
+            format_usd(r.device_cost_per_m_output_tokens_usd),
+            f"{r.device_busy_s_per_request:.3g}",
+            format_count(r.device_capacity_requests_per_day),
+            format_usd(r.device_cost_per_day_usd),
         )
     cloud_rows = {p.cloud: p.result for p in c.pairs}
     for name, r in cloud_rows.items():
         targets.add_row(
-            f"cloud: {name}", format_usd(r.cloud_cost_per_request_usd),
-            format_usd(r.cloud_cost_per_m_output_tokens_usd), "-", "-",
+            f"cloud: {name}",
+            format_usd(r.cloud_cost_per_request_usd),
+            format_usd(r.cloud_cost_per_m_output_tokens_usd),
+            "-",
+            "-",
             format_usd(r.cloud_cost_per_day_usd),
         )
     out.print(targets)
 
     verdicts = Table(title="Break-even", title_justify="left")
     for col in ("device", "cloud", "break-even req/day", "payback months", "saving $/day"):
-        verdicts.add_column(col, justify="right" if "req" in col or "$" in col or "months" in col
-                            else "left")
+        verdicts.add_column(
+            col, justify="right" if "req" in col or "$" in col or "months" in col else "left"
+        )
     for p in c.pairs:
         r = p.result
         verdicts.add_row(
-            p.device, p.cloud, _be_cell(r.break_even_requests_per_day, r.break_even_status),
+            p.device,
+            p.cloud,
+            _be_cell(r.break_even_requests_per_day, r.break_even_status),
             "-" if r.payback_months is None else f"{r.payback_months:,.1f}",
             format_usd(r.saving_usd_per_day),
         )
     out.print(verdicts)
     for p in c.pairs:
-        out.print(f"[bold]{p.device}[/] vs [bold]{p.cloud}[/]: {p.result.verdict}",
-                  highlight=False)
+        out.print(f"[bold]{p.device}[/] vs [bold]{p.cloud}[/]: {p.result.verdict}", highlight=False)
 
     sens = Table(title="Sensitivity: break-even requests/day (± 50%)", title_justify="left")
     for col in ("device vs cloud", "parameter", "−50%", "as given", "+50%"):
         sens.add_column(col, justify="right" if "%" in col or col == "as given" else "left")
     for p in c.pairs:
-        by = {(s.parameter, s.factor): (s.break_even_requests_per_day, s.break_even_status)
-              for s in p.sensitivity}
+        by = {
+            (s.parameter, s.factor): (s.break_even_requests_per_day, s.break_even_status)
+            for s in p.sensitivity
+        }
         base = (p.result.break_even_requests_per_day, p.result.break_even_status)
         for param in ("electricity_usd_per_kwh", "lifetime_years", "cloud_price"):
             cells = [by[param, 0.5], base, by[param, 1.5]]
             sens.add_row(f"{p.device} vs {p.cloud}", param, *(_be_cell(*v) for v in cells))
     out.print(sens)
-    out.print("✗: beyond the device's capacity (one device cannot reach that volume); "
-              "none: electricity alone costs more than the cloud", style="dim", highlight=False)
+    out.print(
+        "✗: beyond the device's capacity (one device cannot reach that volume); "
+        "none: electricity alone costs more than the cloud",
+        style="dim",
+        highlight=False,
+    )
     for note in c.notes:
         err.print(f"note: {note}", highlight=False)
 

@@ -23,7 +23,10 @@ def report_command(
     plot: Path | None = typer.Option(
         None, help="Write a power and tok/s timeline of the (last) run to this PNG."
     ),
-    html: Path | None = typer.Option(None, help="Write a self-contained HTML report here."),
+    html: Path | None = typer.Option(
+        None,
+        help="Write a self-contained HTML report here (`edgeprof compare --html` adds verdicts).",
+    ),
 ) -> None:
     """Summarize the runs in a profile database."""
     from edgeprof.errors import ProfileDBError

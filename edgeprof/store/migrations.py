@@ -102,7 +102,6 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             "energy_net_j": float,
             "energy_method": str,
             "avg_power_w": float,
-            "peak_power_w": float,
             "peak_rss_bytes": int,
             "cost_usd": float,
             "output_text": str,
@@ -131,6 +130,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
     db.table("requests").create_index(["run_id"], if_not_exists=True)
     db.table("samples").create_index(["run_id", "t_ns"], if_not_exists=True)
+
+
+@migration
+def m002_request_peak_power(db: sqlite_utils.Database) -> None:
+    requests = db.table("requests")
+    if "peak_power_w" not in requests.columns_dict:
+        requests.add_column("peak_power_w", float)
 
 
 SCHEMA_VERSION = len(MIGRATIONS)
