@@ -94,15 +94,16 @@ def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
     more than the average, so input tokens may be under-charged a little: an estimate.
     """
     run_id = str(summary["run_id"])
-    name = f"{summary.get('backend')}:{Path(str(summary.get('target') or '?')).name} " \
-           f"[{run_id[:8]}]"
+    name = f"{summary.get('backend')}:{Path(str(summary.get('target') or '?')).name} [{run_id[:8]}]"
     prefill, decode = summary.get("prefill_tps_mean"), summary.get("decode_tps_mean")
     j_out, power_w = summary.get("j_per_output_token"), summary.get("avg_power_w")
     if not prefill or not decode:
         return f"run {run_id[:8]} has no prefill/decode speeds (status {summary.get('status')})"
     if j_out is None:
-        return (f"run {run_id[:8]} has no energy figures; re-profile with a power sensor "
-                "(edgeprof probe) or --tdp-w")
+        return (
+            f"run {run_id[:8]} has no energy figures; re-profile with a power sensor "
+            "(edgeprof probe) or --tdp-w"
+        )
     method = str(summary.get("energy_method") or "estimated")
     energy_prov: Provenance = "measured" if method == "measured" else "estimated"
     mean_in, mean_out = summary.get("mean_input_tokens"), summary.get("mean_output_tokens")
@@ -113,27 +114,58 @@ def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
     if power_w:
         j_in, j_out_decode = power_w / prefill, power_w / decode
         inputs += [
-            Figure("avg_power_w", power_w, "W", energy_prov,
-                   f"request energy / request time ({method})"),
-            Figure("j_per_input_token", j_in, "J/token", "estimated",
-                   "average power / prefill tok/s (prefill power taken as the average)"),
-            Figure("j_per_output_token", j_out_decode, "J/token", energy_prov,
-                   "average power / decode tok/s"),
+            Figure(
+                "avg_power_w",
+                power_w,
+                "W",
+                energy_prov,
+                f"request energy / request time ({method})",
+            ),
+            Figure(
+                "j_per_input_token",
+                j_in,
+                "J/token",
+                "estimated",
+                "average power / prefill tok/s (prefill power taken as the average)",
+            ),
+            Figure(
+                "j_per_output_token",
+                j_out_decode,
+                "J/token",
+                energy_prov,
+                "average power / decode tok/s",
+            ),
         ]
     else:
         j_in, j_out_decode = 0.0, j_out
         inputs += [
-            Figure("j_per_input_token", 0.0, "J/token", "assumed",
-                   "no request timing: the whole request's energy is charged to output"),
-            Figure("j_per_output_token", j_out, "J/token", energy_prov,
-                   f"whole-request energy / output tokens ({method})"),
+            Figure(
+                "j_per_input_token",
+                0.0,
+                "J/token",
+                "assumed",
+                "no request timing: the whole request's energy is charged to output",
+            ),
+            Figure(
+                "j_per_output_token",
+                j_out,
+                "J/token",
+                energy_prov,
+                f"whole-request energy / output tokens ({method})",
+            ),
         ]
     return DeviceTarget(
-        name=name, run_id=run_id, backend=str(summary.get("backend")),
-        model=str(summary.get("target")), device_label=summary.get("device_label"),
-        performance=DevicePerformance(float(prefill), float(decode), float(j_out_decode),
-                                      float(j_in)),
-        mean_input_tokens=mean_in, mean_output_tokens=mean_out, inputs=tuple(inputs),
+        name=name,
+        run_id=run_id,
+        backend=str(summary.get("backend")),
+        model=str(summary.get("target")),
+        device_label=summary.get("device_label"),
+        performance=DevicePerformance(
+            float(prefill), float(decode), float(j_out_decode), float(j_in)
+        ),
+        mean_input_tokens=mean_in,
+        mean_output_tokens=mean_out,
+        inputs=tuple(inputs),
     )
 
 
@@ -147,10 +179,18 @@ def _cloud_run_target(run: dict[str, Any], summary: dict[str, Any]) -> CloudTarg
     p_in, p_out = params.get("price_in_usd_per_m"), params.get("price_out_usd_per_m")
     if p_in is not None and p_out is not None:
         price = CloudPrice(float(p_in), float(p_out))
-        return CloudTarget(name, "run", price, run_id, (
-            Figure("price_in_usd_per_m", p_in, "USD/1M tokens", "assumed", "recorded with run"),
-            Figure("price_out_usd_per_m", p_out, "USD/1M tokens", "assumed", "recorded with run"),
-        ))
+        return CloudTarget(
+            name,
+            "run",
+            price,
+            run_id,
+            (
+                Figure("price_in_usd_per_m", p_in, "USD/1M tokens", "assumed", "recorded with run"),
+                Figure(
+                    "price_out_usd_per_m", p_out, "USD/1M tokens", "assumed", "recorded with run"
+                ),
+            ),
+        )
     try:
         base_url = params.get("base_url")
         provider = prices.provider_for_url(base_url) if base_url else str(run.get("backend"))
@@ -161,21 +201,30 @@ def _cloud_run_target(run: dict[str, Any], summary: dict[str, Any]) -> CloudTarg
     cost = summary.get("cost_per_request_usd")
     if cost is None:
         return f"cloud run {run_id[:8]} ({model}) has no price and recorded no cost; skipped"
-    source = (f"mean cost the run recorded, at its own {summary.get('mean_input_tokens')} in / "
-              f"{summary.get('mean_output_tokens')} out tokens")
-    return CloudTarget(name, "run", CloudPrice(cost_per_request_usd=float(cost)), run_id,
-                       (Figure("cost_per_request_usd", cost, "USD", "measured", source),))
+    source = (
+        f"mean cost the run recorded, at its own {summary.get('mean_input_tokens')} in / "
+        f"{summary.get('mean_output_tokens')} out tokens"
+    )
+    return CloudTarget(
+        name,
+        "run",
+        CloudPrice(cost_per_request_usd=float(cost)),
+        run_id,
+        (Figure("cost_per_request_usd", cost, "USD", "measured", source),),
+    )
 
 
-def _priced(name: str, kind: Literal["model", "explicit", "run"], mp: Any,
-            run_id: str | None = None) -> CloudTarget:
+def _priced(
+    name: str, kind: Literal["model", "explicit", "run"], mp: Any, run_id: str | None = None
+) -> CloudTarget:
     source = mp.source + (f" list price on {mp.snapshot_date}" if mp.snapshot_date else "")
     figs = [
         Figure("price_in_usd_per_m", mp.input_usd_per_m, "USD/1M tokens", "assumed", source),
         Figure("price_out_usd_per_m", mp.output_usd_per_m, "USD/1M tokens", "assumed", source),
     ]
-    return CloudTarget(name, kind, CloudPrice(mp.input_usd_per_m, mp.output_usd_per_m), run_id,
-                       tuple(figs))
+    return CloudTarget(
+        name, kind, CloudPrice(mp.input_usd_per_m, mp.output_usd_per_m), run_id, tuple(figs)
+    )
 
 
 def _summaries(store: Store, run_ids: Sequence[str] | None) -> list[tuple[dict, dict]]:
@@ -238,26 +287,42 @@ def compare(
         clouds.append(_priced(name, "explicit", mp))
     if not devices:
         why = f" ({'; '.join(notes)})" if notes else ""
-        raise ProfileDBError(f"no usable on-device run in {store.path}{why}; profile one with "
-                             "`edgeprof run --backend llamacpp`")
+        raise ProfileDBError(
+            f"no usable on-device run in {store.path}{why}; profile one with "
+            "`edgeprof run --backend llamacpp`"
+        )
     if not clouds:
-        raise UsageError("nothing to compare with: pass --cloud PROVIDER:MODEL (e.g. "
-                         "openai:gpt-4o-mini) or --price-in USD_PER_M --price-out USD_PER_M")
+        raise UsageError(
+            "nothing to compare with: pass --cloud PROVIDER:MODEL (e.g. "
+            "openai:gpt-4o-mini) or --price-in USD_PER_M --price-out USD_PER_M"
+        )
 
     assumptions = [
-        Figure("requests_per_day", requests_per_day, "requests/day", "assumed",
-               "--requests-per-day"),
-        Figure("device_price_usd", costs.device_price_usd, "USD", "assumed",
-               "--device-price" + (" (sunk: --owned)" if costs.owned else "")),
+        Figure(
+            "requests_per_day", requests_per_day, "requests/day", "assumed", "--requests-per-day"
+        ),
+        Figure(
+            "device_price_usd",
+            costs.device_price_usd,
+            "USD",
+            "assumed",
+            "--device-price" + (" (sunk: --owned)" if costs.owned else ""),
+        ),
         Figure("lifetime_years", costs.lifetime_years, "years", "assumed", "--lifetime-years"),
-        Figure("electricity_usd_per_kwh", costs.electricity_usd_per_kwh, "USD/kWh", "assumed",
-               "--electricity"),
-        Figure("utilization", costs.utilization, "fraction of the day", "assumed",
-               "--utilization"),
+        Figure(
+            "electricity_usd_per_kwh",
+            costs.electricity_usd_per_kwh,
+            "USD/kWh",
+            "assumed",
+            "--electricity",
+        ),
+        Figure("utilization", costs.utilization, "fraction of the day", "assumed", "--utilization"),
     ]
     tokens: list[float] = []
-    for flag, given, key in (("--input-tokens", input_tokens, "mean_input_tokens"),
-                             ("--output-tokens", output_tokens, "mean_output_tokens")):
+    for flag, given, key in (
+        ("--input-tokens", input_tokens, "mean_input_tokens"),
+        ("--output-tokens", output_tokens, "mean_output_tokens"),
+    ):
         name = flag[2:].replace("-", "_")
         if given is not None:
             tokens.append(float(given))
@@ -267,8 +332,15 @@ def compare(
         if not means:
             raise UsageError(f"the runs record no token counts; pass {flag} N")
         tokens.append(sum(means) / len(means))
-        assumptions.append(Figure(name, tokens[-1], "tokens/request", "measured",
-                                  f"mean over the on-device runs (no {flag} given)"))
+        assumptions.append(
+            Figure(
+                name,
+                tokens[-1],
+                "tokens/request",
+                "measured",
+                f"mean over the on-device runs (no {flag} given)",
+            )
+        )
     workload = Workload(requests_per_day, tokens[0], tokens[1])
 
     pairs = []
@@ -277,8 +349,16 @@ def compare(
             res = ec.break_even(workload, d.performance, costs, c.price, cloud_name=c.name)
             sens = ec.sensitivity(workload, d.performance, costs, c.price)
             pairs.append(Pair(d.name, c.name, res, tuple(sens)))
-    return Comparison(str(store.path), workload, costs, tuple(assumptions), tuple(devices),
-                      tuple(clouds), tuple(pairs), tuple(notes))
+    return Comparison(
+        str(store.path),
+        workload,
+        costs,
+        tuple(assumptions),
+        tuple(devices),
+        tuple(clouds),
+        tuple(pairs),
+        tuple(notes),
+    )
 
 
 def to_dict(comparison: Comparison) -> dict[str, Any]:
@@ -311,34 +391,59 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
         res, color = first[d.name], f"C{i}"
         cap = res.device_capacity_requests_per_day
         x = xs[xs <= cap]
-        y = [ec.device_cost_per_day_usd(v, res.device_capital_usd_per_day,
-                                        res.device_energy_cost_per_request_usd) for v in x]
+        y = [
+            ec.device_cost_per_day_usd(
+                v, res.device_capital_usd_per_day, res.device_energy_cost_per_request_usd
+            )
+            for v in x
+        ]
         ax.plot(x, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
         ax.axvline(cap, color=color, ls=":", lw=1)
-        ax.annotate(f"capacity {ec.format_count(cap)}/day", (cap, 0.02), color=color,
-                    xycoords=("data", "axes fraction"), rotation=90, ha="right", fontsize=8)
+        ax.annotate(
+            f"capacity {ec.format_count(cap)}/day",
+            (cap, 0.02),
+            color=color,
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            ha="right",
+            fontsize=8,
+        )
     n = len(comparison.devices)
     for j, c in enumerate(comparison.clouds):
-        per_req = next(p.result.cloud_cost_per_request_usd for p in comparison.pairs
-                       if p.cloud == c.name)
-        ax.plot(xs, xs * per_req, color=f"C{n + j}", lw=1.5, ls="--",
-                label=_tex_safe(f"cloud: {c.name}"))
+        per_req = next(
+            p.result.cloud_cost_per_request_usd for p in comparison.pairs if p.cloud == c.name
+        )
+        ax.plot(
+            xs,
+            xs * per_req,
+            color=f"C{n + j}",
+            lw=1.5,
+            ls="--",
+            label=_tex_safe(f"cloud: {c.name}"),
+        )
     for k, p in enumerate(comparison.pairs):
         be = p.result.break_even_requests_per_day
         if be and p.result.break_even_status == "ok":
             at = (be, be * p.result.cloud_cost_per_request_usd)
             ax.plot([at[0]], [at[1]], "o", color="black", ms=6)
             # Stagger labels: break-evens against similar clouds sit close together.
-            ax.annotate(f"{ec.format_count(be)}/day", at, textcoords="offset points",
-                        xytext=(6, -12 - 10 * (k % 3)), fontsize=8)
+            ax.annotate(
+                f"{ec.format_count(be)}/day",
+                at,
+                textcoords="offset points",
+                xytext=(6, -12 - 10 * (k % 3)),
+                fontsize=8,
+            )
     ax.axvline(r, color="grey", ls="-.", lw=1, label=f"your volume: {ec.format_count(r)}/day")
     ax.set_xscale("log")
     ax.set_yscale("log", nonpositive="mask")
     ax.set_xlabel("requests per day")
     ax.set_ylabel("cost per day (USD)")
     w = comparison.workload
-    ax.set_title(f"Cost per day, {w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens "
-                 "per request (● break-even)")
+    ax.set_title(
+        f"Cost per day, {w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens "
+        "per request (● break-even)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

@@ -143,10 +143,10 @@ def _check(
         raise error(f"{name} must be a finite number {need} (got {value}); fix {flag}")
 
 
-def validate(workload: Workload, device: DevicePerformance, costs: DeviceCosts,
-             cloud: CloudPrice) -> None:
-    _check("requests per day", workload.requests_per_day, flag="--requests-per-day",
-           positive=True)
+def validate(
+    workload: Workload, device: DevicePerformance, costs: DeviceCosts, cloud: CloudPrice
+) -> None:
+    _check("requests per day", workload.requests_per_day, flag="--requests-per-day", positive=True)
     _check("input tokens", workload.input_tokens, flag="--input-tokens")
     _check("output tokens", workload.output_tokens, flag="--output-tokens", positive=True)
     _check("cached input tokens", workload.cached_input_tokens, flag="the cached token count")
@@ -161,16 +161,26 @@ def validate(workload: Workload, device: DevicePerformance, costs: DeviceCosts,
     _check("electricity price", costs.electricity_usd_per_kwh, flag="--electricity")
     _check("utilization", costs.utilization, flag="--utilization (0 < f <= 1)", positive=True)
     if costs.utilization > 1:
-        raise UsageError(f"utilization must be at most 1 (got {costs.utilization}); "
-                         "fix --utilization (0 < f <= 1)")
+        raise UsageError(
+            f"utilization must be at most 1 (got {costs.utilization}); "
+            "fix --utilization (0 < f <= 1)"
+        )
     _check("cloud input price", cloud.input_usd_per_m, flag="--price-in", error=PricingError)
     _check("cloud output price", cloud.output_usd_per_m, flag="--price-out", error=PricingError)
     if cloud.cached_input_usd_per_m is not None:
-        _check("cloud cached input price", cloud.cached_input_usd_per_m,
-               flag="the cached input price", error=PricingError)
+        _check(
+            "cloud cached input price",
+            cloud.cached_input_usd_per_m,
+            flag="the cached input price",
+            error=PricingError,
+        )
     if cloud.cost_per_request_usd is not None:
-        _check("cloud cost per request", cloud.cost_per_request_usd,
-               flag="the cloud run's recorded cost", error=PricingError)
+        _check(
+            "cloud cost per request",
+            cloud.cost_per_request_usd,
+            flag="the cloud run's recorded cost",
+            error=PricingError,
+        )
 
 
 # -- the pieces ----------------------------------------------------------------------------
@@ -193,8 +203,10 @@ def busy_s_per_request(workload: Workload, device: DevicePerformance) -> float:
 
 
 def energy_j_per_request(workload: Workload, device: DevicePerformance) -> float:
-    return (workload.input_tokens * device.j_per_input_token
-            + workload.output_tokens * device.j_per_output_token)
+    return (
+        workload.input_tokens * device.j_per_input_token
+        + workload.output_tokens * device.j_per_output_token
+    )
 
 
 def energy_cost_usd(energy_j: float, electricity_usd_per_kwh: float) -> float:
@@ -215,14 +227,19 @@ def cloud_cost_per_day_usd(requests_per_day: float, cloud_usd_per_request: float
     return requests_per_day * cloud_usd_per_request
 
 
-def device_cost_per_day_usd(requests_per_day: float, capital_per_day_usd: float,
-                            energy_usd_per_request: float, capacity: float = math.inf) -> float:
+def device_cost_per_day_usd(
+    requests_per_day: float,
+    capital_per_day_usd: float,
+    energy_usd_per_request: float,
+    capacity: float = math.inf,
+) -> float:
     """The device's daily cost; it serves at most `capacity` requests, so costs stop there."""
     return capital_per_day_usd + min(requests_per_day, capacity) * energy_usd_per_request
 
 
-def break_even_requests_per_day(capital_per_day_usd: float, cloud_usd_per_request: float,
-                                energy_usd_per_request: float) -> float | None:
+def break_even_requests_per_day(
+    capital_per_day_usd: float, cloud_usd_per_request: float, energy_usd_per_request: float
+) -> float | None:
     """Where the two daily-cost lines cross; None when the device saves nothing per request."""
     margin = cloud_usd_per_request - energy_usd_per_request
     if margin <= 0:
@@ -239,8 +256,14 @@ def payback_months(device_price_usd: float, saving_usd_per_day: float) -> float 
 # -- the comparison ------------------------------------------------------------------------
 
 
-def break_even(workload: Workload, device: DevicePerformance, costs: DeviceCosts,
-               cloud: CloudPrice, *, cloud_name: str = "the cloud") -> BreakEven:
+def break_even(
+    workload: Workload,
+    device: DevicePerformance,
+    costs: DeviceCosts,
+    cloud: CloudPrice,
+    *,
+    cloud_name: str = "the cloud",
+) -> BreakEven:
     """Compare one on-device target with one cloud target at one workload."""
     validate(workload, device, costs, cloud)
     r = workload.requests_per_day
@@ -264,8 +287,7 @@ def break_even(workload: Workload, device: DevicePerformance, costs: DeviceCosts
         status = "exceeds_capacity"
     else:
         status = "ok"
-    payback = (None if costs.owned
-               else payback_months(costs.device_price_usd, gross_saving_day))
+    payback = None if costs.owned else payback_months(costs.device_price_usd, gross_saving_day)
     if costs.owned and gross_saving_day > 0:
         payback = 0.0
     lifetime_months = costs.lifetime_years * 12.0
@@ -297,28 +319,48 @@ def break_even(workload: Workload, device: DevicePerformance, costs: DeviceCosts
     return replace(result, verdict=verdict(result, cloud_name))
 
 
-def sensitivity(workload: Workload, device: DevicePerformance, costs: DeviceCosts,
-                cloud: CloudPrice, factors: tuple[float, ...] = (0.5, 1.5)
-                ) -> list[SensitivityRow]:
+def sensitivity(
+    workload: Workload,
+    device: DevicePerformance,
+    costs: DeviceCosts,
+    cloud: CloudPrice,
+    factors: tuple[float, ...] = (0.5, 1.5),
+) -> list[SensitivityRow]:
     """How break-even and payback move when electricity, lifetime or cloud price change."""
     rows: list[SensitivityRow] = []
     for factor in factors:
-        cases: list[tuple[Literal["electricity_usd_per_kwh", "lifetime_years", "cloud_price"],
-                          DeviceCosts, CloudPrice]] = [
-            ("electricity_usd_per_kwh",
-             replace(costs, electricity_usd_per_kwh=costs.electricity_usd_per_kwh * factor),
-             cloud),
-            ("lifetime_years", replace(costs, lifetime_years=costs.lifetime_years * factor),
-             cloud),
+        cases: list[
+            tuple[
+                Literal["electricity_usd_per_kwh", "lifetime_years", "cloud_price"],
+                DeviceCosts,
+                CloudPrice,
+            ]
+        ] = [
+            (
+                "electricity_usd_per_kwh",
+                replace(costs, electricity_usd_per_kwh=costs.electricity_usd_per_kwh * factor),
+                cloud,
+            ),
+            ("lifetime_years", replace(costs, lifetime_years=costs.lifetime_years * factor), cloud),
             ("cloud_price", costs, cloud.scaled(factor)),
         ]
         for name, c, p in cases:
             res = break_even(workload, device, c, p)
-            value = {"electricity_usd_per_kwh": c.electricity_usd_per_kwh,
-                     "lifetime_years": c.lifetime_years,
-                     "cloud_price": res.cloud_cost_per_request_usd}[name]
-            rows.append(SensitivityRow(name, factor, value, res.break_even_requests_per_day,
-                                       res.break_even_status, res.payback_months))
+            value = {
+                "electricity_usd_per_kwh": c.electricity_usd_per_kwh,
+                "lifetime_years": c.lifetime_years,
+                "cloud_price": res.cloud_cost_per_request_usd,
+            }[name]
+            rows.append(
+                SensitivityRow(
+                    name,
+                    factor,
+                    value,
+                    res.break_even_requests_per_day,
+                    res.break_even_status,
+                    res.payback_months,
+                )
+            )
     order = {"electricity_usd_per_kwh": 0, "lifetime_years": 1, "cloud_price": 2}
     rows.sort(key=lambda row: (order[row.parameter], row.factor))
     return rows
@@ -364,20 +406,26 @@ def verdict(result: BreakEven, cloud_name: str = "the cloud") -> str:
             f"capacity ({capacity} requests/day)"
         )
     if result.owned:
-        head = (f"on-device is cheaper than {cloud_name} at any volume (the device is already "
-                f"owned), up to its capacity of {capacity} requests/day")
+        head = (
+            f"on-device is cheaper than {cloud_name} at any volume (the device is already "
+            f"owned), up to its capacity of {capacity} requests/day"
+        )
     else:
         head = f"on-device is cheaper than {cloud_name} above {be} requests/day"
         r = format_count(result.requests_per_day)
         pb = result.payback_months
         assert pb is not None
         if result.requests_per_day < result.break_even_requests_per_day:
-            return (f"{head}; at {r} requests/day the cloud is cheaper (payback {pb:,.1f} "
-                    f"months, beyond the device's {result.lifetime_months:,.0f}-month life)")
+            return (
+                f"{head}; at {r} requests/day the cloud is cheaper (payback {pb:,.1f} "
+                f"months, beyond the device's {result.lifetime_months:,.0f}-month life)"
+            )
         head = f"{head}; pays back in {pb:,.1f} months"
     if result.device_unserved_requests_per_day > 0:
-        return (f"{head}; {format_count(result.requests_per_day)} requests/day exceed its "
-                f"capacity of {capacity}: the other "
-                f"{format_count(result.device_unserved_requests_per_day)} need more devices "
-                "or the cloud")
+        return (
+            f"{head}; {format_count(result.requests_per_day)} requests/day exceed its "
+            f"capacity of {capacity}: the other "
+            f"{format_count(result.device_unserved_requests_per_day)} need more devices "
+            "or the cloud"
+        )
     return head

@@ -6,6 +6,7 @@ or a crash keeps everything it measured, with status `aborted` or `failed`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -134,6 +135,7 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
     config.validate()
     prompts = load_suite(config.prompts)
     backend = create_backend(config.backend, config.backend_options())
+    backend.check()
     env = SensorEnv.from_environ(tdp_w=config.tdp_w)
     samplers = discover(env, config.sensors)
     notify = on_progress or (lambda _p: None)
@@ -200,17 +202,22 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        recorder.stop()
-        backend.close()
-        run_fields.update(
-            status=status,
-            error=error or recorder.error,
-            ended_at=_now_iso(),
-            recorder_cpu_s_per_s=recorder.cpu_s_per_s(),
-        )
-        store.update_run(run_id, run_fields)
-        store.close()
-        notify(Progress("done"))
+        # The run's status must land whatever else fails here (a second Ctrl-C, a backend
+        # that cannot close cleanly after an interrupted decode).
+        try:
+            recorder.stop()
+        finally:
+            run_fields.update(
+                status=status,
+                error=error or recorder.error,
+                ended_at=_now_iso(),
+                recorder_cpu_s_per_s=recorder.cpu_s_per_s(),
+            )
+            store.update_run(run_id, run_fields)
+            store.close()
+            with contextlib.suppress(Exception):
+                backend.close()
+            notify(Progress("done"))
     return run_id
 
 

@@ -89,9 +89,5 @@ def summarize(store: Store, run_ids: list[str] | None = None) -> list[dict[str, 
 
 def _power_sensors(store: Store, run_id: str) -> list[str]:
     return sorted(
-        {
-            s["sensor"]
-            for s in store.sensors(run_id)
-            if s["metric"] in ("power_w", "energy_j")
-        }
+        {s["sensor"] for s in store.sensors(run_id) if s["metric"] in ("power_w", "energy_j")}
     )

@@ -169,6 +169,43 @@ def run_edgeprof(
     return rows
 
 
+def run_binding_raw(model: Path, threads: int, reps: int) -> tuple[list[float], list[float]]:
+    """pp512 and tg128@d512 timed around bare llama_decode calls on the binding's own llama.cpp
+    (ctypes, random tokens, no sampling): what llama-bench measures, minus its build. A gap
+    that remains here is between the two llama.cpp builds, not in edgeprof."""
+    import contextlib
+    import io
+    import random
+    import time
+
+    import llama_cpp as lc
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        llm = lc.Llama(
+            str(model), n_ctx=N_PROMPT + N_GEN, n_threads=threads, n_threads_batch=threads,
+            n_batch=512, verbose=False,
+        )  # fmt: skip
+    ctx, rng = llm._ctx.ctx, random.Random(0)
+    pp: list[float] = []
+    tg: list[float] = []
+    for i in range(reps + 1):  # the first is a warm-up
+        lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
+        arr = (lc.llama_token * N_PROMPT)(*[rng.randrange(100, 40000) for _ in range(N_PROMPT)])
+        t0 = time.perf_counter()
+        lc.llama_decode(ctx, lc.llama_batch_get_one(arr, N_PROMPT))
+        t1 = time.perf_counter()
+        step = (lc.llama_token * 1)()
+        for _ in range(N_GEN):
+            step[0] = rng.randrange(100, 40000)
+            lc.llama_decode(ctx, lc.llama_batch_get_one(step, 1))
+        t2 = time.perf_counter()
+        if i:
+            pp.append(N_PROMPT / (t1 - t0))
+            tg.append(N_GEN / (t2 - t1))
+    llm.close()
+    return pp, tg
+
+
 def stats(values: list[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
@@ -212,6 +249,8 @@ def main() -> int:
         lb_tg512: list[float] = []
         ep_pp: list[float] = []
         ep_tg: list[float] = []
+        raw_pp: list[float] = []
+        raw_tg: list[float] = []
         for r in range(a.rounds):
             log(f"round {r + 1}/{a.rounds}: llama-bench ...")
             e = run_llama_bench(binary, model, ["-p", str(N_PROMPT), "-n", str(N_GEN), *common])
@@ -223,6 +262,9 @@ def main() -> int:
             rows = run_edgeprof(model, suite, a.threads, a.reps, Path(tmp) / f"r{r}.db")
             ep_pp += [float(x["prefill_tps"]) for x in rows]
             ep_tg += [float(x["decode_tps"]) for x in rows]
+            pp, tg = run_binding_raw(model, a.threads, a.reps)
+            raw_pp += pp
+            raw_tg += tg
 
     results = {
         "llama_cpp_python": version,
@@ -234,6 +276,7 @@ def main() -> int:
         "prompt": {"llama_bench": stats(lb_pp), "edgeprof": stats(ep_pp), "target": 0.90},
         "generation": {"llama_bench": stats(lb_tg512), "edgeprof": stats(ep_tg), "target": 0.95},
         "generation_depth0": {"llama_bench": stats(lb_tg0), "edgeprof": stats(ep_tg)},
+        "binding_raw": {"prompt": stats(raw_pp), "generation": stats(raw_tg)},
     }
     print_table(results)
     if a.json:
@@ -261,6 +304,15 @@ def print_table(res: dict[str, Any]) -> None:
         target = res[key].get("target")
         verdict = (f">= {target:.2f} {'met' if ratio >= target else 'NOT met'}") if target else "-"
         print(f"{label:<30} {_cell(lb):>22} {_cell(ep):>22} {ratio:>6.3f}  {verdict}")
+
+    raw = res["binding_raw"]
+    for label, key in (("prompt", "prompt"), ("generation", "generation")):
+        lb = res[key]["llama_bench"]["median"]
+        r = raw[key]["median"]
+        print(
+            f"{'  bare decode loop, binding ' + label:<30} {'':>22} {_cell(raw[key]):>22} "
+            f"{r / lb:>6.3f}  (edgeprof/bare {res[key]['edgeprof']['median'] / r:.3f})"
+        )
 
 
 def _cell(s: dict[str, float]) -> str:

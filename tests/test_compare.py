@@ -33,22 +33,49 @@ BUSY_S = 0.5 + 50 / 9.8
 BREAK_EVEN = (600 / 1095) / (0.00125 - 10 * BUSY_S / 3.6e6 * 0.30)
 
 
-def _add_run(store: Store, backend: str, target: str, *, energy_j: float | None = 55.0,
-             cost_usd: float | None = None, params: dict[str, Any] | None = None) -> str:
+def _add_run(
+    store: Store,
+    backend: str,
+    target: str,
+    *,
+    energy_j: float | None = 55.0,
+    cost_usd: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> str:
     store.upsert_device({"id": "dev1", "label": "test box", "cpu_model": "x", "cores": 2})
     run_id = uuid.uuid4().hex
-    store.insert_run({"id": run_id, "device_id": "dev1", "backend": backend, "target": target,
-                      "status": "complete", "params": params or {"threads": 2}})
+    store.insert_run(
+        {
+            "id": run_id,
+            "device_id": "dev1",
+            "backend": backend,
+            "target": target,
+            "status": "complete",
+            "params": params or {"threads": 2},
+        }
+    )
     for seq in range(4):
-        store.insert_request({
-            "id": uuid.uuid4().hex, "run_id": run_id, "seq": seq, "repetition": seq,
-            "warmup": int(seq == 0), "input_tokens": 100, "output_tokens": 50,
-            "t_start_ns": seq * 6_000_000_000, "t_end_ns": seq * 6_000_000_000 + 5_500_000_000,
-            "ttft_s": 0.5, "prefill_tps": 200.0, "decode_tps": 9.8, "e2e_s": 5.5,
-            "energy_j": energy_j if seq else 999.0,  # the warm-up must not count
-            "energy_method": "measured" if energy_j is not None else None,
-            "cost_usd": cost_usd, "error": None,
-        })
+        store.insert_request(
+            {
+                "id": uuid.uuid4().hex,
+                "run_id": run_id,
+                "seq": seq,
+                "repetition": seq,
+                "warmup": int(seq == 0),
+                "input_tokens": 100,
+                "output_tokens": 50,
+                "t_start_ns": seq * 6_000_000_000,
+                "t_end_ns": seq * 6_000_000_000 + 5_500_000_000,
+                "ttft_s": 0.5,
+                "prefill_tps": 200.0,
+                "decode_tps": 9.8,
+                "e2e_s": 5.5,
+                "energy_j": energy_j if seq else 999.0,  # the warm-up must not count
+                "energy_method": "measured" if energy_j is not None else None,
+                "cost_usd": cost_usd,
+                "error": None,
+            }
+        )
     return run_id
 
 
@@ -62,8 +89,15 @@ def db(tmp_path: Path) -> Path:
 
 def test_hand_computed_comparison_with_explicit_prices(db: Path) -> None:
     with Store(db) as store:
-        c = compare(store, COSTS, requests_per_day=1000, input_tokens=100, output_tokens=50,
-                    price_in_usd_per_m=5, price_out_usd_per_m=15)
+        c = compare(
+            store,
+            COSTS,
+            requests_per_day=1000,
+            input_tokens=100,
+            output_tokens=50,
+            price_in_usd_per_m=5,
+            price_out_usd_per_m=15,
+        )
     (dev,) = c.devices
     perf = dev.performance
     assert (perf.prefill_tps, perf.decode_tps) == pytest.approx((200, 9.8))
@@ -77,8 +111,13 @@ def test_hand_computed_comparison_with_explicit_prices(db: Path) -> None:
     assert r.device_capacity_requests_per_day == pytest.approx(86_400 / BUSY_S)
     assert r.verdict.startswith("on-device is cheaper than $5/$15 per 1M above 440 requests/day")
     kinds = {f.name: f.provenance for f in dev.inputs}
-    assert kinds == {"prefill_tps": "measured", "decode_tps": "measured", "avg_power_w": "measured",
-                     "j_per_input_token": "estimated", "j_per_output_token": "measured"}
+    assert kinds == {
+        "prefill_tps": "measured",
+        "decode_tps": "measured",
+        "avg_power_w": "measured",
+        "j_per_input_token": "estimated",
+        "j_per_output_token": "measured",
+    }
     assert {f.provenance for f in c.assumptions} == {"assumed"}
     assert {f.provenance for f in c.clouds[0].inputs} == {"assumed"}
     assert len(pair.sensitivity) == 6
@@ -86,8 +125,9 @@ def test_hand_computed_comparison_with_explicit_prices(db: Path) -> None:
 
 def test_token_counts_default_to_the_runs_means(db: Path) -> None:
     with Store(db) as store:
-        c = compare(store, COSTS, requests_per_day=1000, price_in_usd_per_m=5,
-                    price_out_usd_per_m=15)
+        c = compare(
+            store, COSTS, requests_per_day=1000, price_in_usd_per_m=5, price_out_usd_per_m=15
+        )
     assert (c.workload.input_tokens, c.workload.output_tokens) == (100, 50)
     measured = {f.name for f in c.assumptions if f.provenance == "measured"}
     assert measured == {"input_tokens", "output_tokens"}
@@ -97,8 +137,14 @@ def test_named_cloud_model_and_cloud_runs_are_priced(db: Path) -> None:
     with Store(db) as store:
         _add_run(store, "openai", "gpt-4o-mini", energy_j=None, cost_usd=0.0001)
         _add_run(store, "openai", "my-private-endpoint-model", energy_j=None, cost_usd=0.0002)
-        c = compare(store, COSTS, requests_per_day=1000, input_tokens=100, output_tokens=50,
-                    cloud_models=["anthropic:claude-3-5-haiku-latest"])
+        c = compare(
+            store,
+            COSTS,
+            requests_per_day=1000,
+            input_tokens=100,
+            output_tokens=50,
+            cloud_models=["anthropic:claude-3-5-haiku-latest"],
+        )
     names = {t.kind: t for t in c.clouds if t.kind == "model"}
     haiku = prices.lookup_price("anthropic:claude-3-5-haiku-latest")
     assert names["model"].price.output_usd_per_m == haiku.output_usd_per_m
@@ -118,8 +164,15 @@ def test_named_cloud_model_and_cloud_runs_are_priced(db: Path) -> None:
 def test_run_without_energy_is_skipped_with_a_note(db: Path) -> None:
     with Store(db) as store:
         _add_run(store, "onnx", "demo.onnx", energy_j=None)
-        c = compare(store, COSTS, requests_per_day=10, input_tokens=100, output_tokens=50,
-                    price_in_usd_per_m=1, price_out_usd_per_m=1)
+        c = compare(
+            store,
+            COSTS,
+            requests_per_day=10,
+            input_tokens=100,
+            output_tokens=50,
+            price_in_usd_per_m=1,
+            price_out_usd_per_m=1,
+        )
     assert len(c.devices) == 1
     assert any("no energy figures" in n for n in c.notes)
 
@@ -139,8 +192,9 @@ def test_errors(tmp_path: Path, db: Path) -> None:
 
 def test_plot_is_written(db: Path, tmp_path: Path) -> None:
     with Store(db) as store:
-        c = compare(store, COSTS, requests_per_day=1000, price_in_usd_per_m=5,
-                    price_out_usd_per_m=15)
+        c = compare(
+            store, COSTS, requests_per_day=1000, price_in_usd_per_m=5, price_out_usd_per_m=15
+        )
     png = plot_costs(c, tmp_path / "out" / "costs.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
@@ -148,8 +202,9 @@ def test_plot_is_written(db: Path, tmp_path: Path) -> None:
 
 def test_json_round_trips(db: Path) -> None:
     with Store(db) as store:
-        c = compare(store, COSTS, requests_per_day=1000, price_in_usd_per_m=5,
-                    price_out_usd_per_m=15)
+        c = compare(
+            store, COSTS, requests_per_day=1000, price_in_usd_per_m=5, price_out_usd_per_m=15
+        )
     d = json.loads(json.dumps(to_dict(c)))
     assert d["pairs"][0]["result"]["break_even_requests_per_day"] == pytest.approx(BREAK_EVEN)
 
@@ -160,34 +215,68 @@ def test_json_round_trips(db: Path) -> None:
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("EDGEPROF_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "edgeprof", "compare", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeprof", "compare", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
-BASE = ("--requests-per-day", "1000", "--input-tokens", "100", "--output-tokens", "50",
-        "--device-price", "600", "--lifetime-years", "3", "--electricity", "0.30")
+BASE = (
+    "--requests-per-day",
+    "1000",
+    "--input-tokens",
+    "100",
+    "--output-tokens",
+    "50",
+    "--device-price",
+    "600",
+    "--lifetime-years",
+    "3",
+    "--electricity",
+    "0.30",
+)
 
 
 def test_cli_tables_verdicts_json_and_plot(db: Path, tmp_path: Path) -> None:
     png = tmp_path / "c.png"
-    res = _cli(db, *BASE, "--cloud", "openai:gpt-4o-mini", "--price-in", "5", "--price-out", "15",
-               "--plot", png)
+    res = _cli(
+        db,
+        *BASE,
+        "--cloud",
+        "openai:gpt-4o-mini",
+        "--price-in",
+        "5",
+        "--price-out",
+        "15",
+        "--plot",
+        png,
+    )
     assert res.returncode == 0, res.stderr
     assert "on-device is cheaper than $5/$15 per 1M above 440 requests/day" in res.stdout
     assert "Sensitivity" in res.stdout and "lifetime_years" in res.stdout
     assert "measured" in res.stdout and "estimated" in res.stdout and "assumed" in res.stdout
     assert png.exists()
-    res = _cli(db, *BASE, "--cloud", "openai:gpt-4o-mini", "--price-in", "5", "--price-out", "15",
-               "--json")
+    res = _cli(
+        db, *BASE, "--cloud", "openai:gpt-4o-mini", "--price-in", "5", "--price-out", "15", "--json"
+    )
     assert res.returncode == 0, res.stderr
     d = json.loads(res.stdout)
     by_cloud = {p["cloud"]: p for p in d["pairs"]}
     assert set(by_cloud) == {"openai:gpt-4o-mini", "$5/$15 per 1M"}
     explicit = by_cloud["$5/$15 per 1M"]["result"]
     assert explicit["break_even_requests_per_day"] == pytest.approx(BREAK_EVEN)
-    for key in ("cloud_cost_per_request_usd", "device_busy_s_per_request",
-                "device_capacity_requests_per_day", "device_cost_per_day_usd", "payback_months",
-                "cloud_cost_per_m_output_tokens_usd", "verdict"):
+    for key in (
+        "cloud_cost_per_request_usd",
+        "device_busy_s_per_request",
+        "device_capacity_requests_per_day",
+        "device_cost_per_day_usd",
+        "payback_months",
+        "cloud_cost_per_m_output_tokens_usd",
+        "verdict",
+    ):
         assert explicit[key] is not None
     assert len(by_cloud["openai:gpt-4o-mini"]["sensitivity"]) == 6
 
@@ -226,8 +315,19 @@ def test_cli_bad_costs_and_databases(db: Path, tmp_path: Path) -> None:
 
 
 def test_cli_owned_device(db: Path) -> None:
-    res = _cli(db, "--requests-per-day", "5", "--electricity", "0.3", "--owned",
-               "--price-in", "5", "--price-out", "15", "--json")
+    res = _cli(
+        db,
+        "--requests-per-day",
+        "5",
+        "--electricity",
+        "0.3",
+        "--owned",
+        "--price-in",
+        "5",
+        "--price-out",
+        "15",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)["pairs"][0]["result"]
     assert r["device_capital_usd_per_day"] == 0 and r["break_even_requests_per_day"] == 0
@@ -240,8 +340,15 @@ def test_without_request_timing_energy_is_charged_to_output_tokens(tmp_path: Pat
         run_id = _add_run(store, "llamacpp", "demo.gguf")
         store.db.execute("UPDATE requests SET e2e_s = NULL WHERE run_id = ?", [run_id])
         store.db.conn.commit()
-        c = compare(store, COSTS, requests_per_day=1000, input_tokens=100, output_tokens=50,
-                    price_in_usd_per_m=5, price_out_usd_per_m=15)
+        c = compare(
+            store,
+            COSTS,
+            requests_per_day=1000,
+            input_tokens=100,
+            output_tokens=50,
+            price_in_usd_per_m=5,
+            price_out_usd_per_m=15,
+        )
     perf = c.devices[0].performance
     # 55 J over 50 output tokens, nothing charged per input token
     assert (perf.j_per_input_token, perf.j_per_output_token) == (0.0, pytest.approx(1.1))
@@ -253,16 +360,44 @@ def test_without_request_timing_energy_is_charged_to_output_tokens(tmp_path: Pat
 def test_real_llamacpp_run_of_the_demo_model(tmp_path: Path) -> None:
     db, png = tmp_path / "demo.db", tmp_path / "demo.png"
     suite = tmp_path / "two.jsonl"
-    suite.write_text('{"name": "a", "prompt": "Say hello."}\n'
-                     '{"name": "b", "prompt": "Name a colour."}\n')
+    suite.write_text(
+        '{"name": "a", "prompt": "Say hello."}\n{"name": "b", "prompt": "Name a colour."}\n'
+    )
     run = subprocess.run(
-        [sys.executable, "-m", "edgeprof", "run", "--max-tokens", "8", "--repetitions", "1",
-         "--idle-seconds", "0.5", "--prompts", str(suite), "--db", str(db)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "edgeprof",
+            "run",
+            "--max-tokens",
+            "8",
+            "--repetitions",
+            "1",
+            "--idle-seconds",
+            "0.5",
+            "--prompts",
+            str(suite),
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    res = _cli(db, *BASE, "--cloud", "openai:gpt-4o-mini", "--price-in", "5", "--price-out",
-               "15", "--json", "--plot", png)
+    res = _cli(
+        db,
+        *BASE,
+        "--cloud",
+        "openai:gpt-4o-mini",
+        "--price-in",
+        "5",
+        "--price-out",
+        "15",
+        "--json",
+        "--plot",
+        png,
+    )
     assert res.returncode == 0, res.stderr
     d = json.loads(res.stdout)
     assert png.stat().st_size > 10_000
@@ -279,6 +414,7 @@ def test_real_llamacpp_run_of_the_demo_model(tmp_path: Path) -> None:
         if r["break_even_requests_per_day"] is not None:
             # the two daily costs meet at the break-even volume
             be = r["break_even_requests_per_day"]
-            device_day = r["device_capital_usd_per_day"] + be * r[
-                "device_energy_cost_per_request_usd"]
+            device_day = (
+                r["device_capital_usd_per_day"] + be * r["device_energy_cost_per_request_usd"]
+            )
             assert device_day == pytest.approx(be * r["cloud_cost_per_request_usd"])

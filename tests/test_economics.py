@@ -164,8 +164,12 @@ def test_sensitivity_table_by_hand() -> None:
 def test_bad_input_gets_a_one_line_error_naming_the_fix(
     change: dict[str, object], error: type[Exception], needle: str
 ) -> None:
-    args: dict[str, object] = {"workload": WORKLOAD, "device": DEVICE, "costs": COSTS,
-                               "cloud": CLOUD}
+    args: dict[str, object] = {
+        "workload": WORKLOAD,
+        "device": DEVICE,
+        "costs": COSTS,
+        "cloud": CLOUD,
+    }
     args.update(change)
     with pytest.raises(error) as info:
         ec.break_even(**args)  # type: ignore[arg-type]
@@ -193,7 +197,8 @@ def scenarios(draw: st.DrawFn) -> tuple[Workload, DevicePerformance, DeviceCosts
         output_tokens=draw(tokens),
     )
     device = DevicePerformance(
-        prefill_tps=draw(pos), decode_tps=draw(pos),
+        prefill_tps=draw(pos),
+        decode_tps=draw(pos),
         j_per_output_token=draw(st.floats(min_value=0, max_value=100)),
         j_per_input_token=draw(st.floats(min_value=0, max_value=10)),
     )
@@ -225,9 +230,11 @@ def test_break_even_is_where_the_cost_curves_cross(
     if capital > 0:
         # below the crossing the cloud is cheaper, above it the device is
         assert ec.cloud_cost_per_day_usd(be / 2, cloud) < ec.device_cost_per_day_usd(
-            be / 2, capital, energy)
+            be / 2, capital, energy
+        )
         assert ec.cloud_cost_per_day_usd(be * 2, cloud) > ec.device_cost_per_day_usd(
-            be * 2, capital, energy)
+            be * 2, capital, energy
+        )
         # and exactly there the device pays back over its lifetime
         w = Workload(be, s[0].input_tokens, s[0].output_tokens)
         at_be = ec.break_even(w, s[1], s[2], s[3])

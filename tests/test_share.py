@@ -16,8 +16,8 @@ import pytest
 
 from edgeprof.errors import ProfileDBError, UsageError
 from edgeprof.store import Store, migrations
-from edgeprof.store.ids import ulid
 from edgeprof.store.export import export
+from edgeprof.store.ids import ulid
 from edgeprof.store.share import merge
 from tests.conftest import edgeprof_cli
 

@@ -73,6 +73,9 @@ class Backend(ABC):
     def __init__(self, options: BackendOptions) -> None:
         self.options = options
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Fail fast (API key, reachability) before a run is recorded."""
+
     @abstractmethod
     def load(self) -> ModelInfo: ...
 

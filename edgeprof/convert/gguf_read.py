@@ -126,3 +126,17 @@ def rope_freqs(reader: Any) -> np.ndarray | None:
         if t.name == "rope_freqs.weight":
             return np.asarray(t.data, dtype=np.float32).reshape(-1)
     return None
+
+
+def packed_weights(reader: Any, names: list[str]) -> dict[str, Any]:
+    """The 2-D weights whose GGUF blocks MatMulNBits can run unchanged (see blocks.py)."""
+    from edgeprof.convert.blocks import pack_gguf
+
+    out = {}
+    for t in reader.tensors:
+        if t.name in names and len(t.shape) == 2:
+            packed = pack_gguf(t.tensor_type.name, np.asarray(t.data), int(t.shape[1]),
+                               int(t.shape[0]))
+            if packed is not None:
+                out[t.name] = packed
+    return out

@@ -16,6 +16,7 @@ from edgeprof.convert.gguf_read import (
     field_value,
     iter_weights,
     open_gguf,
+    packed_weights,
     read_hparams,
     rope_freqs,
     tensor_names,
@@ -34,6 +35,7 @@ WEIGHT_FORMATS = ("fp32", "int8", "int4")
 INT4_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0
 INT4_SYMMETRIC = False  # asymmetric, like Q4_1's scale + min
 INT4_ACCURACY_LEVEL = 4  # int8 activations in the MatMulNBits kernel, as llama.cpp's Q8_1 dots
+NATIVE_ACCURACY_LEVEL = 4
 
 # progress(stage, done, total): stages "dequantize", "quantize", "write"
 Progress = Callable[[str, int, int], None]
@@ -86,13 +88,19 @@ def convert_gguf(
 
     from edgeprof.convert.graph import build_llama
 
+    native = packed_weights(reader, names) if weights == "int4" else {}
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    kept = {"gguf_blocks_kept": sorted({types[n] for n in native}),
+            "gguf_tensors_kept": len(native)}
     model = build_llama(hp, counted(), max_pos=max_pos, freq_factors=rope_freqs(reader),
-                        all_logits=all_logits)
+                        all_logits=all_logits, packed=native,
+                        accuracy_level=NATIVE_ACCURACY_LEVEL)
     quant: dict[str, Any] = {"method": "none"}
     progress("quantize", 0, 1)
     with _quiet_ort_logging():
         if weights == "int4":
             model, quant = _quantize_int4(model)
+            quant.update(kept)
     progress("quantize", 1, 1)
     progress("write", 0, 3)
     for stale in (dst, paths["data"]):
@@ -154,7 +162,8 @@ def _quantize_int4(model: Any) -> tuple[Any, dict[str, Any]]:
     return quantizer.model.model, {
         "method": "MatMulNBits", "bits": 4, "block_size": INT4_BLOCK_SIZE,
         "symmetric": INT4_SYMMETRIC, "accuracy_level": INT4_ACCURACY_LEVEL,
-        "ops": "every MatMul incl. lm_head; the embedding Gather stays fp32",
+        "ops": "MatMuls not transcribed from GGUF blocks; the embedding Gather stays fp32",
+        "native": "Q4_0/Q4_1/Q8_0 GGUF blocks become MatMulNBits as they are (exact)",
     }
 
 
@@ -175,13 +184,11 @@ def _quantize_int8(model: Any, dst: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def _quiet_ort_logging() -> Iterator[None]:
     """ORT's quantizers log every node at INFO; keep the progress bar readable."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)
     try:
         yield
     finally:
-        root.setLevel(level)
+        logging.disable(logging.NOTSET)
 
 
 def _ort_version() -> str:

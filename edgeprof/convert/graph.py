@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeprof.convert.blocks import BLOCK, Packed, concat_rows
 from edgeprof.convert.gguf_read import LlamaHParams
 
 MS = "com.microsoft"
@@ -59,6 +60,24 @@ class _Graph:
         ))
         return outs
 
+    def linear(self, x: str, name: str, weights: list[np.ndarray],
+               packed: list[Packed | None], accuracy_level: int) -> str:
+        """x @ W.T for W = the row-concatenation of `weights` (GGUF/torch layout)."""
+        fused = concat_rows([p for p in packed if p]) if all(packed) else None
+        if fused is None:
+            w = weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
+            self.init(f"{name}.weight", w.T)
+            return self.op("MatMul", [x, f"{name}.weight"], name)[0]
+        self.init(f"{name}.weight_q", fused.b)
+        self.init(f"{name}.weight_scales", fused.scales)
+        self.init(f"{name}.weight_zp", fused.zero_points)
+        return self.op(
+            "MatMulNBits",
+            [x, f"{name}.weight_q", f"{name}.weight_scales", f"{name}.weight_zp"],
+            name, domain=MS, K=fused.k, N=fused.n, bits=fused.bits, block_size=BLOCK,
+            accuracy_level=accuracy_level,
+        )[0]
+
 
 def build_llama(
     hp: LlamaHParams,
@@ -67,15 +86,25 @@ def build_llama(
     max_pos: int,
     freq_factors: np.ndarray | None = None,
     all_logits: bool = False,
+    packed: dict[str, Packed] | None = None,
+    accuracy_level: int = 0,
     producer: str = "edgeprof",
 ) -> onnx.ModelProto:
     """Build the decoder. `weights` yields (gguf name, float32 array) in gguf_read order.
 
+    `packed` holds GGUF blocks transcribed for MatMulNBits (blocks.py); a projection whose
+    weights are all there becomes MatMulNBits, any other a float MatMul.
     With `all_logits=False` only the last position's logits are computed, as llama.cpp does
     during a prompt: the vocab projection of every prompt token would otherwise dominate TTFT.
     """
     g = _Graph()
     w = dict(weights)
+    pk = packed or {}
+
+    def linear(x: str, name: str, gguf_names: list[str]) -> str:
+        return g.linear(x, name, [w.pop(n) for n in gguf_names],
+                        [pk.pop(n, None) for n in gguf_names], accuracy_level)
+
     f32 = TensorProto.FLOAT
     i64 = TensorProto.INT64
     kv_shape = ["batch_size", hp.n_head_kv, "past_sequence_length", hp.head_dim]
@@ -106,7 +135,7 @@ def build_llama(
     g.op("Gather", ["mask_shape", "idx1"], "total_len_i64", axis=0)
     g.op("Cast", ["total_len_i64"], "total_len", to=TensorProto.INT32)
 
-    embd = w.pop("token_embd.weight")  # (vocab, n_embd)
+    embd = w["token_embd.weight"]  # (vocab, n_embd); also the lm_head when tied
     g.init("embed.weight", embd)
     h = g.op("Gather", ["embed.weight", "input_ids"], "embed_out", axis=0)[0]
     eps = hp.rms_eps
@@ -122,9 +151,7 @@ def build_llama(
             x, _, _, residual = g.op(
                 "SkipSimplifiedLayerNormalization", [h, residual, attn_norm],
                 [f"{p}.attn_norm", "", "", f"{p}.attn_residual"], domain=MS, epsilon=eps)
-        qkv_w = np.concatenate([w.pop(f"blk.{i}.attn_{n}.weight") for n in "qkv"], axis=0)
-        g.init(f"{p}.qkv_proj.weight", qkv_w.T)
-        qkv = g.op("MatMul", [x, f"{p}.qkv_proj.weight"], f"{p}.qkv")[0]
+        qkv = linear(x, f"{p}.qkv_proj", [f"blk.{i}.attn_{n}.weight" for n in "qkv"])
         attn = g.op(
             "GroupQueryAttention",
             [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value",
@@ -133,20 +160,17 @@ def build_llama(
             domain=MS, num_heads=hp.n_head, kv_num_heads=hp.n_head_kv,
             do_rotary=1, rotary_interleaved=1,
         )[0]
-        g.init(f"{p}.o_proj.weight", w.pop(f"blk.{i}.attn_output.weight").T)
-        o = g.op("MatMul", [attn, f"{p}.o_proj.weight"], f"{p}.o_proj")[0]
+        o = linear(attn, f"{p}.o_proj", [f"blk.{i}.attn_output.weight"])
         ffn_norm = g.init(f"{p}.ffn_norm.weight", w.pop(f"blk.{i}.ffn_norm.weight"))
         x, _, _, residual = g.op(
             "SkipSimplifiedLayerNormalization", [o, residual, ffn_norm],
             [f"{p}.ffn_norm", "", "", f"{p}.ffn_residual"], domain=MS, epsilon=eps)
-        for n in ("gate", "up", "down"):
-            g.init(f"{p}.{n}_proj.weight", w.pop(f"blk.{i}.ffn_{n}.weight").T)
-        gate = g.op("MatMul", [x, f"{p}.gate_proj.weight"], f"{p}.gate")[0]
-        up = g.op("MatMul", [x, f"{p}.up_proj.weight"], f"{p}.up")[0]
+        gate = linear(x, f"{p}.gate_proj", [f"blk.{i}.ffn_gate.weight"])
+        up = linear(x, f"{p}.up_proj", [f"blk.{i}.ffn_up.weight"])
         sig = g.op("Sigmoid", [gate], f"{p}.gate_sigmoid")[0]
         silu = g.op("Mul", [gate, sig], f"{p}.gate_silu")[0]
         act = g.op("Mul", [silu, up], f"{p}.swiglu")[0]
-        h = g.op("MatMul", [act, f"{p}.down_proj.weight"], f"{p}.down")[0]
+        h = linear(act, f"{p}.down_proj", [f"blk.{i}.ffn_down.weight"])
 
     final_norm = g.init("final_norm.weight", w.pop("output_norm.weight"))
     x = g.op("SkipSimplifiedLayerNormalization", [h, residual, final_norm],
@@ -154,9 +178,8 @@ def build_llama(
     if not all_logits:
         g.init("last_idx", np.array([-1], dtype=np.int64))
         x = g.op("Gather", [x, "last_idx"], "final_norm_last", axis=1)[0]
-    head = w.pop("output.weight") if "output.weight" in w else embd
-    g.init("lm_head.weight", head.T)
-    g.op("MatMul", [x, "lm_head.weight"], "logits")
+    head = "token_embd.weight" if hp.tied_embeddings else "output.weight"
+    linear(x, "logits", [head])
 
     graph = helper.make_graph(g.nodes, f"{hp.arch}_decoder", inputs, outputs, g.inits)
     model = helper.make_model(

@@ -1,0 +1,157 @@
+"""GGUF -> ONNX export of the demo model: files, graph I/O, config, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeprof.convert import WEIGHT_FORMATS, convert_gguf, sidecar_paths
+from edgeprof.convert.gguf_read import open_gguf, read_hparams
+from edgeprof.convert.graph import rope_cache
+from edgeprof.errors import ModelLoadError, UsageError
+from edgeprof.models import demo_model_path, sha256_file
+
+
+def export_once(factory: pytest.TempPathFactory, weights: str) -> Path:
+    """Convert the demo model once per test session (shared by this module and the backend's)."""
+    dst = factory.getbasetemp() / "onnx-exports" / f"smollm2-{weights}.onnx"
+    if not sidecar_paths(dst)["config"].is_file():  # the config is written last
+        convert_gguf(demo_model_path(), dst, weights=weights)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def fp32_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_once(tmp_path_factory, "fp32")
+
+
+pytestmark = pytest.mark.model
+
+
+def test_hparams_of_the_demo_model() -> None:
+    hp = read_hparams(open_gguf(demo_model_path()))
+    assert (hp.arch, hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv) == ("llama", 30, 576, 9, 3)
+    assert hp.head_dim == 64 and hp.rope_base == 1e5 and hp.tied_embeddings
+
+
+def test_export_writes_graph_weights_tokenizer_and_config(fp32_export: Path) -> None:
+    paths = sidecar_paths(fp32_export)
+    assert all(p.is_file() for p in (fp32_export, *paths.values()))
+    assert paths["data"].stat().st_size > 500e6  # fp32 weights live outside the protobuf
+    assert fp32_export.stat().st_size < 1e6
+    config = json.loads(paths["config"].read_text())
+    src = demo_model_path()
+    assert config["source"]["sha256"] == sha256_file(src)
+    assert config["weights"] == "fp32" and config["arch"] == "llama"
+    assert config["hparams"]["n_layer"] == 30
+    assert config["chat_template"].startswith("{% for message in messages %}")
+    assert 2 in config["eog_token_ids"]  # <|im_end|> is the EOS of SmolLM2's chat format
+
+
+def test_graph_follows_the_optimum_decoder_convention(fp32_export: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(fp32_export), load_external_data=False)
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"]
+    assert inputs[3:] == [f"past_key_values.{i}.{kv}" for i in range(30) for kv in ("key", "value")]
+    assert outputs == ["logits"] + [f"present.{i}.{kv}" for i in range(30) for kv in ("key", "value")]
+    past = model.graph.input[3].type.tensor_type.shape.dim
+    assert [d.dim_value or d.dim_param for d in past] == [
+        "batch_size", 3, "past_sequence_length", 64]
+
+
+def test_vocab_gguf_tokenizes_like_the_source(fp32_export: Path) -> None:
+    import llama_cpp
+
+    from edgeprof.convert.sidecar import load_vocab
+
+    vocab = load_vocab(sidecar_paths(fp32_export)["vocab"])
+    full = llama_cpp.Llama(model_path=str(demo_model_path()), vocab_only=True, verbose=False)
+    text = "<|im_start|>user\nHow many kilometres is a marathon? Ünïcödé 🚀<|im_end|>\n".encode()
+    assert vocab.tokenize(text, add_bos=False, special=True) == full.tokenize(
+        text, add_bos=False, special=True)
+    vocab.close()
+    full.close()
+
+
+def test_rope_cache_matches_llamacpp_theta() -> None:
+    hp = read_hparams(open_gguf(demo_model_path()))
+    cos, sin = rope_cache(hp, 8, None)
+    # llama.cpp: theta_i = pos * base^(-2i/d) for the i-th adjacent pair
+    i, pos = 5, 7
+    theta = pos * 1e5 ** (-2 * i / 64)
+    assert cos.shape == (8, 32)
+    np.testing.assert_allclose([cos[pos, i], sin[pos, i]], [np.cos(theta), np.sin(theta)], rtol=1e-6)
+
+
+def test_gguf_row_order_rotated_in_adjacent_pairs_equals_hf_rotate_half() -> None:
+    """Why the graph keeps GGUF q/k rows and rotates adjacent pairs (see convert/graph.py)."""
+    rng = np.random.default_rng(0)
+    d, pos = 8, 3
+    hf_q, hf_k = rng.normal(size=d), rng.normal(size=d)
+    inv = 1e5 ** (-np.arange(d // 2) * 2 / d)
+    c, s = np.cos(pos * inv), np.sin(pos * inv)
+
+    def rotate_half(x: np.ndarray) -> np.ndarray:  # Hugging Face llama
+        x1, x2 = x[: d // 2], x[d // 2:]
+        return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s])
+
+    def adjacent(x: np.ndarray) -> np.ndarray:  # llama.cpp NORMAL rope
+        y = x.copy()
+        y[0::2], y[1::2] = x[0::2] * c - x[1::2] * s, x[1::2] * c + x[0::2] * s
+        return y
+
+    # convert_hf_to_gguf.py's permute(): row j of half h goes to position 2j + h
+    perm = np.arange(d).reshape(2, d // 2).T.reshape(-1)
+    assert np.isclose(rotate_half(hf_q) @ rotate_half(hf_k), adjacent(hf_q[perm]) @ adjacent(hf_k[perm]))
+    assert not np.isclose(rotate_half(hf_q) @ rotate_half(hf_k), adjacent(hf_q) @ adjacent(hf_k))
+
+
+def test_unsupported_architecture_names_the_supported_ones(tmp_path: Path) -> None:
+    import gguf
+
+    path = tmp_path / "tiny-gpt2.gguf"
+    writer = gguf.GGUFWriter(str(path), "gpt2")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelLoadError, match=r"'gpt2' is not supported .*supported: llama"):
+        convert_gguf(path, tmp_path / "x.onnx")
+
+
+def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="fp32, int8, int4"):
+        convert_gguf(demo_model_path(), tmp_path / "x.onnx", weights="int3")
+    with pytest.raises(UsageError, match=r"must end in \.onnx"):
+        convert_gguf(demo_model_path(), tmp_path / "x.bin")
+    with pytest.raises(ModelLoadError, match="not found"):
+        convert_gguf(tmp_path / "missing.gguf", tmp_path / "x.onnx")
+    text = tmp_path / "notes.gguf"
+    text.write_text("hello")
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        convert_gguf(text, tmp_path / "x.onnx")
+    assert WEIGHT_FORMATS == ("fp32", "int8", "int4")
+
+
+def test_cli_reports_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeprof.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        import sys
+
+        argv = sys.argv
+        sys.argv = ["edgeprof", "convert", str(tmp_path / "nope.gguf"), "-o", str(tmp_path / "a.onnx")]
+        try:
+            main()
+        finally:
+            sys.argv = argv
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgeprof: error: model file")
