@@ -143,6 +143,12 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
     db_path = Path(config.db or default_db_path())
     store = Store(db_path)
     device = fingerprint(env.sys_root)
+    known = store.device(device["id"])
+    if backend.runs_locally and not (known and known.get("mem_bandwidth_gbs")):
+        # Once per device, ~1 s: the bandwidth that bounds decode speed (the report's roofline).
+        from edgeprof.bandwidth import measure_bandwidth_gbs
+
+        device["mem_bandwidth_gbs"] = round(measure_bandwidth_gbs().gbs, 2)
     store.upsert_device(device)
     store.insert_prompts(p.row() for p in prompts)
 
@@ -213,6 +219,7 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
                 ended_at=_now_iso(),
                 recorder_cpu_s_per_s=recorder.cpu_s_per_s(),
             )
+            store.settle()
             store.update_run(run_id, run_fields)
             store.close()
             with contextlib.suppress(Exception):

@@ -80,6 +80,7 @@ def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
         "recorder_cpu_s_per_s": run["recorder_cpu_s_per_s"],
         "model_size_bytes": run["model_size_bytes"],
         "mem_bandwidth_gbs": device.get("mem_bandwidth_gbs"),
+        "decode_roofline_share": _roofline_share(run, device, decode.mean),
     }
 
 
@@ -90,4 +91,18 @@ def summarize(store: Store, run_ids: list[str] | None = None) -> list[dict[str, 
 def _power_sensors(store: Store, run_id: str) -> list[str]:
     return sorted(
         {s["sensor"] for s in store.sensors(run_id) if s["metric"] in ("power_w", "energy_j")}
+    )
+
+
+def _roofline_share(
+    run: dict[str, Any], device: dict[str, Any], decode_tps: float | None
+) -> float | None:
+    """Measured decode tok/s as a share of the memory-bandwidth bound (local runs only)."""
+    bandwidth = device.get("mem_bandwidth_gbs")
+    if not bandwidth or not decode_tps or run["backend"] in ("openai", "anthropic"):
+        return None
+    from edgeprof.bandwidth import roofline_share, weights_bytes_per_token
+
+    return roofline_share(
+        decode_tps, bandwidth, weights_bytes_per_token(run["model_path"], run["model_size_bytes"])
     )

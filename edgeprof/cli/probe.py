@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import typer
 
@@ -13,13 +14,26 @@ from edgeprof.cli.app import app, out
 @app.command("probe")
 def probe_command(
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    db: Path | None = typer.Option(
+        None, help="Store the device here (default: $EDGEPROF_DB or profiles/edgeprof.db)."
+    ),
+    bandwidth: bool = typer.Option(
+        True, help="Measure memory bandwidth (~1 s copy benchmark) for the decode roofline."
+    ),
 ) -> None:
     """Show the device fingerprint and every known power source: available, or why not."""
     from edgeprof.device import fingerprint
     from edgeprof.samplers import SensorEnv, probe_all
+    from edgeprof.store import open_store
 
     env = SensorEnv.from_environ()
     device = fingerprint(env.sys_root)
+    if bandwidth:
+        from edgeprof.bandwidth import measure_bandwidth_gbs
+
+        device["mem_bandwidth_gbs"] = round(measure_bandwidth_gbs().gbs, 2)
+        with open_store(db) as store:
+            store.upsert_device(device)
     sources = [asdict(p) for p in probe_all(env)]
     if as_json:
         out.print_json(json.dumps({"device": device, "power_sources": sources}, default=str))

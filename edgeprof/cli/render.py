@@ -19,6 +19,10 @@ def mean_sd(mean: float | None, sd: float | None, digits: int = 1) -> str:
     return f"{mean:,.{digits}f} ± {sd:,.{digits}f}" if sd is not None else f"{mean:,.{digits}f}"
 
 
+def pct(share: float | None) -> str:
+    return DASH if share is None else f"{share:.0%}"
+
+
 def ms(seconds: float | None) -> str:
     return DASH if seconds is None else f"{seconds * 1000:,.1f}"
 
@@ -49,6 +53,7 @@ COLUMNS: list[tuple[str, Any]] = [
     ("TTFT p50 ms", lambda s: ms(s["ttft_p50_s"])),
     ("prefill tok/s", lambda s: mean_sd(s["prefill_tps_mean"], s["prefill_tps_sd"])),
     ("decode tok/s", lambda s: mean_sd(s["decode_tps_mean"], s["decode_tps_sd"])),
+    ("decode % of roofline", lambda s: pct(s.get("decode_roofline_share"))),
     ("ITL p50/p99 ms", lambda s: f"{ms(s['itl_p50_s'])} / {ms(s['itl_p99_s'])}"),
     ("peak RSS MiB", lambda s: mib(s["peak_rss_bytes"])),
     ("idle W", lambda s: num(s["idle_power_w"])),

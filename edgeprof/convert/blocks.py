@@ -1,9 +1,12 @@
 """GGUF quant blocks rewritten, bit for bit, as ONNX Runtime MatMulNBits weights.
 
 Q4_0, Q4_1 and Q8_0 quantize 32 consecutive inputs of one output row with a scale d (and for
-Q4_1 a min m), which is exactly MatMulNBits' blocking along K. With a float zero point
-zp = -m/d, MatMulNBits' w = scale * (q - zp) reproduces d*q + m, so an int4 export of a Q4_1
-GGUF runs the very weights llama.cpp runs instead of a second, lossier re-quantization.
+Q4_1 a min m), which is exactly MatMulNBits' blocking along K, so an int4 export of such a GGUF
+runs the very weights llama.cpp runs instead of a second, lossier re-quantization. Q4_0 and
+Q8_0 map onto MatMulNBits' default zero points (8 and 128). Q4_1's min is no integer zero
+point, and ORT's float-zero-point kernel is ~20x slower, so Q4_1 runs as zero point 8 plus a
+correction: x.w = sum_b d_b (x_b . (q_b - 8)) + sum_b (m_b + 8 d_b) sum(x_b), the second term
+one small MatMul of per-block input sums (graph.py).
 
     Q4_0: [d f16][16 bytes: q_j low nibble, q_{j+16} high]   w = d * (q - 8)
     Q4_1: [d f16][m f16][16 bytes, same nibble order]         w = d * q + m
@@ -27,7 +30,8 @@ class Packed:
 
     b: np.ndarray  # uint8 [N, K/32, 32*bits/8]
     scales: np.ndarray  # float32 [N * K/32]
-    zero_points: np.ndarray  # [N * K/32]: float32 (4-bit) or uint8 (8-bit)
+    zero_points: np.ndarray | None  # None: MatMulNBits' default (2^(bits-1))
+    mins: np.ndarray | None  # float32 [N, K/32]: Q4_1's m + 8d, Q4_1 only
     bits: int
     n: int
     k: int
@@ -43,26 +47,29 @@ def pack_gguf(type_name: str, raw: np.ndarray, n: int, k: int) -> Packed | None:
     d = blk[:, :, 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
     if type_name == "Q8_0":
         q = blk[:, :, 2:].view(np.int8).astype(np.int16) + 128
-        # ORT's 8-bit CPU kernel takes only uint8 zero points (one byte per block)
-        return Packed(q.astype(np.uint8), d.reshape(-1), np.full(n * nb, 128, np.uint8), 8, n, k)
+        return Packed(q.astype(np.uint8), d.reshape(-1), None, None, 8, n, k)
     qs = blk[:, :, head:]
     q = np.concatenate([qs & 0xF, qs >> 4], axis=-1)
     packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
     if type_name == "Q4_0":
-        zp = np.full(n * nb, 8.0, np.float32)
-    else:
-        m = blk[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
-        zp = (-m / np.where(d == 0, 1.0, d)).reshape(-1).astype(np.float32)
-    return Packed(packed, d.reshape(-1), zp, 4, n, k)
+        return Packed(packed, d.reshape(-1), None, None, 4, n, k)
+    m = blk[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    # d*q + m = d*(q - 8) + (m + 8d): centred codes keep the int8-activation error small
+    return Packed(packed, d.reshape(-1), None, m + 8.0 * d, 4, n, k)
 
 
 def concat_rows(parts: list[Packed]) -> Packed | None:
     """Stack weights along N (the fused QKV projection); None if their formats differ."""
-    if len({(p.bits, p.k) for p in parts}) != 1:
+    if len({(p.bits, p.k, p.mins is None) for p in parts}) != 1:
         return None
+
+    def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
+
     return Packed(
         np.concatenate([p.b for p in parts]),
         np.concatenate([p.scales for p in parts]),
-        np.concatenate([p.zero_points for p in parts]),
+        cat([p.zero_points for p in parts]),
+        cat([p.mins for p in parts]),
         parts[0].bits, sum(p.n for p in parts), parts[0].k,
     )

@@ -154,9 +154,11 @@ def _save(model: Any, dst: Path) -> None:
 def _quantize_int4(model: Any) -> tuple[Any, dict[str, Any]]:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    # Q4_1's min terms (graph.py) are exact float corrections; re-quantizing them adds error
+    exclude = [n.name for n in model.graph.node if n.name.endswith(".min_term")]
     quantizer = MatMulNBitsQuantizer(
         model, bits=4, block_size=INT4_BLOCK_SIZE, is_symmetric=INT4_SYMMETRIC,
-        accuracy_level=INT4_ACCURACY_LEVEL,
+        accuracy_level=INT4_ACCURACY_LEVEL, nodes_to_exclude=exclude,
     )
     quantizer.process()
     return quantizer.model.model, {

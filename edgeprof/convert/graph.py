@@ -47,6 +47,7 @@ class _Graph:
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        self.block_sums: set[str] = set()
 
     def init(self, name: str, array: np.ndarray) -> str:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
@@ -68,15 +69,28 @@ class _Graph:
             w = weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
             self.init(f"{name}.weight", w.T)
             return self.op("MatMul", [x, f"{name}.weight"], name)[0]
-        self.init(f"{name}.weight_q", fused.b)
-        self.init(f"{name}.weight_scales", fused.scales)
-        self.init(f"{name}.weight_zp", fused.zero_points)
-        return self.op(
-            "MatMulNBits",
-            [x, f"{name}.weight_q", f"{name}.weight_scales", f"{name}.weight_zp"],
-            name, domain=MS, K=fused.k, N=fused.n, bits=fused.bits, block_size=BLOCK,
+        inputs = [x, self.init(f"{name}.weight_q", fused.b),
+                  self.init(f"{name}.weight_scales", fused.scales)]
+        if fused.zero_points is not None:
+            inputs.append(self.init(f"{name}.weight_zp", fused.zero_points))
+        y = self.op(
+            "MatMulNBits", inputs, name if fused.mins is None else f"{name}.dq",
+            domain=MS, K=fused.k, N=fused.n, bits=fused.bits, block_size=BLOCK,
             accuracy_level=accuracy_level,
         )[0]
+        if fused.mins is None:
+            return y
+        # Q4_1's per-block min: + sum_b m_b * sum(x_b), see blocks.py
+        sums = f"{x}.block_sums"
+        if sums not in self.block_sums:
+            self.block_sums.add(sums)
+            shape = self.init(f"{x}.block_shape",
+                              np.array([0, 0, fused.k // BLOCK, BLOCK], dtype=np.int64))
+            blocks = self.op("Reshape", [x, shape], f"{x}.blocks")[0]
+            self.op("ReduceSum", [blocks, "minus_one_i64"], sums, keepdims=0)
+        mins = self.init(f"{name}.weight_mins", fused.mins.T)
+        corr = self.op("MatMul", [sums, mins], f"{name}.min_term")[0]
+        return self.op("Add", [y, corr], name)[0]
 
 
 def build_llama(
@@ -126,6 +140,7 @@ def build_llama(
     g.init("rope_cos", cos)
     g.init("rope_sin", sin)
     g.init("one_i64", np.array([1], dtype=np.int64))
+    g.init("minus_one_i64", np.array([-1], dtype=np.int64))
     g.init("idx1", np.array(1, dtype=np.int64))
     # GroupQueryAttention wants seqlens_k = tokens seen - 1 and the total length, as int32.
     g.op("ReduceSum", ["attention_mask", "one_i64"], "mask_sum", keepdims=0)

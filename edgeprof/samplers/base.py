@@ -12,7 +12,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 Method = Literal["measured", "estimated"]
 
@@ -124,7 +124,7 @@ class CpuLoad:
         self._value = 0.0
 
     def fraction(self) -> float:
-        now = self._psutil.cpu_times()
+        now = _cpu_times_shared(self._psutil)
         busy0, total0 = _busy_total(self._last)
         busy1, total1 = _busy_total(now)
         dt = total1 - total0
@@ -139,3 +139,18 @@ def _busy_total(t: object) -> tuple[float, float]:
     total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
     idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
     return total - idle, total
+
+
+_shared_cpu_times: tuple[float, Any] = (float("-inf"), None)
+
+
+def _cpu_times_shared(psutil: Any) -> Any:
+    """One /proc/stat read per tick, shared by every sampler that wants it (the estimator and
+    the process sampler both do): the recorder's cost is paid on the model's time."""
+    global _shared_cpu_times
+    import time
+
+    now = time.perf_counter()
+    if now - _shared_cpu_times[0] > 0.005:
+        _shared_cpu_times = (now, psutil.cpu_times())
+    return _shared_cpu_times[1]

@@ -76,6 +76,19 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def settle(self) -> None:
+        """Commit a transaction that an interrupt left open.
+
+        SQLite applies each statement whole, so what is in it is consistent. Without this,
+        sqlite-utils would nest the next write in a savepoint of the open transaction and
+        closing the connection would silently discard both.
+        """
+        if self.db.conn.in_transaction:
+            try:
+                self.db.conn.commit()
+            except sqlite3.Error:
+                self.db.conn.rollback()
+
     def __enter__(self) -> Store:
         return self
 
