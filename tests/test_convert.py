@@ -59,10 +59,15 @@ def test_graph_follows_the_optimum_decoder_convention(fp32_export: Path) -> None
     outputs = [o.name for o in model.graph.output]
     assert inputs[:3] == ["input_ids", "attention_mask", "position_ids"]
     assert inputs[3:] == [f"past_key_values.{i}.{kv}" for i in range(30) for kv in ("key", "value")]
-    assert outputs == ["logits"] + [f"present.{i}.{kv}" for i in range(30) for kv in ("key", "value")]
+    kvs = [(i, kv) for i in range(30) for kv in ("key", "value")]
+    assert outputs == ["logits"] + [f"present.{i}.{kv}" for i, kv in kvs]
     past = model.graph.input[3].type.tensor_type.shape.dim
     assert [d.dim_value or d.dim_param for d in past] == [
-        "batch_size", 3, "past_sequence_length", 64]
+        "batch_size",
+        3,
+        "past_sequence_length",
+        64,
+    ]
 
 
 def test_vocab_gguf_tokenizes_like_the_source(fp32_export: Path) -> None:
@@ -74,7 +79,8 @@ def test_vocab_gguf_tokenizes_like_the_source(fp32_export: Path) -> None:
     full = llama_cpp.Llama(model_path=str(demo_model_path()), vocab_only=True, verbose=False)
     text = "<|im_start|>user\nHow many kilometres is a marathon? Ünïcödé 🚀<|im_end|>\n".encode()
     assert vocab.tokenize(text, add_bos=False, special=True) == full.tokenize(
-        text, add_bos=False, special=True)
+        text, add_bos=False, special=True
+    )
     vocab.close()
     full.close()
 
@@ -86,30 +92,34 @@ def test_rope_cache_matches_llamacpp_theta() -> None:
     i, pos = 5, 7
     theta = pos * 1e5 ** (-2 * i / 64)
     assert cos.shape == (8, 32)
-    np.testing.assert_allclose([cos[pos, i], sin[pos, i]], [np.cos(theta), np.sin(theta)], rtol=1e-6)
+    np.testing.assert_allclose(
+        [cos[pos, i], sin[pos, i]], [np.cos(theta), np.sin(theta)], rtol=1e-6
+    )
 
 
 def test_gguf_row_order_rotated_in_adjacent_pairs_equals_hf_rotate_half() -> None:
     """Why the graph keeps GGUF q/k rows and rotates adjacent pairs (see convert/graph.py)."""
     rng = np.random.default_rng(0)
-    d, pos = 8, 3
+    d = 8
     hf_q, hf_k = rng.normal(size=d), rng.normal(size=d)
-    inv = 1e5 ** (-np.arange(d // 2) * 2 / d)
-    c, s = np.cos(pos * inv), np.sin(pos * inv)
+    inv = 10.0 ** (-np.arange(d // 2) * 2 / d)  # a small base: every pair turns a lot
 
-    def rotate_half(x: np.ndarray) -> np.ndarray:  # Hugging Face llama
-        x1, x2 = x[: d // 2], x[d // 2:]
+    def rotate_half(x: np.ndarray, pos: int) -> np.ndarray:  # Hugging Face llama
+        c, s = np.cos(pos * inv), np.sin(pos * inv)
+        x1, x2 = x[: d // 2], x[d // 2 :]
         return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s])
 
-    def adjacent(x: np.ndarray) -> np.ndarray:  # llama.cpp NORMAL rope
+    def adjacent(x: np.ndarray, pos: int) -> np.ndarray:  # llama.cpp NORMAL rope
+        c, s = np.cos(pos * inv), np.sin(pos * inv)
         y = x.copy()
         y[0::2], y[1::2] = x[0::2] * c - x[1::2] * s, x[1::2] * c + x[0::2] * s
         return y
 
     # convert_hf_to_gguf.py's permute(): row j of half h goes to position 2j + h
     perm = np.arange(d).reshape(2, d // 2).T.reshape(-1)
-    assert np.isclose(rotate_half(hf_q) @ rotate_half(hf_k), adjacent(hf_q[perm]) @ adjacent(hf_k[perm]))
-    assert not np.isclose(rotate_half(hf_q) @ rotate_half(hf_k), adjacent(hf_q) @ adjacent(hf_k))
+    hf_score = rotate_half(hf_q, 5) @ rotate_half(hf_k, 2)  # query at 5 attends to key at 2
+    assert np.isclose(hf_score, adjacent(hf_q[perm], 5) @ adjacent(hf_k[perm], 2))
+    assert not np.isclose(hf_score, adjacent(hf_q, 5) @ adjacent(hf_k, 2))
 
 
 def test_unsupported_architecture_names_the_supported_ones(tmp_path: Path) -> None:
@@ -147,7 +157,13 @@ def test_cli_reports_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixt
         import sys
 
         argv = sys.argv
-        sys.argv = ["edgeprof", "convert", str(tmp_path / "nope.gguf"), "-o", str(tmp_path / "a.onnx")]
+        sys.argv = [
+            "edgeprof",
+            "convert",
+            str(tmp_path / "nope.gguf"),
+            "-o",
+            str(tmp_path / "a.onnx"),
+        ]
         try:
             main()
         finally:

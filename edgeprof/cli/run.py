@@ -41,6 +41,9 @@ def run_command(
         False, help="Let llama.cpp reuse a cached prompt prefix between requests."
     ),
     seed: int = typer.Option(0, help="Sampling seed."),
+    tokenizer: Path | None = typer.Option(
+        None, help="ONNX: a GGUF whose vocabulary tokenizes for a decoder without edgeprof's files."
+    ),
     base_url: str | None = typer.Option(None, help="Cloud backends: the API's base URL."),
     api_key_env: str | None = typer.Option(
         None, help="Cloud backends: the environment variable holding the API key."
@@ -59,6 +62,7 @@ def run_command(
     extra: dict[str, Any] = {}
     for key, value in [
         ("base_url", base_url), ("api_key_env", api_key_env),
+        ("tokenizer", str(tokenizer) if tokenizer else None),
         ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out),
     ]:  # fmt: skip
         if value is not None:

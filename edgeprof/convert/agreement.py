@@ -29,9 +29,7 @@ class Agreement:
     rel_l2_max: float
 
 
-def llamacpp_greedy(
-    llm: Any, tokens: list[int], n_tokens: int
-) -> tuple[list[int], np.ndarray]:
+def llamacpp_greedy(llm: Any, tokens: list[int], n_tokens: int) -> tuple[list[int], np.ndarray]:
     """llama.cpp's greedy continuation (stopping after an EOG token) and its logits per step."""
     import llama_cpp
 

@@ -71,5 +71,7 @@ def concat_rows(parts: list[Packed]) -> Packed | None:
         np.concatenate([p.scales for p in parts]),
         cat([p.zero_points for p in parts]),
         cat([p.mins for p in parts]),
-        parts[0].bits, sum(p.n for p in parts), parts[0].k,
+        parts[0].bits,
+        sum(p.n for p in parts),
+        parts[0].k,
     )

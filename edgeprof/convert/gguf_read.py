@@ -52,7 +52,9 @@ def open_gguf(path: Path) -> Any:
     try:
         return gguf.GGUFReader(path)
     except (ValueError, OSError) as e:
-        raise ModelLoadError(f"cannot read {path} as GGUF ({e}); pass a llama.cpp .gguf file") from e
+        raise ModelLoadError(
+            f"cannot read {path} as GGUF ({e}); pass a llama.cpp .gguf file"
+        ) from e
 
 
 def read_hparams(reader: Any) -> LlamaHParams:
@@ -96,8 +98,15 @@ def tensor_names(hp: LlamaHParams) -> list[str]:
         names += [
             f"blk.{i}.{n}.weight"
             for n in (
-                "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                "ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+                "attn_norm",
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_norm",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
             )
         ]
     names.append("output_norm.weight")
@@ -135,8 +144,9 @@ def packed_weights(reader: Any, names: list[str]) -> dict[str, Any]:
     out = {}
     for t in reader.tensors:
         if t.name in names and len(t.shape) == 2:
-            packed = pack_gguf(t.tensor_type.name, np.asarray(t.data), int(t.shape[1]),
-                               int(t.shape[0]))
+            packed = pack_gguf(
+                t.tensor_type.name, np.asarray(t.data), int(t.shape[1]), int(t.shape[0])
+            )
             if packed is not None:
                 out[t.name] = packed
     return out

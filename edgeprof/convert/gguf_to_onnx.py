@@ -90,11 +90,19 @@ def convert_gguf(
 
     native = packed_weights(reader, names) if weights == "int4" else {}
     types = {t.name: t.tensor_type.name for t in reader.tensors}
-    kept = {"gguf_blocks_kept": sorted({types[n] for n in native}),
-            "gguf_tensors_kept": len(native)}
-    model = build_llama(hp, counted(), max_pos=max_pos, freq_factors=rope_freqs(reader),
-                        all_logits=all_logits, packed=native,
-                        accuracy_level=NATIVE_ACCURACY_LEVEL)
+    kept = {
+        "gguf_blocks_kept": sorted({types[n] for n in native}),
+        "gguf_tensors_kept": len(native),
+    }
+    model = build_llama(
+        hp,
+        counted(),
+        max_pos=max_pos,
+        freq_factors=rope_freqs(reader),
+        all_logits=all_logits,
+        packed=native,
+        accuracy_level=NATIVE_ACCURACY_LEVEL,
+    )
     quant: dict[str, Any] = {"method": "none"}
     progress("quantize", 0, 1)
     with _quiet_ort_logging():
@@ -118,23 +126,26 @@ def convert_gguf(
     sha = sha256_file(src)
     bos = int(field_value(reader, "tokenizer.ggml.bos_token_id", -1))
     eos = int(field_value(reader, "tokenizer.ggml.eos_token_id", -1))
-    write_config(paths["config"], {
-        "arch": hp.arch,
-        "hparams": hp.to_dict(),
-        "weights": weights,
-        "quantization": quant,
-        "io": "optimum",
-        "logits": "all" if all_logits else "last",
-        "max_positions": max_pos,
-        "rope_layout": "gguf (adjacent pairs, rotary_interleaved=1)",
-        "source": {"file": src.name, "sha256": sha, "size_bytes": src.stat().st_size},
-        "tokenizer": paths["vocab"].name,
-        "chat_template": field_value(reader, "tokenizer.chat_template"),
-        "bos_token_id": bos,
-        "eos_token_id": eos,
-        "eog_token_ids": eog_token_ids(vocab),
-        "onnxruntime": _ort_version(),
-    })
+    write_config(
+        paths["config"],
+        {
+            "arch": hp.arch,
+            "hparams": hp.to_dict(),
+            "weights": weights,
+            "quantization": quant,
+            "io": "optimum",
+            "logits": "all" if all_logits else "last",
+            "max_positions": max_pos,
+            "rope_layout": "gguf (adjacent pairs, rotary_interleaved=1)",
+            "source": {"file": src.name, "sha256": sha, "size_bytes": src.stat().st_size},
+            "tokenizer": paths["vocab"].name,
+            "chat_template": field_value(reader, "tokenizer.chat_template"),
+            "bos_token_id": bos,
+            "eos_token_id": eos,
+            "eog_token_ids": eog_token_ids(vocab),
+            "onnxruntime": _ort_version(),
+        },
+    )
     vocab.close()
     progress("write", 3, 3)
     files = [dst, paths["data"], paths["vocab"], paths["config"]]
@@ -146,8 +157,12 @@ def _save(model: Any, dst: Path) -> None:
     import onnx
 
     onnx.save_model(
-        model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-        location=dst.name + ".data", size_threshold=1024,
+        model,
+        str(dst),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=dst.name + ".data",
+        size_threshold=1024,
     )
 
 
@@ -157,13 +172,20 @@ def _quantize_int4(model: Any) -> tuple[Any, dict[str, Any]]:
     # Q4_1's min terms (graph.py) are exact float corrections; re-quantizing them adds error
     exclude = [n.name for n in model.graph.node if n.name.endswith(".min_term")]
     quantizer = MatMulNBitsQuantizer(
-        model, bits=4, block_size=INT4_BLOCK_SIZE, is_symmetric=INT4_SYMMETRIC,
-        accuracy_level=INT4_ACCURACY_LEVEL, nodes_to_exclude=exclude,
+        model,
+        bits=4,
+        block_size=INT4_BLOCK_SIZE,
+        is_symmetric=INT4_SYMMETRIC,
+        accuracy_level=INT4_ACCURACY_LEVEL,
+        nodes_to_exclude=exclude,
     )
     quantizer.process()
     return quantizer.model.model, {
-        "method": "MatMulNBits", "bits": 4, "block_size": INT4_BLOCK_SIZE,
-        "symmetric": INT4_SYMMETRIC, "accuracy_level": INT4_ACCURACY_LEVEL,
+        "method": "MatMulNBits",
+        "bits": 4,
+        "block_size": INT4_BLOCK_SIZE,
+        "symmetric": INT4_SYMMETRIC,
+        "accuracy_level": INT4_ACCURACY_LEVEL,
         "ops": "MatMuls not transcribed from GGUF blocks; the embedding Gather stays fp32",
         "native": "Q4_0/Q4_1/Q8_0 GGUF blocks become MatMulNBits as they are (exact)",
     }
@@ -174,13 +196,22 @@ def _quantize_int8(model: Any, dst: Path) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        model, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-        per_channel=False, use_external_data_format=True,
+        model,
+        dst,
+        op_types_to_quantize=["MatMul"],
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        use_external_data_format=True,
         # shape inference stops at com.microsoft ops; every activation here is float32
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
     )
-    return {"method": "quantize_dynamic", "bits": 8, "weight_type": "QInt8",
-            "per_channel": False, "ops": "every MatMul incl. lm_head"}
+    return {
+        "method": "quantize_dynamic",
+        "bits": 8,
+        "weight_type": "QInt8",
+        "per_channel": True,
+        "ops": "every MatMul incl. lm_head",
+    }
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ same logits. Keys in the exported KV cache are therefore in GGUF head-dim order.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,9 +31,9 @@ MS = "com.microsoft"
 OPSET = 17
 
 
-def rope_cache(hp: LlamaHParams, max_pos: int, freq_factors: np.ndarray | None) -> tuple[
-    np.ndarray, np.ndarray
-]:
+def rope_cache(
+    hp: LlamaHParams, max_pos: int, freq_factors: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin [max_pos, head_dim/2] exactly as llama.cpp computes theta for NORMAL rope."""
     half = hp.head_dim // 2
     inv_freq = hp.rope_base ** (-np.arange(half, dtype=np.float64) * 2.0 / hp.head_dim)
@@ -53,29 +54,54 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], outputs: list[str] | str, *,
-           domain: str = "", name: str | None = None, **attrs: object) -> list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        outputs: list[str] | str,
+        *,
+        domain: str = "",
+        name: str | None = None,
+        **attrs: Any,
+    ) -> list[str]:
         outs = [outputs] if isinstance(outputs, str) else outputs
-        self.nodes.append(helper.make_node(
-            op_type, inputs, outs, name=name or outs[0], domain=domain or None, **attrs
-        ))
+        self.nodes.append(
+            helper.make_node(
+                op_type, inputs, outs, name=name or outs[0], domain=domain or None, **attrs
+            )
+        )
         return outs
 
-    def linear(self, x: str, name: str, weights: list[np.ndarray],
-               packed: list[Packed | None], accuracy_level: int) -> str:
+    def linear(
+        self,
+        x: str,
+        name: str,
+        weights: list[np.ndarray],
+        packed: list[Packed | None],
+        accuracy_level: int,
+    ) -> str:
         """x @ W.T for W = the row-concatenation of `weights` (GGUF/torch layout)."""
         fused = concat_rows([p for p in packed if p]) if all(packed) else None
         if fused is None:
             w = weights[0] if len(weights) == 1 else np.concatenate(weights, axis=0)
             self.init(f"{name}.weight", w.T)
             return self.op("MatMul", [x, f"{name}.weight"], name)[0]
-        inputs = [x, self.init(f"{name}.weight_q", fused.b),
-                  self.init(f"{name}.weight_scales", fused.scales)]
+        inputs = [
+            x,
+            self.init(f"{name}.weight_q", fused.b),
+            self.init(f"{name}.weight_scales", fused.scales),
+        ]
         if fused.zero_points is not None:
             inputs.append(self.init(f"{name}.weight_zp", fused.zero_points))
         y = self.op(
-            "MatMulNBits", inputs, name if fused.mins is None else f"{name}.dq",
-            domain=MS, K=fused.k, N=fused.n, bits=fused.bits, block_size=BLOCK,
+            "MatMulNBits",
+            inputs,
+            name if fused.mins is None else f"{name}.dq",
+            domain=MS,
+            K=fused.k,
+            N=fused.n,
+            bits=fused.bits,
+            block_size=BLOCK,
             accuracy_level=accuracy_level,
         )[0]
         if fused.mins is None:
@@ -84,8 +110,9 @@ class _Graph:
         sums = f"{x}.block_sums"
         if sums not in self.block_sums:
             self.block_sums.add(sums)
-            shape = self.init(f"{x}.block_shape",
-                              np.array([0, 0, fused.k // BLOCK, BLOCK], dtype=np.int64))
+            shape = self.init(
+                f"{x}.block_shape", np.array([0, 0, fused.k // BLOCK, BLOCK], dtype=np.int64)
+            )
             blocks = self.op("Reshape", [x, shape], f"{x}.blocks")[0]
             self.op("ReduceSum", [blocks, "minus_one_i64"], sums, keepdims=0)
         mins = self.init(f"{name}.weight_mins", fused.mins.T)
@@ -116,24 +143,44 @@ def build_llama(
     pk = packed or {}
 
     def linear(x: str, name: str, gguf_names: list[str]) -> str:
-        return g.linear(x, name, [w.pop(n) for n in gguf_names],
-                        [pk.pop(n, None) for n in gguf_names], accuracy_level)
+        return g.linear(
+            x,
+            name,
+            [w.pop(n) for n in gguf_names],
+            [pk.pop(n, None) for n in gguf_names],
+            accuracy_level,
+        )
 
     f32 = TensorProto.FLOAT
     i64 = TensorProto.INT64
-    kv_shape = ["batch_size", hp.n_head_kv, "past_sequence_length", hp.head_dim]
-    present_shape = ["batch_size", hp.n_head_kv, "total_sequence_length", hp.head_dim]
+    kv_shape: list[str | int | None] = [
+        "batch_size",
+        hp.n_head_kv,
+        "past_sequence_length",
+        hp.head_dim,
+    ]
+    present_shape: list[str | int | None] = [
+        "batch_size",
+        hp.n_head_kv,
+        "total_sequence_length",
+        hp.head_dim,
+    ]
     inputs = [
         helper.make_tensor_value_info("input_ids", i64, ["batch_size", "sequence_length"]),
         helper.make_tensor_value_info(
-            "attention_mask", i64, ["batch_size", "total_sequence_length"]),
+            "attention_mask", i64, ["batch_size", "total_sequence_length"]
+        ),
         helper.make_tensor_value_info("position_ids", i64, ["batch_size", "sequence_length"]),
     ]
-    outputs = [helper.make_tensor_value_info(
-        "logits", f32, ["batch_size", "sequence_length" if all_logits else 1, hp.n_vocab])]
+    outputs = [
+        helper.make_tensor_value_info(
+            "logits", f32, ["batch_size", "sequence_length" if all_logits else 1, hp.n_vocab]
+        )
+    ]
     for i in range(hp.n_layer):
         for kv in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kv}", f32, kv_shape))
+            past = f"past_key_values.{i}.{kv}"
+            inputs.append(helper.make_tensor_value_info(past, f32, kv_shape))
             outputs.append(helper.make_tensor_value_info(f"present.{i}.{kv}", f32, present_shape))
 
     cos, sin = rope_cache(hp, max_pos, freq_factors)
@@ -159,27 +206,54 @@ def build_llama(
         p = f"layers.{i}"
         attn_norm = g.init(f"{p}.attn_norm.weight", w.pop(f"blk.{i}.attn_norm.weight"))
         if i == 0:
-            x = g.op("SimplifiedLayerNormalization", [h, attn_norm], f"{p}.attn_norm",
-                     epsilon=eps, axis=-1, stash_type=1)[0]
+            x = g.op(
+                "SimplifiedLayerNormalization",
+                [h, attn_norm],
+                f"{p}.attn_norm",
+                epsilon=eps,
+                axis=-1,
+                stash_type=1,
+            )[0]
             residual = h
         else:
             x, _, _, residual = g.op(
-                "SkipSimplifiedLayerNormalization", [h, residual, attn_norm],
-                [f"{p}.attn_norm", "", "", f"{p}.attn_residual"], domain=MS, epsilon=eps)
+                "SkipSimplifiedLayerNormalization",
+                [h, residual, attn_norm],
+                [f"{p}.attn_norm", "", "", f"{p}.attn_residual"],
+                domain=MS,
+                epsilon=eps,
+            )
         qkv = linear(x, f"{p}.qkv_proj", [f"blk.{i}.attn_{n}.weight" for n in "qkv"])
         attn = g.op(
             "GroupQueryAttention",
-            [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value",
-             "seqlens_k", "total_len", "rope_cos", "rope_sin", "position_ids"],
+            [
+                qkv,
+                "",
+                "",
+                f"past_key_values.{i}.key",
+                f"past_key_values.{i}.value",
+                "seqlens_k",
+                "total_len",
+                "rope_cos",
+                "rope_sin",
+                "position_ids",
+            ],
             [f"{p}.attn", f"present.{i}.key", f"present.{i}.value"],
-            domain=MS, num_heads=hp.n_head, kv_num_heads=hp.n_head_kv,
-            do_rotary=1, rotary_interleaved=1,
+            domain=MS,
+            num_heads=hp.n_head,
+            kv_num_heads=hp.n_head_kv,
+            do_rotary=1,
+            rotary_interleaved=1,
         )[0]
         o = linear(attn, f"{p}.o_proj", [f"blk.{i}.attn_output.weight"])
         ffn_norm = g.init(f"{p}.ffn_norm.weight", w.pop(f"blk.{i}.ffn_norm.weight"))
         x, _, _, residual = g.op(
-            "SkipSimplifiedLayerNormalization", [o, residual, ffn_norm],
-            [f"{p}.ffn_norm", "", "", f"{p}.ffn_residual"], domain=MS, epsilon=eps)
+            "SkipSimplifiedLayerNormalization",
+            [o, residual, ffn_norm],
+            [f"{p}.ffn_norm", "", "", f"{p}.ffn_residual"],
+            domain=MS,
+            epsilon=eps,
+        )
         gate = linear(x, f"{p}.gate_proj", [f"blk.{i}.ffn_gate.weight"])
         up = linear(x, f"{p}.up_proj", [f"blk.{i}.ffn_up.weight"])
         sig = g.op("Sigmoid", [gate], f"{p}.gate_sigmoid")[0]
@@ -188,8 +262,13 @@ def build_llama(
         h = linear(act, f"{p}.down_proj", [f"blk.{i}.ffn_down.weight"])
 
     final_norm = g.init("final_norm.weight", w.pop("output_norm.weight"))
-    x = g.op("SkipSimplifiedLayerNormalization", [h, residual, final_norm],
-             ["final_norm", "", "", ""], domain=MS, epsilon=eps)[0]
+    x = g.op(
+        "SkipSimplifiedLayerNormalization",
+        [h, residual, final_norm],
+        ["final_norm", "", "", ""],
+        domain=MS,
+        epsilon=eps,
+    )[0]
     if not all_logits:
         g.init("last_idx", np.array([-1], dtype=np.int64))
         x = g.op("Gather", [x, "last_idx"], "final_norm_last", axis=1)[0]
@@ -204,5 +283,3 @@ def build_llama(
     )
     model.ir_version = 8
     return model
-
-

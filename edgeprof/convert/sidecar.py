@@ -1,10 +1,10 @@
 """What an export keeps beside NAME.onnx so that `--model NAME.onnx` alone is enough.
 
-    NAME.onnx             the graph
-    NAME.onnx.data        its weights (external data)
-    NAME.vocab.gguf       the source GGUF's metadata and tokenizer, no tensors: llama.cpp loads
-                          it with vocab_only=True, so prompts tokenize exactly as under llama.cpp
-    NAME.edgeprof.json    architecture, dims, weight format, source sha256, chat template, ids
+NAME.onnx             the graph
+NAME.onnx.data        its weights (external data)
+NAME.vocab.gguf       the source GGUF's metadata and tokenizer, no tensors: llama.cpp loads
+                      it with vocab_only=True, so prompts tokenize exactly as under llama.cpp
+NAME.edgeprof.json    architecture, dims, weight format, source sha256, chat template, ids
 """
 
 from __future__ import annotations
