@@ -64,6 +64,15 @@ class BackendOptions:
     keep_cache: bool = False  # reuse llama.cpp's prompt cache across requests (off: fair TTFT)
     extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific, validated there
 
+    def check_local(self) -> None:
+        """The checks every on-device backend makes of the shared options."""
+        from edgeprof.errors import UsageError
+
+        if self.threads is not None and self.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        if self.ctx < 16:
+            raise UsageError("--ctx must be at least 16 tokens")
+
 
 class Backend(ABC):
     name: ClassVar[str]

@@ -75,10 +75,7 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
-        if options.threads is not None and options.threads < 1:
-            raise UsageError("--threads must be at least 1")
-        if options.ctx < 16:
-            raise UsageError("--ctx must be at least 16 tokens")
+        options.check_local()
         unknown = set(options.extra) - {"n_batch", "n_gpu_layers", "flash_attn", "ignore_eos"}
         if unknown:
             raise UsageError(f"llamacpp does not take {', '.join(sorted(unknown))}")

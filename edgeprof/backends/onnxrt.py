@@ -99,10 +99,7 @@ class OnnxBackend(Backend):
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
-        if options.threads is not None and options.threads < 1:
-            raise UsageError("--threads must be at least 1")
-        if options.ctx < 16:
-            raise UsageError("--ctx must be at least 16 tokens")
+        options.check_local()
         unknown = set(options.extra) - EXTRA_KEYS
         if unknown:
             raise UsageError(f"onnx does not take {', '.join(sorted(unknown))}; it takes tokenizer")
