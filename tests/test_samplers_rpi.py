@@ -53,7 +53,10 @@ def test_fake_vcgencmd_reads_watts_off_the_sampling_thread(fs: FakeSys) -> None:
             time.sleep(0.02)
         assert [(r.sensor, r.metric) for r in readings] == [("rpi:pmic", "power_w")]
         assert readings[0].value == pytest.approx(EXPECTED_W)
-        assert s.read() == []  # nothing new since the last read
+        # The fake vcgencmd answers at once, so a new poll may already have landed: either
+        # nothing new, or a new reading of the same watts (take() semantics: test below).
+        again = s.read()
+        assert again == [] or again[0].value == pytest.approx(EXPECTED_W)
     finally:
         s.close()
 
@@ -75,3 +78,24 @@ def test_failures_give_reasons(fs: FakeSys, out: str, rc: int, reason: str, fix:
 def test_not_a_pi(fs: FakeSys) -> None:
     (p,) = RpiPmicSampler.probe(fs.env())
     assert not p.available and p.reason.startswith("vcgencmd not found")
+
+
+def test_background_poller_hands_each_reading_over_once() -> None:
+    import threading
+
+    from edgeprof.samplers.base import Reading
+    from edgeprof.samplers.sysfs import BackgroundPoller
+
+    pushed = threading.Event()
+    release = threading.Event()
+
+    def produce(push):  # one reading, then wait until the test is done
+        push([Reading("x", "power_w", 3.0)])
+        pushed.set()
+        release.wait(5)
+
+    poller = BackgroundPoller("test", produce)
+    assert pushed.wait(5)
+    assert poller.take() == [Reading("x", "power_w", 3.0)]
+    assert poller.take() == []  # nothing new since the last take
+    release.set()
