@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 app = typer.Typer(
     name="edgeprof",
@@ -26,6 +29,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print `edgeprof: error: <message>` on one line and exit."""
     print(f"edgeprof: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def progress_bar(disable: bool = False) -> Progress:
+    """The bar long commands (convert, merge) show on stderr; gone when the work is done."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=disable,
+    )
 
 
 def debug_enabled() -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeprof.cli.app import app, err, out
+from edgeprof.cli.app import app, out, progress_bar
 
 _STAGES = {"dequantize": "reading GGUF tensors", "quantize": "quantizing", "write": "writing"}
 
@@ -23,27 +23,14 @@ def convert_command(
     ),
 ) -> None:
     """Export a GGUF to ONNX with its tokenizer and config beside it."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskID,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+
+    from rich.progress import TaskID
 
     from edgeprof.convert import convert_gguf
     from edgeprof.models import resolve_model
 
     src = resolve_model(model)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
+    with progress_bar() as bar:
         tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeprof.cli.app import app, err
+from edgeprof.cli.app import app, err, progress_bar
 
 
 @app.command("merge")
@@ -20,19 +20,10 @@ def merge_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Merge profile databases; runs already present are not copied twice."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from edgeprof.store.share import merge
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    ) as bar:
+    with progress_bar(disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task("checking sources", total=None)
 
         def progress(done: int, total: int, what: str) -> None:
