@@ -36,7 +36,10 @@ _EXPORTS = {
     "SensitivityRow": "edgeprof.economics",
     "Workload": "edgeprof.economics",
     "compare_profiles": "edgeprof.compare:compare",
-    "plot_costs": "edgeprof.compare",
+    "plot_costs": "edgeprof.plots",
+    "RunSummary": "edgeprof.summary",
+    "register_backend": "edgeprof.backends",
+    "register_sampler": "edgeprof.samplers",
     "EdgeprofError": "edgeprof.errors",
 }
 

@@ -11,7 +11,6 @@ Inputs come from three places, and each figure says which (`Figure.provenance`):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from edgeprof import economics as ec
 from edgeprof.economics import BreakEven, CloudPrice, DeviceCosts, DevicePerformance, Workload
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
 from edgeprof.store.db import Store
+from edgeprof.summary import RunSummary
 
-CLOUD_BACKENDS = frozenset({"openai", "anthropic"})
 Provenance = Literal["measured", "estimated", "assumed"]
 
 
@@ -83,7 +82,7 @@ class Comparison:
 # -- reading the profile -------------------------------------------------------------------
 
 
-def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
+def _device_target(summary: RunSummary) -> DeviceTarget | str:
     """A device target, or the reason this run cannot be one.
 
     Energy per token comes from the run's average power while serving (request energy over
@@ -93,20 +92,20 @@ def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
     for the time it really keeps the device busy. Prefill is compute-bound and often draws
     more than the average, so input tokens may be under-charged a little: an estimate.
     """
-    run_id = str(summary["run_id"])
-    name = f"{summary.get('backend')}:{Path(str(summary.get('target') or '?')).name} [{run_id[:8]}]"
-    prefill, decode = summary.get("prefill_tps_mean"), summary.get("decode_tps_mean")
-    j_out, power_w = summary.get("j_per_output_token"), summary.get("avg_power_w")
+    run_id = summary.run_id
+    name = f"{summary.backend}:{Path(summary.target or '?').name} [{run_id[:8]}]"
+    prefill, decode = summary.prefill_tps_mean, summary.decode_tps_mean
+    j_out, power_w = summary.j_per_output_token, summary.avg_power_w
     if not prefill or not decode:
-        return f"run {run_id[:8]} has no prefill/decode speeds (status {summary.get('status')})"
+        return f"run {run_id[:8]} has no prefill/decode speeds (status {summary.status})"
     if j_out is None:
         return (
             f"run {run_id[:8]} has no energy figures; re-profile with a power sensor "
-            "(edgeprof probe) or --tdp-w"
+            "(edgeprof probe) or `tdp_w`"
         )
-    method = str(summary.get("energy_method") or "estimated")
+    method = summary.energy_method or "estimated"
     energy_prov: Provenance = "measured" if method == "measured" else "estimated"
-    mean_in, mean_out = summary.get("mean_input_tokens"), summary.get("mean_output_tokens")
+    mean_in, mean_out = summary.mean_input_tokens, summary.mean_output_tokens
     inputs = [
         Figure("prefill_tps", prefill, "tokens/s", "measured", f"run {run_id}"),
         Figure("decode_tps", decode, "tokens/s", "measured", f"run {run_id}"),
@@ -157,9 +156,9 @@ def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
     return DeviceTarget(
         name=name,
         run_id=run_id,
-        backend=str(summary.get("backend")),
-        model=str(summary.get("target")),
-        device_label=summary.get("device_label"),
+        backend=summary.backend,
+        model=str(summary.target),
+        device_label=summary.device_label,
         performance=DevicePerformance(
             float(prefill), float(decode), float(j_out_decode), float(j_in)
         ),
@@ -169,7 +168,7 @@ def _device_target(summary: dict[str, Any]) -> DeviceTarget | str:
     )
 
 
-def _cloud_run_target(run: dict[str, Any], summary: dict[str, Any]) -> CloudTarget | str:
+def _cloud_run_target(run: dict[str, Any], summary: RunSummary) -> CloudTarget | str:
     from edgeprof import prices
 
     run_id, model = str(run["id"]), str(run.get("target") or "")
@@ -198,12 +197,12 @@ def _cloud_run_target(run: dict[str, Any], summary: dict[str, Any]) -> CloudTarg
         return _priced(name, "run", mp, run_id)
     except PricingError:
         pass
-    cost = summary.get("cost_per_request_usd")
+    cost = summary.cost_per_request_usd
     if cost is None:
         return f"cloud run {run_id[:8]} ({model}) has no price and recorded no cost; skipped"
     source = (
-        f"mean cost the run recorded, at its own {summary.get('mean_input_tokens')} in / "
-        f"{summary.get('mean_output_tokens')} out tokens"
+        f"mean cost the run recorded, at its own {summary.mean_input_tokens} in / "
+        f"{summary.mean_output_tokens} out tokens"
     )
     return CloudTarget(
         name,
@@ -227,7 +226,9 @@ def _priced(
     )
 
 
-def _summaries(store: Store, run_ids: Sequence[str] | None) -> list[tuple[dict, dict]]:
+def _summaries(
+    store: Store, run_ids: Sequence[str] | None
+) -> list[tuple[dict[str, Any], RunSummary]]:
     from edgeprof.summary import summarize_run
 
     if run_ids:
@@ -259,16 +260,56 @@ def compare(
     price_out_usd_per_m: float | None = None,
 ) -> Comparison:
     """Price every on-device run in `store` against every cloud target at one workload."""
-    from edgeprof import prices
-
     if (price_in_usd_per_m is None) != (price_out_usd_per_m is None):
-        raise UsageError("give both --price-in and --price-out (USD per 1M tokens), or neither")
+        raise UsageError(
+            "give both `price_in_usd_per_m` and `price_out_usd_per_m` (USD per 1M tokens), "
+            "or neither"
+        )
+    devices, clouds, notes = _targets_from_runs(store, run_ids)
+    clouds += _listed_clouds(cloud_models, price_in_usd_per_m, price_out_usd_per_m)
+    if not devices:
+        why = f" ({'; '.join(notes)})" if notes else ""
+        raise ProfileDBError(
+            f"no usable on-device run in {store.path}{why}; profile one with "
+            "`edgeprof run --backend llamacpp`"
+        )
+    if not clouds:
+        raise UsageError(
+            "nothing to compare with: pass `cloud_models` PROVIDER:MODEL (e.g. "
+            "openai:gpt-4o-mini) or `price_in_usd_per_m` and `price_out_usd_per_m`"
+        )
+    assumptions = _cost_assumptions(costs, requests_per_day)
+    tokens = _token_counts(devices, input_tokens, output_tokens, assumptions)
+    workload = Workload(requests_per_day, tokens[0], tokens[1])
+    pairs = []
+    for d in devices:
+        for c in clouds:
+            res = ec.break_even(workload, d.performance, costs, c.price, cloud_name=c.name)
+            sens = ec.sensitivity(workload, d.performance, costs, c.price)
+            pairs.append(Pair(d.name, c.name, res, tuple(sens)))
+    return Comparison(
+        str(store.path),
+        workload,
+        costs,
+        tuple(assumptions),
+        tuple(devices),
+        tuple(clouds),
+        tuple(pairs),
+        tuple(notes),
+    )
+
+
+def _targets_from_runs(
+    store: Store, run_ids: Sequence[str] | None
+) -> tuple[list[DeviceTarget], list[CloudTarget], list[str]]:
+    """Device and cloud targets from the runs (by the kind each run recorded), and notes on
+    the runs that cannot be either."""
     notes: list[str] = []
     devices: list[DeviceTarget] = []
     clouds: list[CloudTarget] = []
     for run, summary in _summaries(store, run_ids):
         made: DeviceTarget | CloudTarget | str
-        if str(run.get("backend")) in CLOUD_BACKENDS:
+        if run.get("target_kind") == "remote":
             made = _cloud_run_target(run, summary)
         else:
             made = _device_target(summary)
@@ -278,26 +319,28 @@ def compare(
             devices.append(made)
         else:
             clouds.append(made)
+    return devices, clouds, notes
+
+
+def _listed_clouds(
+    cloud_models: Sequence[str], price_in: float | None, price_out: float | None
+) -> list[CloudTarget]:
+    """Cloud targets named by the user: catalog models, and one explicit price pair."""
+    from edgeprof import prices
+
+    clouds = []
     for ref in cloud_models:
         mp = prices.lookup_price(ref)
         clouds.append(_priced(f"{mp.provider}:{mp.model}", "model", mp))
-    if price_in_usd_per_m is not None and price_out_usd_per_m is not None:
-        mp = prices.manual_price(price_in_usd_per_m, price_out_usd_per_m)
-        name = f"${price_in_usd_per_m:g}/${price_out_usd_per_m:g} per 1M"
-        clouds.append(_priced(name, "explicit", mp))
-    if not devices:
-        why = f" ({'; '.join(notes)})" if notes else ""
-        raise ProfileDBError(
-            f"no usable on-device run in {store.path}{why}; profile one with "
-            "`edgeprof run --backend llamacpp`"
-        )
-    if not clouds:
-        raise UsageError(
-            "nothing to compare with: pass --cloud PROVIDER:MODEL (e.g. "
-            "openai:gpt-4o-mini) or --price-in USD_PER_M --price-out USD_PER_M"
-        )
+    if price_in is not None and price_out is not None:
+        mp = prices.manual_price(price_in, price_out)
+        clouds.append(_priced(f"${price_in:g}/${price_out:g} per 1M", "explicit", mp))
+    return clouds
 
-    assumptions = [
+
+def _cost_assumptions(costs: DeviceCosts, requests_per_day: float) -> list[Figure]:
+    # Each source names the flag that sets the figure: this list is shown as it is.
+    return [
         Figure(
             "requests_per_day", requests_per_day, "requests/day", "assumed", "--requests-per-day"
         ),
@@ -318,6 +361,16 @@ def compare(
         ),
         Figure("utilization", costs.utilization, "fraction of the day", "assumed", "--utilization"),
     ]
+
+
+def _token_counts(
+    devices: Sequence[DeviceTarget],
+    input_tokens: float | None,
+    output_tokens: float | None,
+    assumptions: list[Figure],
+) -> tuple[float, float]:
+    """Tokens per request: as given, else the mean the on-device runs measured. Appends the
+    figure used to `assumptions`."""
     tokens: list[float] = []
     for flag, given, key in (
         ("--input-tokens", input_tokens, "mean_input_tokens"),
@@ -330,7 +383,7 @@ def compare(
             continue
         means = [getattr(d, key) for d in devices if getattr(d, key)]
         if not means:
-            raise UsageError(f"the runs record no token counts; pass {flag} N")
+            raise UsageError(f"the runs record no token counts; pass `{name}` N")
         tokens.append(sum(means) / len(means))
         assumptions.append(
             Figure(
@@ -341,117 +394,9 @@ def compare(
                 f"mean over the on-device runs (no {flag} given)",
             )
         )
-    workload = Workload(requests_per_day, tokens[0], tokens[1])
-
-    pairs = []
-    for d in devices:
-        for c in clouds:
-            res = ec.break_even(workload, d.performance, costs, c.price, cloud_name=c.name)
-            sens = ec.sensitivity(workload, d.performance, costs, c.price)
-            pairs.append(Pair(d.name, c.name, res, tuple(sens)))
-    return Comparison(
-        str(store.path),
-        workload,
-        costs,
-        tuple(assumptions),
-        tuple(devices),
-        tuple(clouds),
-        tuple(pairs),
-        tuple(notes),
-    )
+    return tokens[0], tokens[1]
 
 
 def to_dict(comparison: Comparison) -> dict[str, Any]:
     """Every figure, JSON-ready (no secrets: runs' params are not copied)."""
     return asdict(comparison)
-
-
-# -- the plot ------------------------------------------------------------------------------
-
-
-def plot_costs(comparison: Comparison, path: Path | str) -> Path:
-    """Cost per day against requests per day (log-log) for every target; break-evens marked."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure as MplFigure
-
-    path = Path(path)
-    r = comparison.workload.requests_per_day
-    first = {p.device: p.result for p in comparison.pairs}
-    marks = [r] + [p.result.break_even_requests_per_day or 0 for p in comparison.pairs]
-    marks += [res.device_capacity_requests_per_day for res in first.values()]
-    positive = [m for m in marks if m and m > 0]
-    lo, hi = min(positive) / 10, max(positive) * 10
-    xs = np.logspace(math.log10(lo), math.log10(hi), 300)
-
-    fig = MplFigure(figsize=(9, 5.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for i, d in enumerate(comparison.devices):
-        res, color = first[d.name], f"C{i}"
-        cap = res.device_capacity_requests_per_day
-        x = xs[xs <= cap]
-        y = [
-            ec.device_cost_per_day_usd(
-                v, res.device_capital_usd_per_day, res.device_energy_cost_per_request_usd
-            )
-            for v in x
-        ]
-        ax.plot(x, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
-        ax.axvline(cap, color=color, ls=":", lw=1)
-        ax.annotate(
-            f"capacity {ec.format_count(cap)}/day",
-            (cap, 0.02),
-            color=color,
-            xycoords=("data", "axes fraction"),
-            rotation=90,
-            ha="right",
-            fontsize=8,
-        )
-    n = len(comparison.devices)
-    for j, c in enumerate(comparison.clouds):
-        per_req = next(
-            p.result.cloud_cost_per_request_usd for p in comparison.pairs if p.cloud == c.name
-        )
-        ax.plot(
-            xs,
-            xs * per_req,
-            color=f"C{n + j}",
-            lw=1.5,
-            ls="--",
-            label=_tex_safe(f"cloud: {c.name}"),
-        )
-    for k, p in enumerate(comparison.pairs):
-        be = p.result.break_even_requests_per_day
-        if be and p.result.break_even_status == "ok":
-            at = (be, be * p.result.cloud_cost_per_request_usd)
-            ax.plot([at[0]], [at[1]], "o", color="black", ms=6)
-            # Stagger labels: break-evens against similar clouds sit close together.
-            ax.annotate(
-                f"{ec.format_count(be)}/day",
-                at,
-                textcoords="offset points",
-                xytext=(6, -12 - 10 * (k % 3)),
-                fontsize=8,
-            )
-    ax.axvline(r, color="grey", ls="-.", lw=1, label=f"your volume: {ec.format_count(r)}/day")
-    ax.set_xscale("log")
-    ax.set_yscale("log", nonpositive="mask")
-    ax.set_xlabel("requests per day")
-    ax.set_ylabel("cost per day (USD)")
-    w = comparison.workload
-    ax.set_title(
-        f"Cost per day, {w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens "
-        "per request (● break-even)"
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def _tex_safe(text: str) -> str:
-    """Matplotlib reads $...$ as math; target names like "$5/$15 per 1M" must stay literal."""
-    return text.replace("$", r"\$")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from edgeprof.errors import PricingError, UsageError
+from edgeprof.formatting import format_count, format_usd
 
 SECONDS_PER_DAY = 86_400.0
 DAYS_PER_YEAR = 365.0
@@ -146,9 +147,9 @@ def _check(
 def validate(
     workload: Workload, device: DevicePerformance, costs: DeviceCosts, cloud: CloudPrice
 ) -> None:
-    _check("requests per day", workload.requests_per_day, flag="--requests-per-day", positive=True)
-    _check("input tokens", workload.input_tokens, flag="--input-tokens")
-    _check("output tokens", workload.output_tokens, flag="--output-tokens", positive=True)
+    _check("requests per day", workload.requests_per_day, flag="`requests_per_day`", positive=True)
+    _check("input tokens", workload.input_tokens, flag="`input_tokens`")
+    _check("output tokens", workload.output_tokens, flag="`output_tokens`", positive=True)
     _check("cached input tokens", workload.cached_input_tokens, flag="the cached token count")
     if workload.cached_input_tokens > workload.input_tokens:
         raise UsageError("cached input tokens exceed input tokens; lower the cached count")
@@ -156,17 +157,24 @@ def validate(
     _check("decode tok/s", device.decode_tps, flag="the run (re-profile it)", positive=True)
     _check("J per output token", device.j_per_output_token, flag="the run's energy figures")
     _check("J per input token", device.j_per_input_token, flag="the run's energy figures")
-    _check("device price", costs.device_price_usd, flag="--device-price")
-    _check("lifetime", costs.lifetime_years, flag="--lifetime-years (e.g. 3)", positive=True)
-    _check("electricity price", costs.electricity_usd_per_kwh, flag="--electricity")
-    _check("utilization", costs.utilization, flag="--utilization (0 < f <= 1)", positive=True)
+    _check("device price", costs.device_price_usd, flag="`device_price_usd`")
+    _check("lifetime", costs.lifetime_years, flag="`lifetime_years` (e.g. 3)", positive=True)
+    _check("electricity price", costs.electricity_usd_per_kwh, flag="`electricity_usd_per_kwh`")
+    _check("utilization", costs.utilization, flag="`utilization` (0 < f <= 1)", positive=True)
     if costs.utilization > 1:
         raise UsageError(
             f"utilization must be at most 1 (got {costs.utilization}); "
-            "fix --utilization (0 < f <= 1)"
+            "fix `utilization` (0 < f <= 1)"
         )
-    _check("cloud input price", cloud.input_usd_per_m, flag="--price-in", error=PricingError)
-    _check("cloud output price", cloud.output_usd_per_m, flag="--price-out", error=PricingError)
+    _check(
+        "cloud input price", cloud.input_usd_per_m, flag="`price_in_usd_per_m`", error=PricingError
+    )
+    _check(
+        "cloud output price",
+        cloud.output_usd_per_m,
+        flag="`price_out_usd_per_m`",
+        error=PricingError,
+    )
     if cloud.cached_input_usd_per_m is not None:
         _check(
             "cloud cached input price",
@@ -367,26 +375,6 @@ def sensitivity(
 
 
 # -- words ---------------------------------------------------------------------------------
-
-
-def format_usd(value: float) -> str:
-    """Dollars with as many digits as a small per-request amount needs."""
-    sign, v = ("-" if value < 0 else ""), abs(value)
-    if v == 0:
-        return "$0"
-    if v >= 100:
-        return f"{sign}${v:,.0f}"
-    if v >= 1:
-        return f"{sign}${v:,.2f}"
-    if v < 1e-9:
-        return f"{sign}${v:.2e}"
-    # Three significant digits in fixed notation: $0.0000262 reads better than $2.62e-05.
-    decimals = 2 - math.floor(math.log10(v))
-    return f"{sign}${v:.{decimals}f}"
-
-
-def format_count(value: float) -> str:
-    return f"{value:,.0f}"
 
 
 def verdict(result: BreakEven, cloud_name: str = "the cloud") -> str:

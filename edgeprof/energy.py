@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-Series = Sequence[tuple[int, float]]
+from edgeprof.power import ADDITIVE, DISCRETE_GPU, POWER_METRICS, WHOLE_DEVICE, WHOLE_SOC
+from edgeprof.samplers import sampler_sources
 
-# Whole-device domains: each one already includes every other domain on the device.
-WHOLE_DEVICE = ("board", "battery", "wall")
+Series = Sequence[tuple[int, float]]
 
 
 @dataclass(frozen=True)
 class SensorSeries:
     sensor: str
-    domain: str
+    domain: str  # an edgeprof.power.Domain; as read back from a database, any string
     metric: str  # "power_w" or "energy_j"
     method: str  # "measured" | "estimated"
     points: Series
@@ -85,19 +85,20 @@ def series_energy_j(s: SensorSeries, t_start_ns: int, t_end_ns: int) -> float | 
     return trapezoid_j(pts)
 
 
-# Probe order: when two sources measure the same CPU domain, the earlier one is used.
-SOURCE_ORDER = ("rapl", "hwmon", "battery", "nvml", "jetson", "rpi", "powermetrics", "estimate")
-# Domains that stand alone (each includes the CPU package and DRAM); a discrete GPU adds to them.
-WHOLE_SOC = ("psys", "soc")
-
-
 def source_of(sensor: str) -> str:
     return sensor.split(":", 1)[0]
 
 
-def _rank(s: SensorSeries) -> tuple[int, str]:
-    src = source_of(s.sensor)
-    return (SOURCE_ORDER.index(src) if src in SOURCE_ORDER else len(SOURCE_ORDER), s.sensor)
+def source_precedence() -> dict[str, int]:
+    """Source -> rank: registration order, so when two sources measure the same domain the
+    earlier one is used. Sources not registered here (a plugin's, in a database from another
+    machine) rank after every registered one."""
+    return {src: i for i, src in enumerate(sampler_sources("power"))}
+
+
+def _ranked(series: Sequence[SensorSeries]) -> list[SensorSeries]:
+    order = source_precedence()
+    return sorted(series, key=lambda s: (order.get(source_of(s.sensor), len(order)), s.sensor))
 
 
 def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
@@ -113,24 +114,24 @@ def select_domains(series: Sequence[SensorSeries]) -> list[SensorSeries]:
     """
     by_sensor: dict[str, SensorSeries] = {}
     for s in series:
-        if s.metric not in ("power_w", "energy_j"):
+        if s.metric not in POWER_METRICS:
             continue
         prev = by_sensor.get(s.sensor)
         if prev is None or (s.metric == "energy_j" and prev.metric != "energy_j"):
             by_sensor[s.sensor] = s
-    chosen = sorted(by_sensor.values(), key=_rank)
+    chosen = _ranked(list(by_sensor.values()))
     measured = [s for s in chosen if s.method == "measured"]
     pool = measured or chosen
     for whole in WHOLE_DEVICE:
         picked = [s for s in pool if s.domain == whole]
         if picked:
             return picked[:1]
-    gpus = [s for s in pool if s.domain == "gpu"]
+    gpus = [s for s in pool if s.domain == DISCRETE_GPU]
     for soc in WHOLE_SOC:
         picked = [s for s in pool if s.domain == soc]
         if picked:
             return picked[:1] + gpus
-    for additive in (("package", "dram"), ("rail",)):
+    for additive in ADDITIVE:
         parts = [p for domain in additive for p in _one_source(pool, domain)]
         if parts:
             return parts + gpus
@@ -211,7 +212,7 @@ def build_series(
     points: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for r in samples:
         key = (str(r["sensor"]), str(r["metric"]))
-        if key[1] in ("power_w", "energy_j"):
+        if key[1] in POWER_METRICS:
             points.setdefault(key, []).append((int(r["t_ns"]), float(r["value"])))
     out = []
     for (sensor, metric), pts in points.items():

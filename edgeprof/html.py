@@ -15,11 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgeprof import formatting as f
 from edgeprof.errors import ProfileDBError
+from edgeprof.formatting import DASH
 from edgeprof.store.db import Store
+from edgeprof.summary import RunSummary
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
-DASH = "–"
+EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -49,7 +52,7 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
     ("quant", "quant", "text", "t"),
     ("label", "label", "text", "t"),
     ("status", "status", "status", "t"),
-    ("requests", "n_requests", "int", ""),
+    ("requests", "requests_done", "text", ""),
     ("errors", "n_errors", "int", ""),
     ("TTFT p50 ms", "ttft_p50_s", "ms", ""),
     ("prefill tok/s", "prefill_tps_mean", "num", ""),
@@ -62,34 +65,26 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
 ]
 
 
-def _fmt(kind: str, s: dict[str, Any], key: str) -> str:
-    v = s.get(key)
+def _fmt(kind: str, s: RunSummary, key: str) -> str:
+    """One cell; every string that came from the database is escaped."""
+    v = getattr(s, key)
     if v is None or v == "":
         return DASH
     if kind == "id":
         return f'<code title="{html.escape(str(v))}">{html.escape(str(v)[:10])}</code>'
     if kind == "status":
         return f'<span class="status-{html.escape(str(v))}">{html.escape(str(v))}</span>'
-    if kind == "int":
-        return f"{int(v):,}"
-    if kind == "ms":
-        return f"{float(v) * 1000:,.1f}"
-    if kind == "num":
-        return f"{float(v):,.1f}"
-    if kind == "num2":
-        return f"{float(v):,.2f}"
-    if kind == "decode":
-        sd = s.get("decode_tps_sd")
-        return f"{float(v):,.1f}" + (f" ± {float(sd):,.1f}" if sd is not None else "")
-    if kind == "jpt":
-        est = "estimated" in str(s.get("energy_method") or "")
-        mark = ' <span class="est" title="estimated, not measured">(est.)</span>' if est else ""
-        return f"{float(v):.3g}{mark}"
-    if kind == "mib":
-        return f"{float(v) / 2**20:,.0f}"
-    if kind == "usd":
-        return f"${float(v):.6f}".rstrip("0").rstrip(".")
-    return html.escape(str(v))
+    numbers = {
+        "int": lambda: f.count(v),
+        "ms": lambda: f.ms(v),
+        "num": lambda: f.num(v),
+        "num2": lambda: f.num(v, 2),
+        "decode": lambda: f.mean_sd(v, s.decode_tps_sd),
+        "jpt": lambda: f.j_per_token(v, s.energy_method, mark=EST_MARK),
+        "mib": lambda: f.mib(v),
+        "usd": lambda: f.usd_exact(v),
+    }
+    return numbers[kind]() if kind in numbers else html.escape(str(v))
 
 
 def _png_uri(fig: Any) -> str:
@@ -107,20 +102,20 @@ def _figure(w: float, h: float) -> Any:
     return fig
 
 
-def _group_label(s: dict[str, Any], with_target: bool) -> str:
-    label = f"{s.get('device_label') or str(s.get('device_id') or '?')[:8]} · {s.get('backend')}"
-    return f"{label} · {Path(str(s.get('target') or '?')).name}" if with_target else label
+def _group_label(s: RunSummary, with_target: bool) -> str:
+    label = f"{s.device_label or str(s.device_id or '?')[:8]} · {s.backend}"
+    return f"{label} · {Path(str(s.target or '?')).name}" if with_target else label
 
 
 def _bar_chart(
-    summaries: Sequence[dict[str, Any]], key: str, sd_key: str | None, title: str, unit: str
+    summaries: Sequence[RunSummary], key: str, sd_key: str | None, title: str, unit: str
 ) -> str | None:
     """Mean of `key` per device and backend (and model, when runs differ in it)."""
-    with_target = len({s.get("target") for s in summaries}) > 1
+    with_target = len({s.target for s in summaries}) > 1
     groups: dict[str, list[float]] = {}
     for s in summaries:
-        if s.get(key) is not None:
-            groups.setdefault(_group_label(s, with_target), []).append(float(s[key]))
+        if getattr(s, key) is not None:
+            groups.setdefault(_group_label(s, with_target), []).append(float(getattr(s, key)))
     if not groups:
         return None
     labels = sorted(groups)
@@ -133,7 +128,11 @@ def _bar_chart(
             m = sum(vals) / len(vals)
             errs.append((sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5)
         else:
-            sds = [s.get(sd_key) for s in summaries if sd_key and _group_label(s, with_target) == g]
+            sds = [
+                getattr(s, sd_key)
+                for s in summaries
+                if sd_key and _group_label(s, with_target) == g
+            ]
             errs.append(float(sds[0]) if sds and sds[0] is not None else 0.0)
     fig = _figure(6.0, 0.55 * len(labels) + 1.2)
     ax = fig.add_subplot()
@@ -185,22 +184,22 @@ def _img(uri: str, alt: str, caption: str) -> str:
     )
 
 
-def _runs_table(summaries: Sequence[dict[str, Any]]) -> str:
+def _runs_table(summaries: Sequence[RunSummary]) -> str:
     head = "".join(f'<th class="{c}">{html.escape(h)}</th>' for h, _, _, c in RUN_COLUMNS)
     body = []
     for s in summaries:
         cells = "".join(f'<td class="{c}">{_fmt(k, s, key)}</td>' for _, key, k, c in RUN_COLUMNS)
-        body.append(f'<tr data-run-id="{html.escape(str(s["run_id"]))}">{cells}</tr>')
+        body.append(f'<tr data-run-id="{html.escape(s.run_id)}">{cells}</tr>')
     table = f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     return f'<div class="scroll">{table}</div>'
 
 
 def _money(v: Any, digits: int = 6) -> str:
-    return DASH if v is None else f"${float(v):,.{digits}f}".rstrip("0").rstrip(".")
+    return f.usd_exact(None if v is None else float(v), digits)
 
 
 def _count(v: Any) -> str:
-    return DASH if v is None else f"{float(v):,.0f}"
+    return f.count(None if v is None else float(v))
 
 
 def _compare_section(comparison: Any) -> str:
@@ -280,7 +279,7 @@ def render_html_report(
         raise ProfileDBError(f"{store.path} holds no runs to report; add one with `edgeprof run`")
     summaries = [summarize_run(store, str(r["id"])) for r in runs]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    devices = len({s["device_id"] for s in summaries})
+    devices = len({s.device_id for s in summaries})
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -294,7 +293,7 @@ def render_html_report(
     if compare is not None:
         parts.append(_compare_section(compare))
     parts += ["<h2>Runs</h2>", _runs_table(summaries)]
-    if any("estimated" in str(s.get("energy_method") or "") for s in summaries):
+    if any(s.energy_estimated for s in summaries):
         parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
                      "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
     charts = [
@@ -306,11 +305,11 @@ def render_html_report(
     if imgs:
         parts += ["<h2>Per device and backend</h2>", f'<div class="charts">{"".join(imgs)}</div>']
     timelines = []
-    for s in sorted(summaries, key=lambda s: str(s["run_id"]), reverse=True)[:MAX_TIMELINES]:
-        uri = _timeline(store, str(s["run_id"]))
+    for s in sorted(summaries, key=lambda s: s.run_id, reverse=True)[:MAX_TIMELINES]:
+        uri = _timeline(store, s.run_id)
         if uri:
-            caption = f"run {s['run_id']} · {_group_label(s, True)}"
-            timelines.append(_img(uri, f"power timeline of run {s['run_id']}", caption))
+            caption = f"run {s.run_id} · {_group_label(s, True)}"
+            timelines.append(_img(uri, f"power timeline of run {s.run_id}", caption))
     if timelines:
         parts += ["<h2>Power timelines</h2>", *timelines]
     parts.append("</body></html>")

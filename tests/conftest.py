@@ -1,28 +1,19 @@
-"""Shared fixtures: the real demo model, and one real profile of it reused across tests."""
+"""Shared fixtures: the real demo model, one real profile of it reused across tests, and (as a
+plugin) the cloud servers of tests/cloud_fixtures.py. Helpers live in tests/builders.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeprof.models import demo_model_path
+from tests.builders import edgeprof_subprocess
 
-
-def edgeprof_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run the real command line (`python -m edgeprof`) in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgeprof", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "EDGEPROF_DEBUG": "", **(env or {})},
-        check=False,
-    )
+# The cloud fixtures (cloud_server, keyed_server, llama_server) reach every test by name.
+pytest_plugins = ["tests.cloud_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +22,15 @@ def demo_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """`edgeprof run --max-tokens 32 --repetitions 2 --json` on the demo model, once."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """`edgeprof run --max-tokens 32 --repetitions 2 --json` on the demo model, once, as a real
+    subprocess: the console path end to end, with llama.cpp's native threads in their own
+    process."""
     db = tmp_path_factory.mktemp("demo") / "p.db"
-    result = edgeprof_cli(
+    result = edgeprof_subprocess(
         "run", "--max-tokens", "32", "--repetitions", "2", "--idle-seconds", "0.5",
-        "--db", str(db), "--json",
+        "--db", db, "--json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return db, json.loads(result.stdout)
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return db, summary

@@ -232,4 +232,4 @@ def as_unprivileged(fn: Callable[[], T]) -> T:
     kind, value = pickle.loads(data)
     if kind == "err":
         raise AssertionError(f"in the unprivileged child: {value}")
-    return value  # type: ignore[no-any-return]
+    return value

@@ -1,28 +1,51 @@
-"""End to end on the real demo model through the real command line."""
+"""`edgeprof run`, `report` and `probe` on the command line: in-process through typer's
+CliRunner, on the fake backend and on the real demo model; as a real process only where the
+process itself is under test (the entry points, Ctrl-C, a fresh interpreter)."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from edgeprof.workload import load_suite
-from tests.conftest import edgeprof_cli
+from tests.builders import cli, edgeprof_subprocess, write_prompts
+
+REPO = Path(__file__).resolve().parent.parent
+DemoRun = tuple[Path, dict[str, Any]]
 
 
-def test_run_json_has_real_figures(demo_run):
+def one_error_line(stderr: str) -> str:
+    """The single `edgeprof: error: ...` line a library error becomes, with no traceback."""
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("edgeprof: error: "), line
+    return line
+
+
+# -- the real demo model -------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_run_json_has_real_figures(demo_run: DemoRun) -> None:
     _, summary = demo_run
     assert summary["status"] == "complete"
     assert summary["backend"] == "llamacpp" and summary["quant"] == "Q4_1"
     assert summary["decode_tps_mean"] > 0 and summary["ttft_p50_s"] > 0
     assert summary["n_requests"] == 2 * len(load_suite()) and summary["n_warmup"] == 1
-    assert summary["energy_method"] == "estimated"  # no power sensor on a VM
+    # The demo run does not pick its sensors: a machine with RAPL measures, a VM estimates.
+    assert summary["energy_method"] in ("measured", "estimated")
 
 
-def test_run_fills_every_table(demo_run):
+@pytest.mark.model
+def test_run_fills_every_table(demo_run: DemoRun) -> None:
     db, summary = demo_run
     conn = sqlite3.connect(db)
     count = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -41,18 +64,15 @@ def test_run_fills_every_table(demo_run):
         assert inp > 0 and ttft > 0
         assert decode > 0 if outp > 1 else decode is None
         assert outp == 32 if finish == "length" else 0 < outp <= 32
-        assert energy_j > 0 and method == "estimated"
-    sensor = conn.execute(
-        "SELECT method, detail FROM sensors WHERE sensor = 'estimate:cpu'"
-    ).fetchone()
-    assert sensor[0] == "estimated" and "TDP" in sensor[1]
+        assert energy_j > 0 and method == summary["energy_method"]
     run = conn.execute(
         "SELECT status, load_s, idle_power_w, recorder_cpu_s_per_s FROM runs"
     ).fetchone()
     assert run[0] == "complete" and run[1] > 0 and run[2] > 0 and 0 <= run[3] < 0.5
 
 
-def test_exact_token_counts_match_the_tokenizer(demo_run, demo_model):
+@pytest.mark.model
+def test_exact_token_counts_match_the_tokenizer(demo_run: DemoRun, demo_model: Path) -> None:
     from llama_cpp import Llama
 
     from edgeprof.backends.llamacpp import prompt_tokens
@@ -65,21 +85,92 @@ def test_exact_token_counts_match_the_tokenizer(demo_run, demo_model):
         assert n == expected[prompt_id]
 
 
-def test_report_json_returns_the_same_figures(demo_run):
+@pytest.mark.model
+def test_report_json_returns_the_same_figures(demo_run: DemoRun) -> None:
     db, summary = demo_run
-    result = edgeprof_cli("report", str(db), "--json")
-    assert result.returncode == 0, result.stderr
+    result = cli("report", db, "--json")
+    assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     for key in ("run_id", "decode_tps_mean", "ttft_p50_s", "j_per_output_token", "energy_method"):
         assert row[key] == summary[key]
-    table = edgeprof_cli("report", str(db), "--requests")
-    assert table.returncode == 0 and "decode tok/s" in table.stdout
+    table = cli("report", db, "--requests")
+    assert table.exit_code == 0, table.output
+    assert "decode tok/s" in table.stdout and f"requests of run {summary['run_id']}" in table.stdout
 
 
-def test_probe_json_lists_sources_with_reasons():
-    result = edgeprof_cli("probe", "--json")
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+# -- in-process, on the fake backend ---------------------------------------------------------
+
+
+@pytest.fixture()
+def suite(tmp_path: Path) -> Path:
+    return write_prompts(tmp_path / "suite.jsonl", ["Say hello.", "Name three colours now."])
+
+
+def test_run_on_the_fake_backend_prints_the_json_summary(suite: Path, tmp_path: Path) -> None:
+    import tests.fakes  # noqa: F401 - registers the `fake` backend
+
+    db = tmp_path / "p.db"
+    done = cli("run", "--backend", "fake", "--prompts", suite, "--db", db, "--max-tokens", "8",
+               "--repetitions", "2", "--idle-seconds", "0", "--sensors", "estimate",
+               "--label", "cli", "--json")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)  # stdout holds only the JSON; progress went to stderr
+    conn = sqlite3.connect(db)
+    run_id, backend, label, status = conn.execute(
+        "SELECT id, backend, label, status FROM runs"
+    ).fetchone()
+    assert (summary["run_id"], summary["backend"], summary["label"]) == (run_id, backend, label)
+    assert (backend, label, status) == ("fake", "cli", "complete")
+    outputs = [r[0] for r in conn.execute("SELECT output_tokens FROM requests WHERE warmup = 0")]
+    assert outputs == [8] * 4 and summary["n_requests"] == 4
+    assert summary["output_tokens_total"] == sum(outputs)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--max-tokens", "0"), "--max-tokens must be between 1 and 1000000"),
+        (("--concurrency", "0"), "--concurrency must be between 1 and 4096"),
+        (("--price-in", "1"), "--price-in"),
+        (("--backend", "no-such-backend"), "unknown backend 'no-such-backend'"),
+    ],
+)
+def test_bad_run_options_are_one_line_naming_the_flag(
+    args: tuple[str, ...], needle: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "x.db"
+    done = cli("run", *args, "--db", db)
+    assert done.exit_code == 2, done.output
+    assert needle in one_error_line(done.stderr)
+    assert not db.exists()  # refused before anything was written
+
+
+def test_bad_model_path_is_one_line(tmp_path: Path) -> None:
+    done = cli("run", "--model", tmp_path / "nope.gguf", "--db", tmp_path / "x.db")
+    assert done.exit_code == 2, done.output
+    assert one_error_line(done.stderr).startswith("edgeprof: error: model file")
+
+
+def test_non_gguf_file_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 this is a zip, not a model")
+    done = cli("run", "--model", fake, "--db", tmp_path / "x.db")
+    assert done.exit_code == 2, done.output
+    assert "is not a GGUF file" in one_error_line(done.stderr)
+
+
+def test_malformed_prompt_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\nnot json\n')
+    done = cli("run", "--prompts", bad, "--db", tmp_path / "x.db")
+    assert done.exit_code == 2, done.output
+    assert f"{bad}, line 2" in one_error_line(done.stderr)
+
+
+def test_probe_json_lists_sources_with_reasons() -> None:
+    done = cli("probe", "--json", "--no-bandwidth")
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
     assert data["device"]["cores"] >= 1 and data["device"]["ram_bytes"] > 0
     sources = {p["source"]: p for p in data["power_sources"]}
     assert {"rapl", "hwmon", "battery", "estimate"} <= set(sources)
@@ -88,34 +179,17 @@ def test_probe_json_lists_sources_with_reasons():
     assert sources["estimate"]["method"] == "estimated"
 
 
-def test_bad_model_path_is_one_line(tmp_path):
-    result = edgeprof_cli(
-        "run", "--model", str(tmp_path / "nope.gguf"), "--db", str(tmp_path / "x.db")
-    )
-    assert result.returncode == 2
-    assert (
-        result.stderr.startswith("edgeprof: error: model file") and "Traceback" not in result.stderr
-    )
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_report_of_a_missing_database_is_one_line(tmp_path: Path) -> None:
+    done = cli("report", tmp_path / "none.db")
+    assert done.exit_code == 2, done.output
+    assert "does not exist" in one_error_line(done.stderr)
 
 
-def test_non_gguf_file_is_one_line(tmp_path):
-    fake = tmp_path / "model.gguf"
-    fake.write_bytes(b"PK\x03\x04 this is a zip, not a model")
-    result = edgeprof_cli("run", "--model", str(fake), "--db", str(tmp_path / "x.db"))
-    assert result.returncode == 2
-    assert "is not a GGUF file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+# -- real processes ------------------------------------------------------------------------
 
 
-def test_malformed_prompt_file_is_one_line(tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "fine"}\nnot json\n')
-    result = edgeprof_cli("run", "--prompts", str(bad), "--db", str(tmp_path / "x.db"))
-    assert result.returncode == 2
-    assert f"{bad}, line 2" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-
-
-def test_help_does_not_import_heavy_libraries():
+def test_help_does_not_import_heavy_libraries() -> None:
+    # A fresh interpreter: this test process has imported them all long ago.
     code = (
         "import sys; from edgeprof.cli import app; "
         "heavy = [m for m in ('llama_cpp', 'onnxruntime', 'pynvml', 'matplotlib', 'openai', "
@@ -123,26 +197,61 @@ def test_help_does_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    assert edgeprof_cli("--help").returncode == 0
 
 
-def test_ctrl_c_keeps_rows_as_aborted(tmp_path):
+def test_entry_points_print_one_line_errors(tmp_path: Path) -> None:
+    """`python -m edgeprof` and the `edgeprof` console script: help, and a library error as one
+    line with exit status 2."""
+    missing = tmp_path / "none.db"
+    done = edgeprof_subprocess("--help")
+    assert done.returncode == 0 and "run" in done.stdout and "report" in done.stdout
+    done = edgeprof_subprocess("report", missing)
+    assert done.returncode == 2 and "does not exist" in one_error_line(done.stderr)
+    script = Path(sys.executable).parent / "edgeprof"
+    env = {**os.environ, "EDGEPROF_DEBUG": ""}
+    done2 = subprocess.run(
+        [script, "report", missing], capture_output=True, text=True, env=env, check=False
+    )
+    assert done2.returncode == 2 and one_error_line(done2.stderr) == one_error_line(done.stderr)
+
+
+# The fake backend in a real process: registered the way a plugin registers, then the real
+# entry point. The demo model case exercises llama.cpp's own interrupted decode.
+FAKE_MAIN = (
+    "import sys, tests.fakes; from edgeprof.cli import main; sys.argv[0] = 'edgeprof'; main()"
+)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("fake"),
+        pytest.param("llamacpp", marks=[pytest.mark.model, pytest.mark.slow]),
+    ],
+)
+def test_ctrl_c_keeps_rows_as_aborted(backend: str, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
+    args = ["run", "--backend", backend, "--max-tokens", "64", "--repetitions", "50",
+            "--idle-seconds", "0", "--db", str(db)]  # fmt: skip
+    if backend == "fake":
+        # ~0.07 s per request at the fake's default 1000 tok/s
+        command = [sys.executable, "-c", FAKE_MAIN, *args, "--sensors", "estimate"]
+    else:
+        command = [sys.executable, "-m", "edgeprof", *args]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeprof", "run", "--max-tokens", "64", "--repetitions", "50",
-         "--idle-seconds", "0", "--db", str(db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "EDGEPROF_DEBUG": ""},
     )  # fmt: skip
     deadline = time.monotonic() + 240
     n = 0
-    while time.monotonic() < deadline and n < 3:
-        time.sleep(0.5)
+    while time.monotonic() < deadline and n < 3 and proc.poll() is None:
+        time.sleep(0.2)
         if db.exists():
             try:
                 n = sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone()[0]
             except sqlite3.OperationalError:
                 n = 0  # tables not created yet
-    assert n >= 3, "the run never got going"
+    assert n >= 3, f"the run never got going: {proc.poll()} {proc.stderr and proc.stderr.read()}"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

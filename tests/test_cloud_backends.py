@@ -1,5 +1,4 @@
 """The OpenAI-compatible and Anthropic backends against the tests' own streaming server."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.cloud_fixtures
 
 from __future__ import annotations
 
@@ -15,15 +14,7 @@ from edgeprof.backends import BackendOptions, create_backend
 from edgeprof.errors import CloudAPIError, PricingError, UsageError
 from edgeprof.metrics import token_times_ns
 from edgeprof.prices import lookup_price, manual_price, request_cost_usd
-from tests.cloud_fixtures import (  # noqa: F401 - fixtures are used by name
-    FAKE_KEY,
-    cloud_server,
-    drain,
-    free_port,
-    keyed_server,
-    make_backend,
-    request,
-)
+from tests.cloud_fixtures import FAKE_KEY, drain, free_port, make_backend, request
 from tests.cloudserver import CloudServer, chunk_text, prompt_tokens
 
 BACKENDS = ["openai", "anthropic"]
@@ -36,7 +27,7 @@ def fresh(spec: str) -> str:
 
 
 def server_prompt_tokens(name: str) -> int:
-    msgs = [m for m in request().messages if name == "openai" or m["role"] != "system"]
+    msgs = [dict(m) for m in request().messages if name == "openai" or m["role"] != "system"]
     if name == "anthropic":  # the server counts the system prompt it receives separately
         msgs.append({"role": "system", "content": "Be brief."})
     return prompt_tokens(msgs)
@@ -252,8 +243,8 @@ def test_no_secret_in_model_info_or_params(
         ({"temperature": 1}, "does not take temperature"),
         ({"base_url": "ftp://x"}, "http"),
         ({"api_key_env": FAKE_KEY}, "NAME of an environment variable"),
-        ({"price_in_usd_per_m": 1.0, "price_out_usd_per_m": None}, "both --price-in"),
-        ({"price_in_usd_per_m": -1.0, "price_out_usd_per_m": 1.0}, "--price-in"),
+        ({"price_in_usd_per_m": 1.0, "price_out_usd_per_m": None}, "both `price_in_usd_per_m`"),
+        ({"price_in_usd_per_m": -1.0, "price_out_usd_per_m": 1.0}, "price_in_usd_per_m"),
         ({"max_retries": -1}, "max_retries"),
         ({"timeout_s": 0}, "timeout_s"),
     ],
@@ -261,13 +252,16 @@ def test_no_secret_in_model_info_or_params(
 @pytest.mark.parametrize("name", BACKENDS)
 def test_options_validated_when_built(name: str, extra: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message) as e:
-        create_backend(name, BackendOptions(model="gpt-4o", extra=extra))
+        create_backend(name, BackendOptions(model="gpt-4o", settings=extra))
     assert FAKE_KEY not in str(e.value)
 
 
 def test_model_is_required() -> None:
-    with pytest.raises(UsageError, match="--model"):
-        create_backend("openai", BackendOptions(extra={"price_in_usd_per_m": 1.0}))
+    with pytest.raises(UsageError, match="`model`"):
+        create_backend(
+            "openai",
+            BackendOptions(settings={"price_in_usd_per_m": 1.0, "price_out_usd_per_m": 1.0}),
+        )
 
 
 def test_prices_come_from_genai_prices_by_default() -> None:
@@ -278,10 +272,10 @@ def test_prices_come_from_genai_prices_by_default() -> None:
 
 
 def test_unpriced_model_names_the_fix() -> None:
-    with pytest.raises(PricingError, match="--price-in"):
+    with pytest.raises(PricingError, match="price_in_usd_per_m"):
         create_backend(
             "openai",
-            BackendOptions(model="my-local-model", extra={"base_url": "http://127.0.0.1:1"}),
+            BackendOptions(model="my-local-model", settings={"base_url": "http://127.0.0.1:1"}),
         )
 
 
@@ -303,7 +297,7 @@ def test_check_fails_fast_before_any_work(name: str, monkeypatch: pytest.MonkeyP
         name, "x", "https://api.example.invalid", api_key_env="EDGEPROF_TEST_MISSING_KEY"
     )
     with pytest.raises(CloudAPIError, match="no API key"):
-        b.check()  # type: ignore[attr-defined]
+        b.check()
     local = make_backend(name, "x", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(CloudAPIError, match="cannot reach"):
-        local.check()  # type: ignore[attr-defined]
+        local.check()

@@ -1,39 +1,32 @@
 """End to end: a real OpenAI-compatible server (llama.cpp's) and the tests' own server, driven
 through the runner and the command line, checking what lands in the profile database."""
-# ruff: noqa: F811 - pytest fixtures imported from tests.cloud_fixtures
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import Result
 
 from edgeprof.runner import RunConfig, profile
 from edgeprof.store.db import Store
-from tests.cloud_fixtures import (  # noqa: F401 - fixtures are used by name
-    FAKE_KEY,
-    cloud_server,
-    drain,
-    keyed_server,
-    llama_server,
-    make_backend,
-    request,
-)
+from tests.builders import cli, write_prompts
+from tests.cloud_fixtures import FAKE_KEY, drain, make_backend, request
 from tests.cloudserver import CloudServer, chunk_text
-from tests.conftest import edgeprof_cli
 
 
 @pytest.fixture()
 def prompts(tmp_path: Path) -> Path:
-    path = tmp_path / "two.jsonl"
-    path.write_text(
-        '{"name": "a", "prompt": "Name a colour."}\n'
-        '{"name": "b", "system": "Be brief.", "prompt": "Count to three."}\n'
+    return write_prompts(
+        tmp_path / "two.jsonl",
+        ["Name a colour.", {"name": "b", "system": "Be brief.", "prompt": "Count to three."}],
     )
-    return path
 
 
+@pytest.mark.model
+@pytest.mark.server
 def test_openai_backend_against_llama_cpp_server(llama_server: str) -> None:
     b = make_backend("openai", "smollm2", llama_server)
     info = b.load()
@@ -49,6 +42,28 @@ def test_openai_backend_against_llama_cpp_server(llama_server: str) -> None:
     b.close()
 
 
+@pytest.mark.model
+@pytest.mark.server
+def test_without_usage_the_gguf_tokenizer_counts_exactly(llama_server: str) -> None:
+    """The server serves the demo GGUF and reports no usage; given that GGUF as `tokenizer`,
+    the counts are the model's own, not an estimate."""
+    from edgeprof.models import demo_model_path
+    from edgeprof.tokens import load_vocab, prompt_tokens
+
+    b = make_backend("openai", "smollm2", llama_server, tokenizer=str(demo_model_path()))
+    info = b.load()
+    assert info.extra["token_counter"] == f"gguf:{demo_model_path().name}"
+    req = request(max_tokens=12)
+    events, gen = drain(b, req)
+    b.close()
+    assert gen.error is None and gen.token_count_method == "tokenizer"
+    vocab = load_vocab(demo_model_path())
+    assert gen.input_tokens == len(prompt_tokens(vocab, req.messages))
+    if gen.finish_reason == "length":  # the server stopped at exactly max_tokens
+        assert gen.output_tokens == 12
+    assert sum(e.n_tokens for e in events) == gen.output_tokens
+
+
 def _run(
     db: Path, prompts: Path, model: str, base_url: str, *, backend: str = "openai",
     repetitions: int = 1, concurrency: int = 1,
@@ -56,29 +71,31 @@ def _run(
     config = RunConfig(
         backend=backend, model=model, prompts=str(prompts), repetitions=repetitions, warmup=0,
         max_tokens=16, idle_seconds=0, db=db, concurrency=concurrency,
-        extra={"base_url": base_url, "price_in_usd_per_m": 5.0, "price_out_usd_per_m": 15.0},
+        settings={"base_url": base_url, "price_in_usd_per_m": 5.0, "price_out_usd_per_m": 15.0},
     )  # fmt: skip
     return profile(config)
 
 
-def _rows(db: Path, run_id: str) -> tuple[dict, list[dict]]:
+def _rows(db: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with Store(db) as store:
         return store.runs([run_id])[0], store.requests(run_id)
 
 
+@pytest.mark.model
+@pytest.mark.server
 def test_cli_run_against_llama_cpp_server_lands_beside_local_runs(
     llama_server: str, prompts: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "p.db"
     common = ["--prompts", str(prompts), "--repetitions", "1", "--warmup", "0",
               "--max-tokens", "8", "--idle-seconds", "0", "--db", str(db)]  # fmt: skip
-    cloud = edgeprof_cli(
+    cloud = cli(
         "run", "--backend", "openai", "--model", "smollm2", "--base-url", llama_server,
         "--price-in", "5", "--price-out", "15", "--json", *common,
     )  # fmt: skip
-    assert cloud.returncode == 0, cloud.stderr
-    local = edgeprof_cli("run", *common)
-    assert local.returncode == 0, local.stderr
+    assert cloud.exit_code == 0, cloud.output
+    local = cli("run", *common)
+    assert local.exit_code == 0, local.output
     with Store(db) as store:
         runs = {r["backend"]: r for r in store.runs()}
         assert set(runs) == {"openai", "llamacpp"}
@@ -152,22 +169,22 @@ def test_no_api_key_in_database_exports_or_json(
 ) -> None:
     db = tmp_path / "p.db"
     env = {"EDGEPROF_LEAK_TEST_KEY": FAKE_KEY}
-    outputs = []
+    outputs: list[Result] = []
     for backend in ("openai", "anthropic"):
-        r = edgeprof_cli(
+        r = cli(
             "run", "--backend", backend, "--model", "chunks=3", "--base-url",
             keyed_server.base_url, "--api-key-env", "EDGEPROF_LEAK_TEST_KEY",
             "--price-in", "1", "--price-out", "2", "--prompts", str(prompts),
             "--repetitions", "1", "--warmup", "0", "--idle-seconds", "0", "--db", str(db),
             "--json", env=env,
         )  # fmt: skip
-        assert r.returncode == 0, r.stderr
+        assert r.exit_code == 0, r.output
         outputs.append(r)
-    outputs.append(edgeprof_cli("report", str(db), "--json", "--requests", env=env))
+    outputs.append(cli("report", db, "--json", "--requests", env=env))
     for fmt in ("csv", "jsonl"):
         out = tmp_path / f"export-{fmt}"
-        outputs.append(edgeprof_cli("export", str(db), "-f", fmt, "-o", str(out), env=env))
-    assert all(r.returncode == 0 for r in outputs), [r.stderr for r in outputs]
+        outputs.append(cli("export", db, "-f", fmt, "-o", out, env=env))
+    assert all(r.exit_code == 0 for r in outputs), [r.output for r in outputs]
     with Store(db) as store:  # the key did work: every request was answered
         assert store.count("requests") == 4
         assert all(r["error"] is None for run in store.runs() for r in store.requests(run["id"]))

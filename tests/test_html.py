@@ -8,6 +8,7 @@ import re
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from edgeprof.economics import DeviceCosts
 from edgeprof.errors import ProfileDBError
 from edgeprof.html import render_html_report, write_html_report
 from edgeprof.store import Store
-from tests.test_share import add_run, device_row
+from tests.builders import add_run, device_row
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -59,7 +60,7 @@ def png_size(uri: str) -> tuple[int, int]:
 
 
 @pytest.fixture()
-def store(tmp_path: Path):
+def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "profiles.db") as s:
         laptop, pi = device_row("laptop-7", label="laptop"), device_row("pi5", label="Pi 5")
         add_run(s, laptop, decode_tps=48.0, power_w=20.0, n_samples=120)
@@ -68,7 +69,7 @@ def store(tmp_path: Path):
         yield s
 
 
-def test_report_is_self_contained(store, tmp_path):
+def test_report_is_self_contained(store: Store, tmp_path: Path) -> None:
     out = write_html_report(store, tmp_path / "r" / "report.html")
     text = out.read_text(encoding="utf-8")
     page = Page(text)
@@ -85,7 +86,7 @@ def test_report_is_self_contained(store, tmp_path):
     assert "laptop · onnx" in text  # the group label of a bar
 
 
-def test_report_subset_and_empty(store, tmp_path):
+def test_report_subset_and_empty(store: Store, tmp_path: Path) -> None:
     first = store.runs()[0]["id"]
     page = Page(render_html_report(store, [first]))
     assert page.rows == [first]
@@ -93,7 +94,7 @@ def test_report_subset_and_empty(store, tmp_path):
         render_html_report(empty)
 
 
-def test_report_shows_the_compare_verdict(store):
+def test_report_shows_the_compare_verdict(store: Store) -> None:
     from edgeprof.compare import compare, to_dict
 
     costs = DeviceCosts(device_price_usd=600, lifetime_years=3, electricity_usd_per_kwh=0.3)
@@ -122,7 +123,7 @@ window.addEventListener("load", () => {
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed "
                     "(apt-get install -y chromium); the browser check needs it")  # fmt: skip
-def test_report_renders_in_headless_chromium(store, tmp_path):
+def test_report_renders_in_headless_chromium(store: Store, tmp_path: Path) -> None:
     report = write_html_report(store, tmp_path / "report.html")
     # The report carries no script; the test adds one that records what the browser decoded.
     probe = tmp_path / "probe.html"

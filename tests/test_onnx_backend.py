@@ -16,14 +16,13 @@ from edgeprof.convert import sidecar_paths
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models import demo_model_path, sha256_file
 from edgeprof.workload import load_suite
+from tests.onnx_builders import cpu_isa, export_once
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="session")
 def fp32_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_convert import export_once
-
     return export_once(tmp_path_factory, "fp32")
 
 
@@ -111,7 +110,7 @@ def test_prompt_longer_than_ctx_is_a_usage_error(fp32_onnx: Path) -> None:
     b = create_backend("onnx", BackendOptions(model=str(fp32_onnx), threads=1, ctx=32))
     b.load()
     prompt = load_suite()[0]
-    with pytest.raises(UsageError, match="raise --ctx"):
+    with pytest.raises(UsageError, match="raise `ctx`"):
         run(b, Request(prompt.id, prompt.messages, max_tokens=64))
     b.close()
 
@@ -123,11 +122,11 @@ def test_a_plain_optimum_style_decoder_runs_with_a_gguf_tokenizer(
     copy = tmp_path / "model.onnx"
     os.link(fp32_onnx, copy)
     os.link(sidecar_paths(fp32_onnx)["data"], tmp_path / fp32_onnx.with_suffix(".onnx.data").name)
-    with pytest.raises(ModelLoadError, match="--tokenizer"):
+    with pytest.raises(ModelLoadError, match="`tokenizer`"):
         create_backend("onnx", BackendOptions(model=str(copy)))
     plain = create_backend(
         "onnx",
-        BackendOptions(model=str(copy), threads=2, extra={"tokenizer": str(demo_model_path())}),
+        BackendOptions(model=str(copy), threads=2, settings={"tokenizer": str(demo_model_path())}),
     )
     info = plain.load()
     assert info.quant == "fp32" and info.sha256 is None
@@ -147,7 +146,7 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00\xffnot a protobuf" * 10)
     with pytest.raises(ModelLoadError, match=r"not an ONNX model; create one with `edgeprof"):
         create_backend("onnx", BackendOptions(model=str(junk)))
-    with pytest.raises(ModelLoadError, match="is a GGUF file; use --backend llamacpp"):
+    with pytest.raises(ModelLoadError, match="is a GGUF file; use the llamacpp backend"):
         create_backend("onnx", BackendOptions(model=str(demo_model_path())))
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
@@ -160,10 +159,10 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelLoadError, match="lacks the decoder inputs/outputs input_ids"):
         create_backend("onnx", BackendOptions(model=str(ident)))
-    with pytest.raises(UsageError, match=r"needs --model NAME\.onnx"):
+    with pytest.raises(UsageError, match=r"needs `model` NAME\.onnx"):
         create_backend("onnx", BackendOptions())
-    with pytest.raises(UsageError, match="onnx does not take base_url"):
-        create_backend("onnx", BackendOptions(model=str(ident), extra={"base_url": "x"}))
+    with pytest.raises(UsageError, match="onnx backend does not take base_url"):
+        create_backend("onnx", BackendOptions(model=str(ident), settings={"base_url": "x"}))
 
 
 @pytest.mark.slow
@@ -171,15 +170,25 @@ def test_errors_name_the_fix(tmp_path: Path) -> None:
 def test_quantized_exports_stay_coherent(
     weights: str, tmp_path_factory: pytest.TempPathFactory, llm: Any
 ) -> None:
+    """Instruction-set dependence, by test id (docs/onnx.md, "Agreement on other CPUs"):
+
+    [int8] and [int4] both run MatMulNBits with int8 activations (accuracy_level 4), whose
+        MLAS kernels are picked by CPUID: AVX2, AVX-512 (VNNI) or ARM64 NEON. Measured on
+        AVX-512 VNNI natively and on AVX2 under QEMU (-cpu Haswell): the same top-1 and
+        logit error on both. ARM64 is not measured here.
+    [int8] used to be quantize_dynamic's U8S8 MatMulInteger, which saturates on x86 without
+        VNNI (2 % top-1 on an AVX2-only EPYC, 85 % with VNNI); this test caught it there.
+    Both must pass on AVX2-only x86, AVX-512 x86 and ARM64; failures name the ISA seen.
+    """
     from edgeprof.convert.agreement import agreement_on_prompts, pooled
-    from tests.test_convert import export_once
 
     path = export_once(tmp_path_factory, weights)
     b = create_backend("onnx", BackendOptions(model=str(path), threads=2))
     assert b.load().quant == weights
     prompts = [p.messages for p in load_suite()[:3]]
     summary = pooled(agreement_on_prompts(b, llm, prompts, 16))
-    assert summary["top1"] >= 0.5, summary
+    assert summary["top1"] >= 0.85, (summary, cpu_isa())
+    assert summary["rel_l2_first_median"] < 0.05, (summary, cpu_isa())
     _, gen = run(
         b,
         Request(

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -23,6 +20,7 @@ from edgeprof.prices import (
     request_cost_usd,
     search_prices,
 )
+from tests.builders import cli
 
 M = 1_000_000
 
@@ -59,7 +57,12 @@ def test_colons_that_are_not_providers_stay_in_the_name() -> None:
 def test_unknown_model_names_the_fix() -> None:
     with pytest.raises(PricingError) as e:
         lookup_price("my-private-finetune")
-    assert "edgeprof prices" in str(e.value) and "--price-in" in str(e.value)
+    message = str(e.value)
+    assert "edgeprof prices" in message and "`price_in_usd_per_m`" in message
+    # On the command line the parameter is shown as the flag that sets it.
+    from edgeprof.cli.app import cli_message
+
+    assert "--price-in" in cli_message(message)
     with pytest.raises(PricingError, match="provider"):
         lookup_price("gpt-4o", provider="no-such-provider")
 
@@ -123,26 +126,30 @@ def test_request_cost_agrees_with_genai_prices() -> None:
     assert Decimal(str(ours)).quantize(Decimal("1e-12")) == theirs.quantize(Decimal("1e-12"))
 
 
+def _snapshot_matches(provider_id: str, model_id: str, query: str) -> bool:
+    for provider in get_snapshot().providers:
+        for model in provider.models if provider.id == provider_id else ():
+            if model.id == model_id:
+                hay = f"{provider.id} {model.id} {model.name or ''}".lower()
+                return query in hay or bool(model.is_match(query))
+    return False
+
+
 def test_search() -> None:
     found = search_prices("gpt-4o")
     assert found[0] == lookup_price("gpt-4o")
-    assert all("gpt-4o" in f"{p.provider} {p.model}".lower() or p.model for p in found)
+    # The documented contract: provider, id or name contains the query, or genai-prices
+    # itself matches the model to it.
+    assert all(_snapshot_matches(p.provider, p.model, "gpt-4o") for p in found)
     assert len({(p.provider, p.model) for p in found}) == len(found)
     anthropic = search_prices("anthropic:claude")
     assert anthropic and {p.provider for p in anthropic} == {"anthropic"}
     assert search_prices("zz-no-such-model-zz") == []
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "edgeprof", *args], capture_output=True, text=True, env=env
-    )
-
-
 def test_cli_prices_shows_genai_prices_figures() -> None:
-    r = _cli("prices", "gpt-4o")
-    assert r.returncode == 0, r.stderr
+    r = cli("prices", "gpt-4o")
+    assert r.exit_code == 0, r.output
     p = lookup_price("gpt-4o")
     row = next(line for line in r.stdout.splitlines() if " gpt-4o " in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
@@ -155,10 +162,10 @@ def test_cli_prices_shows_genai_prices_figures() -> None:
 
 
 def test_cli_prices_json_and_no_match() -> None:
-    r = _cli("prices", "claude-sonnet-4-5", "--json")
-    assert r.returncode == 0, r.stderr
+    r = cli("prices", "claude-sonnet-4-5", "--json")
+    assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert rows[0]["model"] == "claude-sonnet-4-5"
     assert rows[0]["input_usd_per_m"] == lookup_price("claude-sonnet-4-5").input_usd_per_m
-    miss = _cli("prices", "zz-no-such-model-zz")
-    assert miss.returncode == 1 and "--price-in" in miss.stdout
+    miss = cli("prices", "zz-no-such-model-zz")
+    assert miss.exit_code == 1 and "--price-in" in miss.stdout

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from edgeprof.energy import SensorSeries, select_domains
+from edgeprof.samplers.base import Reading
 from edgeprof.samplers.jetson import JetsonRailSampler, parse_tegrastats
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys
 
@@ -96,7 +97,7 @@ def test_tegrastats_fallback_streams_board_power(fs: FakeSys) -> None:
     try:
         assert s.domain == "board"
         deadline = time.monotonic() + 10
-        readings = []
+        readings: list[Reading] = []
         while not readings and time.monotonic() < deadline:
             readings = s.read()
             time.sleep(0.02)

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.samplers import POWER_SOURCES, discover, probe_all
+from edgeprof.samplers import discover, probe_all, sampler_sources
 from edgeprof.samplers.base import SensorEnv
 from tests.fakesys import FakeSys, make_fakesys
 
@@ -16,7 +16,7 @@ def fs() -> Iterator[FakeSys]:
 
 
 def test_probe_order() -> None:
-    assert list(POWER_SOURCES) == [
+    assert sampler_sources("power") == [
         "rapl",
         "hwmon",
         "battery",
@@ -30,7 +30,7 @@ def test_probe_order() -> None:
 
 def test_no_sensors_every_source_unavailable_with_reason(fs: FakeSys) -> None:
     results = probe_all(fs.env())  # an empty tree and PATH: a machine without sensors
-    assert [r.source for r in results] == list(POWER_SOURCES)
+    assert [r.source for r in results] == sampler_sources("power")
     for r in results[:-1]:
         assert not r.available and r.reason, r
     est = results[-1]
@@ -41,7 +41,7 @@ def test_no_sensors_every_source_unavailable_with_reason(fs: FakeSys) -> None:
 
 def test_this_machine_every_unavailable_source_says_why() -> None:
     results = probe_all(SensorEnv.from_environ())
-    assert {r.source for r in results} == set(POWER_SOURCES)
+    assert {r.source for r in results} == set(sampler_sources("power"))
     assert all(r.reason for r in results)
     assert all(r.available for r in results if r.source == "estimate")
 

@@ -6,6 +6,7 @@ import pytest
 
 from edgeprof.energy import SensorSeries, select_domains
 from edgeprof.samplers import discover, probe_all
+from edgeprof.samplers.base import Method
 from edgeprof.samplers.rapl import RaplSampler
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys
 
@@ -63,7 +64,7 @@ def test_permission_denied_gives_reason_fix_and_falls_back_to_estimate(fs: FakeS
     intel_laptop(fs, mode=DENIED)  # root-only since CVE-2020-8694
     env = fs.env()
 
-    def check() -> tuple[list[tuple[str, bool, str, str]], list[tuple[str, str]]]:
+    def check() -> tuple[list[tuple[str, bool, str, str]], list[tuple[str, Method]]]:
         probes = [
             (p.sensor, p.available, p.reason, p.fix) for p in probe_all(env) if p.source == "rapl"
         ]

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from edgeprof.errors import SensorError
+from edgeprof.samplers.base import Reading, Sampler, SensorEnv
+from edgeprof.samplers.polled import PolledSampler, Push
 from edgeprof.samplers.rpi import RpiPmicSampler, parse_pmic
 from tests.fakesys import FakeSys, make_fakesys
 
@@ -47,7 +51,7 @@ def test_fake_vcgencmd_reads_watts_off_the_sampling_thread(fs: FakeSys) -> None:
     (s,) = RpiPmicSampler.discover(fs.env())
     try:
         deadline = time.monotonic() + 10
-        readings = []
+        readings: list[Reading] = []
         while not readings and time.monotonic() < deadline:
             readings = s.read()
             time.sleep(0.02)
@@ -80,22 +84,39 @@ def test_not_a_pi(fs: FakeSys) -> None:
     assert not p.available and p.reason.startswith("vcgencmd not found")
 
 
-def test_background_poller_hands_each_reading_over_once() -> None:
-    import threading
+class _OneShot(PolledSampler):
+    """Pushes one reading, then waits until released: nothing races the assertions."""
 
-    from edgeprof.samplers.base import Reading
-    from edgeprof.samplers.sysfs import BackgroundPoller
+    source = "test"
 
-    pushed = threading.Event()
-    release = threading.Event()
+    def __init__(self) -> None:
+        super().__init__(sensor="test:x", domain="other", metrics=("power_w",))
+        self.pushed = threading.Event()
+        self.release = threading.Event()
+        self.start_polling()
 
-    def produce(push):  # one reading, then wait until the test is done
-        push([Reading("x", "power_w", 3.0)])
-        pushed.set()
-        release.wait(5)
+    def produce(self, push: Push) -> None:
+        push([Reading(self.sensor, "power_w", 3.0)])
+        self.pushed.set()
+        self.release.wait(5)
+        raise RuntimeError("tool exited")
 
-    poller = BackgroundPoller("test", produce)
-    assert pushed.wait(5)
-    assert poller.take() == [Reading("x", "power_w", 3.0)]
-    assert poller.take() == []  # nothing new since the last take
-    release.set()
+    @classmethod
+    def discover(cls, env: SensorEnv) -> list[Sampler]:
+        return []
+
+
+def test_polled_sampler_hands_each_reading_over_once_then_reports_errors() -> None:
+    s = _OneShot()
+    try:
+        assert s.pushed.wait(5)
+        assert s.take() == [Reading("test:x", "power_w", 3.0)]
+        assert s.take() == []  # nothing new since the last take
+        assert s.read() == []
+        s.release.set()
+        s._thread.join(5)
+        with pytest.raises(SensorError, match=r"^test:x: tool exited$"):
+            s.read()
+    finally:
+        s.close()
+    assert s.stopping

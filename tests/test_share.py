@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,128 +20,10 @@ from edgeprof.store import Store, migrations
 from edgeprof.store.export import export
 from edgeprof.store.ids import ulid
 from edgeprof.store.share import merge
-from tests.conftest import edgeprof_cli
+from tests.builders import add_run, cli, device_row
 
 TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
 HOME = str(Path.home())
-
-
-def device_row(hostname: str, label: str | None = None, cpu: str = "Test CPU 4-core") -> dict:
-    return {
-        "id": hashlib.sha256(f"{hostname}|{cpu}".encode()).hexdigest()[:32],
-        "label": label or hostname,
-        "hostname": hostname,
-        "cpu_model": cpu,
-        "cores": 4,
-        "threads": 8,
-        "ram_bytes": 8 << 30,
-        "os": "Linux 6.1",
-        "arch": "x86_64",
-        "accelerators": [],
-        "mem_bandwidth_gbs": None,
-    }
-
-
-def prompt_row(text: str, suite: str = "demo") -> dict:
-    return {"id": hashlib.sha256(text.encode()).hexdigest(), "suite": suite, "name": text[:12],
-            "text": text}  # fmt: skip
-
-
-def add_run(
-    store: Store,
-    device: dict,
-    *,
-    run_id: str | None = None,
-    status: str = "complete",
-    n_requests: int = 3,
-    n_samples: int = 40,
-    backend: str = "llamacpp",
-    decode_tps: float = 50.0,
-    power_w: float = 15.0,
-    label: str | None = "baseline",
-    model_path: str = "/opt/models/smollm2.gguf",
-    params: dict | None = None,
-    environment: dict | None = None,
-) -> str:
-    """One run with its requests, sensors and samples, written the way the runner writes them."""
-    store.upsert_device(device)
-    prompts = [prompt_row("Say hello."), prompt_row("Name three colours.")]
-    store.insert_prompts(prompts)
-    run_id = run_id or ulid()
-    store.insert_run(
-        {
-            "id": run_id,
-            "device_id": device["id"],
-            "backend": backend,
-            "target": Path(model_path).name,
-            "model_path": model_path,
-            "model_sha256": "ab" * 32,
-            "model_size_bytes": 98_000_000,
-            "quant": "Q4_1",
-            "label": label,
-            "prompt_suite": "demo",
-            "params": params or {"threads": 4, "max_tokens": 16},
-            "environment": environment or {"python": "3.11.7", "llama_cpp": "0.3.36"},
-            "edgeprof_version": "0.1.0",
-            "started_at": "2026-05-01T10:00:00Z",
-            "ended_at": None if status == "running" else "2026-05-01T10:01:00Z",
-            "status": status,
-            "idle_power_w": 5.0,
-            "idle_method": "measured",
-            "load_s": 0.4,
-            "load_energy_j": 6.0,
-            "recorder_hz": 10.0,
-            "recorder_cpu_s_per_s": 0.002,
-            "t0_ns": 123_456_789,
-        }
-    )
-    store.insert_sensors(
-        [
-            {"run_id": run_id, "sensor": "estimate", "metric": "power_w", "domain": "package",
-             "unit": "W", "method": "estimated", "detail": "TDP x CPU load"},
-            {"run_id": run_id, "sensor": "process", "metric": "rss_bytes", "domain": "process",
-             "unit": "B", "method": "measured", "detail": "/proc/self/status"},
-        ]
-    )  # fmt: skip
-    step_ns = 100_000_000
-    for seq in range(n_requests):
-        t0 = seq * 1_000_000_000
-        store.insert_request(
-            {
-                "id": ulid(),
-                "run_id": run_id,
-                "prompt_id": prompts[seq % 2]["id"],
-                "seq": seq,
-                "repetition": seq,
-                "warmup": int(seq == 0),
-                "input_tokens": 20,
-                "output_tokens": 16,
-                "token_count_method": "tokenizer",
-                "t_start_ns": t0,
-                "t_end_ns": t0 + 800_000_000,
-                "ttft_s": 0.05,
-                "prefill_tps": 400.0,
-                "decode_tps": decode_tps + seq,
-                "e2e_s": 0.8,
-                "itl_p50_s": 0.02,
-                "itl_p90_s": 0.025,
-                "itl_p99_s": 0.03,
-                "finish_reason": "length",
-                "energy_j": power_w * 0.8,
-                "energy_net_j": (power_w - 5.0) * 0.8,
-                "energy_method": "estimated",
-                "avg_power_w": power_w,
-                "peak_rss_bytes": 200_000_000,
-                "cost_usd": None,
-                "output_text": "Hello there, how can I help?",
-                "error": None,
-            }
-        )
-    store.insert_samples(
-        [(run_id, i * step_ns, "estimate", "power_w", power_w + (i % 5)) for i in range(n_samples)]
-        + [(run_id, i * step_ns, "process", "rss_bytes", 2e8 + i) for i in range(n_samples // 2)]
-    )
-    return run_id
 
 
 def make_db(path: Path, hostname: str, n_runs: int = 2, **run_kw: Any) -> list[str]:
@@ -154,7 +37,7 @@ def counts(path: Path) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
-def rows(path: Path, table: str) -> set[tuple]:
+def rows(path: Path, table: str) -> set[tuple[Any, ...]]:
     with sqlite3.connect(path) as conn:
         return set(conn.execute(f"SELECT * FROM {table}"))
 
@@ -171,7 +54,9 @@ def two_devices(tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-def test_merge_two_devices_then_again_adds_nothing(two_devices: tuple[Path, Path], tmp_path):
+def test_merge_two_devices_then_again_adds_nothing(
+    two_devices: tuple[Path, Path], tmp_path: Path
+) -> None:
     a, b = two_devices
     dest = tmp_path / "all.db"
     seen: list[tuple[int, int]] = []
@@ -198,7 +83,9 @@ def test_merge_two_devices_then_again_adds_nothing(two_devices: tuple[Path, Path
         assert len(store.runs()) == 5
 
 
-def test_merge_into_existing_destination_and_overlapping_sources(two_devices, tmp_path):
+def test_merge_into_existing_destination_and_overlapping_sources(
+    two_devices: tuple[Path, Path], tmp_path: Path
+) -> None:
     a, b = two_devices
     dest = tmp_path / "mine.db"
     own = make_db(dest, "desktop-3", n_runs=1)
@@ -231,7 +118,7 @@ def test_merge_into_existing_destination_and_overlapping_sources(two_devices, tm
         ("running", "failed"),
     ],
 )
-def test_the_copy_of_a_run_that_got_further_wins(tmp_path, behind, ahead):
+def test_the_copy_of_a_run_that_got_further_wins(tmp_path: Path, behind: str, ahead: str) -> None:
     dev = device_row("laptop-7")
     run_id = ulid()
     early, late = tmp_path / "early.db", tmp_path / "late.db"
@@ -250,7 +137,7 @@ def test_the_copy_of_a_run_that_got_further_wins(tmp_path, behind, ahead):
         assert not merge([early, late], dest).changed  # and it stays that way
 
 
-def test_a_tie_keeps_the_destinations_copy(tmp_path):
+def test_a_tie_keeps_the_destinations_copy(tmp_path: Path) -> None:
     dev = device_row("laptop-7")
     run_id = ulid()
     mine, theirs = tmp_path / "mine.db", tmp_path / "theirs.db"
@@ -296,8 +183,11 @@ def _not_sqlite(src: Path, out: Path) -> None:
     ],
 )
 def test_bad_source_is_refused_and_destination_left_unchanged(
-    two_devices, tmp_path, make_bad, message
-):
+    two_devices: tuple[Path, Path],
+    tmp_path: Path,
+    make_bad: Callable[[Path, Path], None],
+    message: str,
+) -> None:
     a, b = two_devices
     big = tmp_path / "big.db"
     make_db(big, "laptop-7", n_runs=2, n_samples=4000)
@@ -314,7 +204,7 @@ def test_bad_source_is_refused_and_destination_left_unchanged(
     assert sorted(p.name for p in tmp_path.iterdir()) == listing  # no temporary files left
 
 
-def test_newer_destination_is_refused(two_devices, tmp_path):
+def test_newer_destination_is_refused(two_devices: tuple[Path, Path], tmp_path: Path) -> None:
     a, _ = two_devices
     dest = tmp_path / "dest.db"
     _newer(a, dest)
@@ -324,7 +214,9 @@ def test_newer_destination_is_refused(two_devices, tmp_path):
     assert digest(dest) == before
 
 
-def test_older_source_is_migrated_on_the_way_in(two_devices, tmp_path, monkeypatch):
+def test_older_source_is_migrated_on_the_way_in(
+    two_devices: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, _ = two_devices
     source_before = digest(a)
 
@@ -363,7 +255,7 @@ def _read_back(path: Path, fmt: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
-def test_export_round_trip(two_devices, tmp_path, fmt):
+def test_export_round_trip(two_devices: tuple[Path, Path], tmp_path: Path, fmt: str) -> None:
     if fmt == "parquet":
         pytest.importorskip("pyarrow", reason="parquet export needs the optional pyarrow")
     a, b = two_devices
@@ -383,12 +275,12 @@ def test_export_round_trip(two_devices, tmp_path, fmt):
             assert back[0] == first, table
 
 
-def test_export_unknown_format(two_devices, tmp_path):
+def test_export_unknown_format(two_devices: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="csv, jsonl, parquet"):
         export(two_devices[0], "xlsx", tmp_path / "out")
 
 
-def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path):
+def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path: Path) -> None:
     db = tmp_path / "mine.db"
     me = socket.gethostname()
     with Store(db) as store:
@@ -424,21 +316,21 @@ def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path):
 # -- command line --------------------------------------------------------------------------
 
 
-def test_cli_merge_export_and_errors(two_devices, tmp_path):
+def test_cli_merge_export_and_errors(two_devices: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = two_devices
     dest = tmp_path / "all.db"
-    done = edgeprof_cli("merge", str(a), str(b), "-o", str(dest))
-    assert done.returncode == 0, done.stderr
+    done = cli("merge", a, b, "-o", dest)
+    assert done.exit_code == 0, done.output
     assert counts(dest)["runs"] == 5
     out = tmp_path / "export"
-    done = edgeprof_cli("export", str(dest), "--format", "jsonl", "-o", str(out), "--anonymize")
-    assert done.returncode == 0, done.stderr
+    done = cli("export", dest, "--format", "jsonl", "-o", out, "--anonymize")
+    assert done.exit_code == 0, done.output
     assert len((out / "samples.jsonl").read_text().splitlines()) == counts(dest)["samples"]
     bad = tmp_path / "bad.db"
     _newer(a, bad)
     before = digest(dest)
-    done = edgeprof_cli("merge", str(bad), "-o", str(dest))
-    assert done.returncode == 2
+    done = cli("merge", bad, "-o", dest)
+    assert done.exit_code == 2
     assert done.stderr.startswith("edgeprof: error: ") and "newer" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert digest(dest) == before
@@ -449,13 +341,13 @@ def test_cli_merge_export_and_errors(two_devices, tmp_path):
 PINT_UNITS = {"byte", "second", "nanosecond", "joule", "watt", "hertz"}
 
 
-def test_datasette_metadata_describes_every_column(tmp_path):
+def test_datasette_metadata_describes_every_column(tmp_path: Path) -> None:
     from edgeprof.store.datasette import metadata
 
     db = tmp_path / "team.db"
     Store(db).close()
-    done = edgeprof_cli("datasette-metadata", str(db))
-    assert done.returncode == 0, done.stderr
+    done = cli("datasette-metadata", db)
+    assert done.exit_code == 0, done.output
     md = json.loads(done.stdout)
     assert md == metadata("team")
     tables = md["databases"]["team"]["tables"]
@@ -475,5 +367,6 @@ def test_datasette_metadata_describes_every_column(tmp_path):
                 ):
                     assert col in units, (table, col)
     out = tmp_path / "metadata.json"
-    assert edgeprof_cli("datasette-metadata", str(db), "-o", str(out)).returncode == 0
+    done = cli("datasette-metadata", db, "-o", out)
+    assert done.exit_code == 0, done.output
     assert json.loads(out.read_text()) == md

@@ -1,4 +1,8 @@
+from __future__ import annotations
+
 import sqlite3
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -8,7 +12,7 @@ from edgeprof.store import migrations as mig
 from edgeprof.store.ids import ulid
 
 
-def test_migrations_from_an_empty_file(tmp_path):
+def test_migrations_from_an_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     path.touch()  # an empty file is a new database, not a corrupted one
     with Store(path) as store:
@@ -24,8 +28,8 @@ def test_migrations_from_an_empty_file(tmp_path):
         assert mig.migrate(again.db) == []
 
 
-def test_failing_migration_rolls_back(tmp_path, monkeypatch):
-    def m999_broken(db):
+def test_failing_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def m999_broken(db: Any) -> None:
         db.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
@@ -40,7 +44,7 @@ def test_failing_migration_rolls_back(tmp_path, monkeypatch):
     assert "m999_broken" not in names
 
 
-def test_newer_schema_is_refused(tmp_path):
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     Store(path).close()
     conn = sqlite3.connect(path)
@@ -51,7 +55,7 @@ def test_newer_schema_is_refused(tmp_path):
         Store(path)
 
 
-def test_non_profile_files_are_refused(tmp_path):
+def test_non_profile_files_are_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.db"
     text.write_text("hello")
     with pytest.raises(ProfileDBError, match="not an SQLite file"):
@@ -65,14 +69,14 @@ def test_non_profile_files_are_refused(tmp_path):
         Store(other)
 
 
-def test_ulids_are_unique_and_time_ordered():
+def test_ulids_are_unique_and_time_ordered() -> None:
     ids = [ulid(t_ms=1_700_000_000_000 + i) for i in range(50)]
     assert ids == sorted(ids)
     assert len({ulid() for _ in range(1000)}) == 1000
     assert all(len(i) == 26 for i in ids)
 
 
-def test_samples_insert_and_window_query(tmp_path):
+def test_samples_insert_and_window_query(tmp_path: Path) -> None:
     with Store(tmp_path / "p.db") as store:
         rows = [("r1", t, "process", "rss_bytes", float(t)) for t in range(0, 1000, 10)]
         store.insert_samples(rows)

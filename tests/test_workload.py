@@ -1,4 +1,9 @@
+"""Prompt suites: the bundled one, JSONL files, and the errors a bad file gets."""
+
+from __future__ import annotations
+
 import json
+from pathlib import Path
 
 import pytest
 
@@ -6,7 +11,7 @@ from edgeprof.errors import UsageError
 from edgeprof.workload import load_suite, parse_suite, prompt_id
 
 
-def test_bundled_suite_has_varied_prompts():
+def test_bundled_suite_has_varied_prompts() -> None:
     prompts = load_suite()
     assert 10 <= len(prompts) <= 16
     lengths = sorted(len(p.messages[-1]["content"]) for p in prompts)
@@ -14,13 +19,13 @@ def test_bundled_suite_has_varied_prompts():
     assert len({p.id for p in prompts}) == len(prompts)
 
 
-def test_prompt_id_is_content_hash():
+def test_prompt_id_is_content_hash() -> None:
     a = parse_suite('{"prompt": "hi"}', suite="a", source="x")[0]
     b = parse_suite('{"name": "other", "prompt": "hi"}', suite="b", source="y")[0]
     assert a.id == b.id == prompt_id(({"role": "user", "content": "hi"},))
 
 
-def test_messages_and_system_forms(tmp_path):
+def test_messages_and_system_forms(tmp_path: Path) -> None:
     path = tmp_path / "mine.jsonl"
     lines = [
         {"name": "s", "system": "Be brief.", "prompt": "Why is the sky blue?"},
@@ -34,14 +39,14 @@ def test_messages_and_system_forms(tmp_path):
     assert prompts[0].suite == "mine"
 
 
-def test_malformed_line_names_file_and_line(tmp_path):
+def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "ok"}\n{"prompt": "broken"\n')
     with pytest.raises(UsageError, match=r"bad\.jsonl, line 2: not valid JSON"):
         load_suite(str(path))
 
 
-def test_wrong_shapes_are_refused(tmp_path):
+def test_wrong_shapes_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "shape.jsonl"
     path.write_text('{"messages": [{"role": "robot", "content": "x"}]}\n')
     with pytest.raises(UsageError, match="line 1: each message needs a role"):

@@ -1,58 +1,97 @@
-"""Backend registry. Built-in backends register the same way a plugin would."""
+"""Backend registry. Built-in backends register through `register_backend`, the same call a
+plugin makes (see `edgeprof.plugins`); CLI choices and help come from here."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import threading
 
 from edgeprof.backends.base import (
     Backend,
     BackendOptions,
     Generation,
     ModelInfo,
+    NoSettings,
     Request,
+    TargetKind,
     TokenEvent,
 )
+from edgeprof.backends.settings import parse_settings
 from edgeprof.errors import UsageError
 
-BackendFactory = Callable[[BackendOptions], Backend]
-
-# name -> "module:Class"; imported lazily so `edgeprof --help` never loads llama.cpp or ORT.
-_BUILTIN: dict[str, str] = {
-    "llamacpp": "edgeprof.backends.llamacpp:LlamaCppBackend",
-    "onnx": "edgeprof.backends.onnxrt:OnnxBackend",
-    "openai": "edgeprof.backends.openai_compat:OpenAIBackend",
-    "anthropic": "edgeprof.backends.anthropic:AnthropicBackend",
-}
-_REGISTERED: dict[str, BackendFactory] = {}
+# name -> the class, or "module:Class" imported on first use so that `edgeprof --help` never
+# loads llama.cpp or ONNX Runtime.
+_REGISTRY: dict[str, type[Backend] | str] = {}
+_lock = threading.Lock()
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    _REGISTERED[name] = factory
+def register_backend(name: str, backend: type[Backend] | str) -> None:
+    """Make `backend` available as `edgeprof run --backend NAME`.
+
+    `backend` is a Backend subclass, or a "package.module:Class" string imported lazily.
+    Registering a name again replaces the earlier entry (a plugin may override a built-in).
+    """
+    if not name or not name.replace("-", "_").isidentifier():
+        raise ValueError(f"backend name must be a short identifier, got {name!r}")
+    with _lock:
+        _REGISTRY[name] = backend
+
+
+def unregister_backend(name: str) -> None:
+    """Forget `name` (a no-op when it is not registered); for tests and plugin reloads."""
+    with _lock:
+        _REGISTRY.pop(name, None)
 
 
 def backend_names() -> list[str]:
-    return sorted({*_BUILTIN, *_REGISTERED})
+    _load_plugins()
+    return sorted(_REGISTRY)
+
+
+def backend_class(name: str) -> type[Backend]:
+    _load_plugins()
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(backend_names())}")
+    if isinstance(spec, str):
+        module_name, _, class_name = spec.partition(":")
+        cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+        with _lock:
+            _REGISTRY[name] = cls
+        return cls
+    return spec
 
 
 def create_backend(name: str, options: BackendOptions) -> Backend:
-    if name in _REGISTERED:
-        return _REGISTERED[name](options)
-    if name not in _BUILTIN:
-        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(backend_names())}")
-    module_name, _, class_name = _BUILTIN[name].partition(":")
-    cls: BackendFactory = getattr(importlib.import_module(module_name), class_name)
-    return cls(options)
+    """The backend `name`, with `options.settings` checked against its `Settings` dataclass."""
+    cls = backend_class(name)
+    settings = parse_settings(cls.Settings, options.settings, owner=f"the {name} backend")
+    return cls(options, settings)
 
+
+def _load_plugins() -> None:
+    from edgeprof.plugins import load_plugins
+
+    load_plugins()
+
+
+register_backend("llamacpp", "edgeprof.backends.llamacpp:LlamaCppBackend")
+register_backend("onnx", "edgeprof.backends.onnxrt:OnnxBackend")
+register_backend("openai", "edgeprof.backends.openai_compat:OpenAIBackend")
+register_backend("anthropic", "edgeprof.backends.anthropic:AnthropicBackend")
 
 __all__ = [
     "Backend",
     "BackendOptions",
     "Generation",
     "ModelInfo",
+    "NoSettings",
     "Request",
+    "TargetKind",
     "TokenEvent",
+    "backend_class",
     "backend_names",
     "create_backend",
     "register_backend",
+    "unregister_backend",
 ]

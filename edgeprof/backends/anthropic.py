@@ -10,7 +10,7 @@ import json
 from typing import Any, ClassVar
 
 from edgeprof.backends.base import Request
-from edgeprof.backends.openai_compat import CloudBackend
+from edgeprof.backends.cloud import CloudBackend
 from edgeprof.backends.streaming import SSEEvent, StreamState
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -22,7 +22,6 @@ class AnthropicBackend(CloudBackend):
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
     default_provider: ClassVar[str] = "anthropic"
-    runs_locally: ClassVar[bool] = False
 
     def base_path(self, path: str) -> str:
         # The SDK's convention is the host; accept ".../v1" too rather than doubling it.

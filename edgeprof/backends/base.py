@@ -1,9 +1,10 @@
 """The backend contract: one class per kind of target (llama.cpp, ONNX Runtime, a cloud API).
 
-A backend is built from validated `BackendOptions`, loads its model once (`load`, timed and
-metered by the runner outside every request window), then answers requests with `generate`,
-a generator that yields one `TokenEvent` per token (or per chunk, with `n_tokens`) and
-*returns* the final `Generation` (exact token counts, finish reason, error).
+A backend is built from the shared `BackendOptions` and its own typed `Settings` (a frozen
+dataclass, checked by `backends.settings.parse_settings`), loads its model once (`load`, timed
+and metered by the runner outside every request window), then answers requests with
+`generate`, a generator that yields one `TokenEvent` per token (or per chunk, with `n_tokens`)
+and *returns* the final `Generation` (exact token counts, finish reason, error).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 TokenCountMethod = Literal["tokenizer", "api", "estimated"]
+# "device": runs on this machine, so its power is the request's energy; "remote": a server
+# elsewhere (a cloud API), whose energy this device cannot see. Stored as runs.target_kind.
+TargetKind = Literal["device", "remote"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class Generation:
     error: str | None = None
     token_count_method: TokenCountMethod = "tokenizer"
     cost_usd: float | None = None
+    # A remote API may refuse (429, 5xx) and be asked again: what the request went through.
+    attempts: int = 1
+    retry_wait_s: float = 0.0
+    last_attempt_ns: int | None = None  # perf_counter_ns when the final attempt began
 
 
 @dataclass(frozen=True)
@@ -62,38 +70,60 @@ class BackendOptions:
     ctx: int = 4096
     seed: int = 0
     keep_cache: bool = False  # reuse llama.cpp's prompt cache across requests (off: fair TTFT)
-    extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific, validated there
+    # Backend-specific settings by name, as given; `create_backend` checks them against the
+    # backend's `Settings` dataclass before the backend is built.
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def check_local(self) -> None:
         """The checks every on-device backend makes of the shared options."""
         from edgeprof.errors import UsageError
 
         if self.threads is not None and self.threads < 1:
-            raise UsageError("--threads must be at least 1")
+            raise UsageError("`threads` must be at least 1")
         if self.ctx < 16:
-            raise UsageError("--ctx must be at least 16 tokens")
+            raise UsageError("`ctx` must be at least 16 tokens")
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a backend that takes none beyond `BackendOptions`."""
 
 
 class Backend(ABC):
-    name: ClassVar[str]
-    # False for cloud APIs: the device's own power then says nothing about the request's energy.
-    runs_locally: ClassVar[bool] = True
+    """One kind of target. Subclasses set `name`, `kind` and, when they take settings of their
+    own, `Settings`; then implement `load` and `generate`."""
 
-    def __init__(self, options: BackendOptions) -> None:
+    name: ClassVar[str]
+    kind: ClassVar[TargetKind] = "device"
+    Settings: ClassVar[type[Any]] = NoSettings
+
+    def __init__(self, options: BackendOptions, settings: Any = None) -> None:
         self.options = options
+        self.settings = settings if settings is not None else self.Settings()
+
+    @property
+    def runs_locally(self) -> bool:
+        return self.kind == "device"
 
     def check(self) -> None:  # noqa: B027 - optional hook
-        """Fail fast (API key, reachability) before a run is recorded."""
+        """Fail fast, before a run is recorded: an API key that is missing, a host that does
+        not answer. Raise an `EdgeprofError` whose message names the fix."""
 
     @abstractmethod
-    def load(self) -> ModelInfo: ...
+    def load(self) -> ModelInfo:
+        """Load the model once and describe it. The runner times and meters this call in its
+        own window, so do every expensive one-off step here, not in `generate`."""
 
     @abstractmethod
-    def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]: ...
+    def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
+        """Answer one request: yield a `TokenEvent` as each token (or chunk) arrives, stamped
+        with `time.perf_counter_ns()`, and *return* the `Generation` with exact token counts.
+        A failure of this request (a broken stream) is returned as `Generation.error`; raise
+        only for failures that end the run. Greedy decoding, `request.max_tokens` at most."""
 
     def params(self) -> dict[str, Any]:
         """Settings recorded with the run (never secrets)."""
         return {"threads": self.options.threads, "ctx": self.options.ctx, "seed": self.options.seed}
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        pass
+        """Release the model and any connection; called once, also after an interrupt."""

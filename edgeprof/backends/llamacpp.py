@@ -7,7 +7,8 @@ import contextlib
 import io
 import os
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,9 +20,9 @@ from edgeprof.backends.base import (
     Request,
     TokenEvent,
 )
-from edgeprof.chat import render_chat
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models import check_gguf, resolve_model
+from edgeprof.tokens import prompt_tokens
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -46,45 +47,30 @@ def import_llama_cpp() -> Any:
     return llama_cpp
 
 
-def token_text(llm: Llama, token: int) -> str:
-    return (
-        llm.detokenize([token], special=True).decode("utf-8", errors="replace")
-        if token >= 0
-        else ""
-    )
+@dataclass(frozen=True)
+class LlamaCppSettings:
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    flash_attn: bool = False
+    # Benchmarks only: generate exactly max_tokens even past end-of-generation tokens, so
+    # every repetition decodes the same number of tokens (as llama-bench's tg test does).
+    ignore_eos: bool = False
 
-
-def prompt_tokens(llm: Llama, messages: Sequence[Mapping[str, str]]) -> list[int]:
-    """The GGUF's chat template, rendered and tokenized the way llama-cpp-python's chat API does.
-
-    The template writes its own special tokens, so no BOS is added on top (llama-cpp-python's
-    `added_special=True`). The ONNX backend calls this too, so counts match across runtimes.
-    """
-    template = llm.metadata.get("tokenizer.chat_template")
-    text = render_chat(
-        template,
-        messages,
-        bos_token=token_text(llm, llm.token_bos()),
-        eos_token=token_text(llm, llm.token_eos()),
-    )
-    return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    def __post_init__(self) -> None:
+        if self.n_batch < 1:
+            raise UsageError(f"llamacpp: `n_batch` must be at least 1, got {self.n_batch}")
+        if self.n_gpu_layers < -1:
+            raise UsageError("llamacpp: `n_gpu_layers` must be -1 (all), 0 or more")
 
 
 class LlamaCppBackend(Backend):
     name: ClassVar[str] = "llamacpp"
+    Settings: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
 
-    def __init__(self, options: BackendOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: BackendOptions, settings: LlamaCppSettings | None = None) -> None:
+        super().__init__(options, settings)
+        self.settings: LlamaCppSettings
         options.check_local()
-        unknown = set(options.extra) - {"n_batch", "n_gpu_layers", "flash_attn", "ignore_eos"}
-        if unknown:
-            raise UsageError(f"llamacpp does not take {', '.join(sorted(unknown))}")
-        for key in ("flash_attn", "ignore_eos"):
-            if not isinstance(options.extra.get(key, False), bool):
-                raise UsageError(f"llamacpp option {key} must be true or false")
-        # Benchmarks only: generate exactly max_tokens even past end-of-generation tokens, so
-        # every repetition decodes the same number of tokens (as llama-bench's tg test does).
-        self._ignore_eos = bool(options.extra.get("ignore_eos", False))
         self.path: Path = resolve_model(options.model)
         check_gguf(self.path)
         self.threads = options.threads or max(1, (os.cpu_count() or 1))
@@ -93,7 +79,7 @@ class LlamaCppBackend(Backend):
 
     def load(self) -> ModelInfo:
         llama_cpp = import_llama_cpp()
-        extra = self.options.extra
+        settings = self.settings
         try:
             # llama.cpp prints its load log on the C side; verbose=False silences it.
             with contextlib.redirect_stderr(io.StringIO()):
@@ -102,9 +88,9 @@ class LlamaCppBackend(Backend):
                     n_ctx=self.options.ctx,
                     n_threads=self.threads,
                     n_threads_batch=self.threads,
-                    n_batch=int(extra.get("n_batch", 512)),
-                    n_gpu_layers=int(extra.get("n_gpu_layers", 0)),
-                    flash_attn=bool(extra.get("flash_attn", False)),
+                    n_batch=settings.n_batch,
+                    n_gpu_layers=settings.n_gpu_layers,
+                    flash_attn=settings.flash_attn,
                     seed=self.options.seed,
                     verbose=False,
                 )
@@ -140,9 +126,9 @@ class LlamaCppBackend(Backend):
             "ctx": self.options.ctx,
             "seed": self.options.seed,
             "keep_cache": self.options.keep_cache,
-            "n_batch": int(self.options.extra.get("n_batch", 512)),
-            "flash_attn": bool(self.options.extra.get("flash_attn", False)),
-            **({"ignore_eos": True} if self._ignore_eos else {}),
+            "n_batch": self.settings.n_batch,
+            "flash_attn": self.settings.flash_attn,
+            **({"ignore_eos": True} if self.settings.ignore_eos else {}),
         }
 
     @property
@@ -155,15 +141,20 @@ class LlamaCppBackend(Backend):
         llm = self.llm
         tokens = prompt_tokens(llm, request.messages)
         if len(tokens) + request.max_tokens > llm.n_ctx():
+            given = self.options.ctx
+            # llama.cpp silently raises a tiny context to its minimum: name both numbers.
+            ctx = f"`ctx` {given}" + (
+                f" (llama.cpp used {llm.n_ctx()})" if llm.n_ctx() != given else ""
+            )
             raise UsageError(
                 f"prompt {request.prompt_id} needs {len(tokens)} + {request.max_tokens} tokens, "
-                f"more than --ctx {llm.n_ctx()}; raise --ctx"
+                f"more than {ctx}; raise `ctx`"
             )
         return (yield from self._decoder().run(tokens, request.max_tokens))
 
     def _decoder(self) -> _Decoder:
         if self._dec is None:
-            self._dec = _Decoder(self.llm, self.options.keep_cache, self._ignore_eos)
+            self._dec = _Decoder(self.llm, self.options.keep_cache, self.settings.ignore_eos)
         return self._dec
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """ONNX Runtime: a greedy decoder loop over an Optimum-style graph with KV cache.
 
 Works on `edgeprof convert` exports (which carry NAME.edgeprof.json and a vocab-only GGUF
-beside NAME.onnx) and on a user's own Optimum decoder with past (`extra["tokenizer"]` then
+beside NAME.onnx) and on a user's own Optimum decoder with past (`settings.tokenizer` then
 names a GGUF whose vocabulary to use). Prompts are tokenized by llama.cpp itself from that
 vocabulary, through the same `prompt_tokens` as the llama.cpp backend, so input token counts
 agree across the two runtimes.
@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,7 +34,13 @@ from edgeprof.backends.base import (
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models import GGUF_MAGIC, resolve_model
 
-EXTRA_KEYS = {"tokenizer"}
+
+@dataclass(frozen=True)
+class OnnxSettings:
+    # A GGUF whose vocabulary tokenizes for a decoder without edgeprof's sidecar files.
+    tokenizer: Path | None = None
+
+
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
@@ -48,7 +55,7 @@ def inspect_onnx(path: Path) -> dict[str, Any]:
     with path.open("rb") as f:
         if f.read(4) == GGUF_MAGIC:
             raise ModelLoadError(
-                f"{path} is a GGUF file; use --backend llamacpp, or "
+                f"{path} is a GGUF file; use the llamacpp backend, or "
                 f"convert it with `edgeprof convert {path} -o models/{path.stem}.onnx`"
             )
     try:
@@ -96,16 +103,15 @@ def _layer_key(name: str) -> tuple[int, str]:
 
 class OnnxBackend(Backend):
     name: ClassVar[str] = "onnx"
+    Settings: ClassVar[type[OnnxSettings]] = OnnxSettings
 
-    def __init__(self, options: BackendOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: BackendOptions, settings: OnnxSettings | None = None) -> None:
+        super().__init__(options, settings)
+        self.settings: OnnxSettings
         options.check_local()
-        unknown = set(options.extra) - EXTRA_KEYS
-        if unknown:
-            raise UsageError(f"onnx does not take {', '.join(sorted(unknown))}; it takes tokenizer")
         if options.model is None or options.model == "demo":
             raise UsageError(
-                "--backend onnx needs --model NAME.onnx; create one with "
+                "the onnx backend needs `model` NAME.onnx; create one with "
                 "`edgeprof convert demo -o models/smollm2.onnx`"
             )
         self.path = resolve_model(options.model, suffixes=(".onnx",))
@@ -133,14 +139,14 @@ class OnnxBackend(Backend):
         return config, hf
 
     def _tokenizer_path(self) -> Path:
-        given = self.options.extra.get("tokenizer")
+        given = self.settings.tokenizer
         if given:
-            path = Path(os.path.expanduser(str(given)))
+            path = given.expanduser()
         elif self.config.get("tokenizer"):
             path = self.path.parent / str(self.config["tokenizer"])
         else:
             raise ModelLoadError(
-                f"no tokenizer for {self.path.name}: pass --tokenizer PATH to the GGUF it came "
+                f"no tokenizer for {self.path.name}: pass `tokenizer` PATH, the GGUF it came "
                 f"from, or {_fix_hint(self.path)}"
             )
         if not path.is_file():
@@ -171,7 +177,7 @@ class OnnxBackend(Backend):
     def load(self) -> ModelInfo:
         import onnxruntime as ort
 
-        from edgeprof.convert.sidecar import eog_token_ids, load_vocab
+        from edgeprof.tokens import eog_token_ids, load_vocab
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
@@ -229,7 +235,7 @@ class OnnxBackend(Backend):
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         if self._session is None:
             raise RuntimeError("load() first")
-        from edgeprof.backends.llamacpp import prompt_tokens
+        from edgeprof.tokens import prompt_tokens
 
         if request.temperature != 0:
             raise UsageError("the onnx backend decodes greedily; run with temperature 0")
@@ -238,7 +244,7 @@ class OnnxBackend(Backend):
         if len(tokens) + request.max_tokens > limit:
             raise UsageError(
                 f"prompt {request.prompt_id} needs {len(tokens)} + {request.max_tokens} tokens, "
-                f"more than --ctx {limit}; raise --ctx (at most the export's max_positions)"
+                f"more than `ctx` {limit}; raise `ctx` (at most the export's max_positions)"
             )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pieces: list[str] = []
@@ -288,17 +294,7 @@ class OnnxBackend(Backend):
         n = len(tokens)
         binding = session.io_binding()
         mask = np.ones((1, n + max_new), dtype=np.int64)
-        binding.bind_cpu_input("input_ids", np.asarray([tokens], dtype=np.int64))
-        binding.bind_cpu_input("attention_mask", mask[:, :n])
-        if io["position_ids"]:
-            binding.bind_cpu_input("position_ids", np.arange(n, dtype=np.int64)[None])
-        if io["use_cache_branch"]:
-            binding.bind_cpu_input("use_cache_branch", np.zeros(1, dtype=np.bool_))
-        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype)
-        for name in io["pasts"]:
-            binding.bind_cpu_input(name, empty)
-        for name in ["logits", *io["presents"]]:
-            binding.bind_output(name, "cpu")
+        self._bind_prefill(binding, tokens, mask[:, :n])
         session.run_with_iobinding(binding)
         outs = binding.get_outputs()
         token = yield outs[0].numpy()[0, -1]
@@ -331,6 +327,21 @@ class OnnxBackend(Backend):
             session.run_with_iobinding(binding)
             presents = binding.get_outputs()[1:]
             token = yield logits[0, -1]
+
+    def _bind_prefill(self, binding: Any, tokens: list[int], mask: np.ndarray) -> None:
+        """The whole prompt in one call, from an empty KV cache."""
+        io, n = self.io, len(tokens)
+        binding.bind_cpu_input("input_ids", np.asarray([tokens], dtype=np.int64))
+        binding.bind_cpu_input("attention_mask", mask)
+        if io["position_ids"]:
+            binding.bind_cpu_input("position_ids", np.arange(n, dtype=np.int64)[None])
+        if io["use_cache_branch"]:
+            binding.bind_cpu_input("use_cache_branch", np.zeros(1, dtype=np.bool_))
+        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype)
+        for name in io["pasts"]:
+            binding.bind_cpu_input(name, empty)
+        for name in ["logits", *io["presents"]]:
+            binding.bind_output(name, "cpu")
 
     def close(self) -> None:
         self._session = None

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edgeprof.backends.base import Generation, Request, TokenCountMethod
+from edgeprof.backends.counting import TokenCounter
 from edgeprof.prices import ModelPrice, request_cost_usd
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -198,23 +199,33 @@ class StreamState:
     done: bool = False  # the server said the stream is complete ([DONE], message_stop)
     error: str | None = None
     http_attempts: int = 0
+    retry_wait_s: float = 0.0  # time slept between attempts (Retry-After or backoff)
+    last_attempt_ns: int | None = None  # perf_counter_ns when the final attempt's POST began
 
 
-def output_total(state: StreamState, max_tokens: int | None = None) -> tuple[int, bool]:
-    """Output tokens, and whether the server counted them. Without usage: `max_tokens` when the
-    server says it stopped at the limit (exact, though still flagged), else a text estimate."""
+def output_total(
+    state: StreamState, max_tokens: int | None = None, counter: TokenCounter | None = None
+) -> tuple[int, TokenCountMethod]:
+    """Output tokens, and how they were counted: the server's usage ("api"); else a real
+    tokenizer over the text received ("tokenizer"); else `max_tokens` when the server says it
+    stopped at the limit, or a text estimate (both "estimated")."""
     if state.output_tokens is not None and (state.output_tokens > 0 or not state.chunks):
-        return state.output_tokens, True
+        return state.output_tokens, "api"
+    text = "".join(t for _, t in state.chunks)
+    if counter is not None:
+        return counter.text(text), "tokenizer"
     if max_tokens and state.finish_reason == "length" and not state.error:
-        return max_tokens, False
-    return estimate_tokens("".join(text for _, text in state.chunks)), False
+        return max_tokens, "estimated"
+    return estimate_tokens(text), "estimated"
 
 
-def token_events(state: StreamState, request: Request) -> list[tuple[int, str, int]]:
+def token_events(
+    state: StreamState, request: Request, counter: TokenCounter | None = None
+) -> list[tuple[int, str, int]]:
     """(t_ns, text, n_tokens) per event, the counts summing to the request's output tokens."""
     if not state.chunks:
         return []
-    total, _ = output_total(state, request.max_tokens)
+    total, _ = output_total(state, request.max_tokens, counter)
     # Reasoning tokens were all produced before the first visible chunk arrived.
     reasoning = min(state.reasoning_tokens, max(0, total - 1))
     events = chunk_events(state.chunks, max(1, total - reasoning))
@@ -224,19 +235,28 @@ def token_events(state: StreamState, request: Request) -> list[tuple[int, str, i
     return events
 
 
-def generation(state: StreamState, request: Request, price: ModelPrice) -> Generation:
-    """The request's outcome: usage counts where the server sent them, estimates flagged."""
+def generation(
+    state: StreamState, request: Request, price: ModelPrice, counter: TokenCounter | None = None
+) -> Generation:
+    """The request's outcome: usage counts where the server sent them, else a real tokenizer's
+    where one is known, else estimates; the row says which (`token_count_method`)."""
     got_response = state.input_tokens is not None or bool(state.chunks) or state.done
-    output, output_counted = output_total(state, request.max_tokens)
+    output, out_method = output_total(state, request.max_tokens, counter)
     if state.chunks and output < 1:
-        output, output_counted = 1, False
+        output, out_method = 1, "estimated"
+    in_method: TokenCountMethod
     if state.input_tokens is not None:
-        input_tokens, input_counted = state.input_tokens, True
+        input_tokens, in_method = state.input_tokens, "api"
+    elif got_response and counter is not None:
+        input_tokens, in_method = counter.prompt(request.messages), "tokenizer"
     elif got_response:
-        input_tokens, input_counted = estimate_prompt_tokens(request.messages), False
+        input_tokens, in_method = estimate_prompt_tokens(request.messages), "estimated"
     else:  # never reached the model: nothing generated, nothing billed
-        input_tokens, input_counted, output_counted = 0, True, True
-    method: TokenCountMethod = "api" if (input_counted and output_counted) else "estimated"
+        input_tokens, in_method, out_method = 0, "api", "api"
+    methods = {in_method, out_method}
+    method: TokenCountMethod = (
+        "estimated" if "estimated" in methods else "tokenizer" if "tokenizer" in methods else "api"
+    )
     return Generation(
         input_tokens=input_tokens,
         output_tokens=output,
@@ -247,4 +267,7 @@ def generation(state: StreamState, request: Request, price: ModelPrice) -> Gener
         cost_usd=request_cost_usd(
             price, input_tokens, output, min(state.cached_input_tokens, input_tokens)
         ),
+        attempts=max(1, state.http_attempts),
+        retry_wait_s=state.retry_wait_s,
+        last_attempt_ns=state.last_attempt_ns,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from edgeprof.cli import (  # noqa: F401 - each module registers its commands
+    backends,
     compare,
     convert,
     prices,
@@ -17,17 +18,17 @@ from edgeprof.cli import (  # noqa: F401 - each module registers its commands
     run,
     share,
 )
-from edgeprof.cli.app import app, debug_enabled
+from edgeprof.cli.app import app, cli_message, debug_enabled, one_line
 from edgeprof.errors import EdgeprofError
 
 
 def main() -> None:
     try:
         app()
-    except EdgeprofError as e:
+    except EdgeprofError as e:  # raised outside a command (the app's own group handles those)
         if debug_enabled():
             raise
-        print(f"edgeprof: error: {e}", file=sys.stderr)
+        print(f"edgeprof: error: {one_line(cli_message(str(e)))}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from edgeprof.cli.app import app, err, out
+from edgeprof.formatting import format_count, format_usd
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from edgeprof.compare import Comparison
 
 
@@ -59,9 +62,10 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
-    from edgeprof.compare import compare, plot_costs, to_dict
+    from edgeprof.compare import compare, to_dict
     from edgeprof.economics import DeviceCosts
     from edgeprof.errors import ProfileDBError, UsageError
+    from edgeprof.plots import plot_costs
     from edgeprof.store.db import Store, default_db_path
 
     path = db or default_db_path()
@@ -104,9 +108,23 @@ def compare_command(
 
 
 def _render(c: Comparison) -> None:
-    from rich.table import Table
+    for table in (_inputs_table(c), _targets_table(c), _break_even_table(c)):
+        out.print(table)
+    for p in c.pairs:
+        out.print(f"[bold]{p.device}[/] vs [bold]{p.cloud}[/]: {p.result.verdict}", highlight=False)
+    out.print(_sensitivity_table(c))
+    out.print(
+        "✗: beyond the device's capacity (one device cannot reach that volume); "
+        "none: electricity alone costs more than the cloud",
+        style="dim",
+        highlight=False,
+    )
+    for note in c.notes:
+        err.print(f"note: {note}", highlight=False)
 
-    from edgeprof.economics import format_count, format_usd
+
+def _inputs_table(c: Comparison) -> Table:
+    from rich.table import Table
 
     inputs = Table(title="Inputs", title_justify="left")
     for col in ("target", "input", "value", "unit", "kind", "source"):
@@ -117,7 +135,11 @@ def _render(c: Comparison) -> None:
     for target, f in rows:
         value = f"{f.value:.4g}" if isinstance(f.value, float) else str(f.value)
         inputs.add_row(target, f.name, value, f.unit, f.provenance, f.source)
-    out.print(inputs)
+    return inputs
+
+
+def _targets_table(c: Comparison) -> Table:
+    from rich.table import Table
 
     w = c.workload
     targets = Table(
@@ -154,7 +176,11 @@ def _render(c: Comparison) -> None:
             "-",
             format_usd(r.cloud_cost_per_day_usd),
         )
-    out.print(targets)
+    return targets
+
+
+def _break_even_table(c: Comparison) -> Table:
+    from rich.table import Table
 
     verdicts = Table(title="Break-even", title_justify="left")
     for col in ("device", "cloud", "break-even req/day", "payback months", "saving $/day"):
@@ -170,9 +196,11 @@ def _render(c: Comparison) -> None:
             "-" if r.payback_months is None else f"{r.payback_months:,.1f}",
             format_usd(r.saving_usd_per_day),
         )
-    out.print(verdicts)
-    for p in c.pairs:
-        out.print(f"[bold]{p.device}[/] vs [bold]{p.cloud}[/]: {p.result.verdict}", highlight=False)
+    return verdicts
+
+
+def _sensitivity_table(c: Comparison) -> Table:
+    from rich.table import Table
 
     sens = Table(title="Sensitivity: break-even requests/day (± 50%)", title_justify="left")
     for col in ("device vs cloud", "parameter", "−50%", "as given", "+50%"):
@@ -186,20 +214,10 @@ def _render(c: Comparison) -> None:
         for param in ("electricity_usd_per_kwh", "lifetime_years", "cloud_price"):
             cells = [by[param, 0.5], base, by[param, 1.5]]
             sens.add_row(f"{p.device} vs {p.cloud}", param, *(_be_cell(*v) for v in cells))
-    out.print(sens)
-    out.print(
-        "✗: beyond the device's capacity (one device cannot reach that volume); "
-        "none: electricity alone costs more than the cloud",
-        style="dim",
-        highlight=False,
-    )
-    for note in c.notes:
-        err.print(f"note: {note}", highlight=False)
+    return sens
 
 
 def _be_cell(value: float | None, status: str) -> str:
-    from edgeprof.economics import format_count
-
     if value is None:
         return "none"
     return format_count(value) + ("" if status == "ok" else " ✗")

@@ -58,3 +58,7 @@ def probe_command(
         else:
             fix = f"\n      fix: {p['fix']}" if p["fix"] else ""
             out.print(f"  [red]✗[/red] {p['source']}: {p['reason']}{fix}")
+    from edgeprof.plugins import failures
+
+    for plugin, why in failures.items():
+        out.print(f"[red]plugin {plugin} did not load:[/red] {why}", highlight=False)

@@ -38,6 +38,8 @@ def report_command(
     if not path.exists():
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
     with open_store(path) as store:
+        for run_id, why in store.reaped:
+            err.print(f"note: run {run_id} is now marked aborted: {why}", highlight=False)
         run_ids = [store.resolve_run_id(r) for r in run] if run else None
         summaries = summarize(store, run_ids)
         if not summaries:
@@ -47,25 +49,26 @@ def report_command(
         if plot is not None:
             from edgeprof.plots import plot_run_timeline
 
-            plot_run_timeline(store, summaries[-1]["run_id"], plot)
+            plot_run_timeline(store, summaries[-1].run_id, plot)
             err.print(f"wrote {plot}")
         if html is not None:
             from edgeprof.html import write_html_report
 
             write_html_report(store, html, run_ids)
             err.print(f"wrote {html}")
-        per_request = (
-            {s["run_id"]: store.requests(s["run_id"]) for s in summaries} if requests else {}
-        )
+        per_request = {s.run_id: store.requests(s.run_id) for s in summaries} if requests else {}
     if as_json:
         payload = [
-            {**s, "requests": per_request[s["run_id"]]} if requests else s for s in summaries
+            {**s.to_dict(), "requests": per_request[s.run_id]} if requests else s.to_dict()
+            for s in summaries
         ]
         out.print_json(json.dumps(payload, default=str))
         return
-    from edgeprof.cli.render import runs_table
+    from edgeprof.cli.render import run_notes, runs_table
 
     out.print(runs_table(summaries, width=out.width))
+    for note in run_notes(summaries):
+        err.print(f"note: {note}", highlight=False)
     for run_id, rows in per_request.items():
         out.print(_requests_table(run_id, rows))
 
@@ -73,7 +76,7 @@ def report_command(
 def _requests_table(run_id: str, rows: list[dict[str, object]]) -> object:
     from rich.table import Table
 
-    from edgeprof.cli.render import ms, num
+    from edgeprof.formatting import ms, num
 
     table = Table(title=f"requests of run {run_id}", title_justify="left")
     for name in ("seq", "rep", "warm-up", "prompt", "in", "out", "TTFT ms", "prefill tok/s",

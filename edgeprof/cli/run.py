@@ -8,12 +8,14 @@ from typing import Any
 
 import typer
 
+from edgeprof.backends import backend_names
 from edgeprof.cli.app import app, err, out
+from edgeprof.samplers import sampler_sources
 
 
 @app.command("run")
 def run_command(
-    backend: str = typer.Option("llamacpp", help="llamacpp, onnx, openai or anthropic."),
+    backend: str = typer.Option("llamacpp", help=f"One of: {', '.join(backend_names())}."),
     model: str | None = typer.Option(
         None, help="Model file (GGUF/ONNX) or endpoint model name. Default: the demo model."
     ),
@@ -34,7 +36,9 @@ def run_command(
         None, help="CPU TDP in watts for the power estimate on devices without sensors."
     ),
     sensors: str | None = typer.Option(
-        None, help="Comma-separated power sources to use (see `edgeprof probe`)."
+        None,
+        help=f"Comma-separated power sources to use: {', '.join(sampler_sources('power'))} "
+        "(see `edgeprof probe`).",
     ),
     idle_seconds: float = typer.Option(3.0, help="Idle baseline before loading the model."),
     keep_cache: bool = typer.Option(
@@ -42,7 +46,9 @@ def run_command(
     ),
     seed: int = typer.Option(0, help="Sampling seed."),
     tokenizer: Path | None = typer.Option(
-        None, help="ONNX: a GGUF whose vocabulary tokenizes for a decoder without edgeprof's files."
+        None,
+        help="A GGUF whose tokenizer counts tokens: for an ONNX decoder without edgeprof's "
+        "files, or a cloud endpoint that reports no usage (a llama.cpp server of that file).",
     ),
     base_url: str | None = typer.Option(None, help="Cloud backends: the API's base URL."),
     api_key_env: str | None = typer.Option(
@@ -51,22 +57,30 @@ def run_command(
     concurrency: int = typer.Option(1, help="Requests in flight at once (cloud backends)."),
     price_in: float | None = typer.Option(None, help="Override: input price, USD per 1M tokens."),
     price_out: float | None = typer.Option(None, help="Override: output price, USD per 1M tokens."),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="A backend setting, NAME=VALUE (repeatable): e.g. --set n_batch=256 for llamacpp.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Profile a model on this device (or a cloud endpoint) into the profile database."""
+    from edgeprof.backends import backend_class
+    from edgeprof.backends.settings import settings_from_strings
     from edgeprof.errors import UsageError
     from edgeprof.runner import RunConfig, profile
     from edgeprof.store import open_store
     from edgeprof.summary import summarize_run
 
-    extra: dict[str, Any] = {}
+    settings: dict[str, Any] = settings_from_strings(
+        backend_class(backend).Settings, set_ or [], owner=f"the {backend} backend"
+    )
     for key, value in [
-        ("base_url", base_url), ("api_key_env", api_key_env),
-        ("tokenizer", str(tokenizer) if tokenizer else None),
+        ("base_url", base_url), ("api_key_env", api_key_env), ("tokenizer", tokenizer),
         ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out),
     ]:  # fmt: skip
         if value is not None:
-            extra[key] = value
+            settings[key] = value
     if (price_in is None) != (price_out is None):
         raise UsageError("give both --price-in and --price-out, or neither")
     config = RunConfig(
@@ -74,7 +88,7 @@ def run_command(
         max_tokens=max_tokens, threads=threads, ctx=ctx, hz=hz, db=db, label=label,
         tdp_w=tdp_w, sensors=_split(sensors),
         idle_seconds=idle_seconds, keep_cache=keep_cache, seed=seed, concurrency=concurrency,
-        extra=extra,
+        settings=settings,
     )  # fmt: skip
     live = _LiveProgress()
     try:
@@ -87,12 +101,14 @@ def run_command(
     with open_store(live.db_path or config.db) as store:
         summary = summarize_run(store, run_id)
     if as_json:
-        out.print_json(json.dumps(summary, default=str))
+        out.print_json(json.dumps(summary.to_dict(), default=str))
     else:
-        from edgeprof.cli.render import runs_table
+        from edgeprof.cli.render import run_notes, runs_table
 
         err.print(runs_table([summary], title=f"run {run_id}", width=err.width))
-        if summary["energy_method"] and "estimated" in summary["energy_method"]:
+        for note in run_notes([summary]):
+            err.print(f"note: {note}", highlight=False)
+        if summary.energy_estimated:
             err.print(
                 "[yellow]energy is estimated[/yellow] (no power sensor was readable): "
                 "see `edgeprof probe`; pass --tdp-w to refine the estimate"

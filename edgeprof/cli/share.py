@@ -33,6 +33,12 @@ def merge_cmd(
     added = ", ".join(f"{n} {t}" for t, n in result.added.items() if n)
     extra = f"; {result.runs_replaced} unfinished run(s) replaced" if result.runs_replaced else ""
     err.print(f"merged {len(sources)} file(s) into {output}: {added or 'nothing new'}{extra}")
+    for run_id, source in result.in_progress:
+        err.print(
+            f"note: run {run_id} was still running in {source}: merged as it stood; merge "
+            "again when it ends to bring in the rest",
+            highlight=False,
+        )
 
 
 @app.command("export")

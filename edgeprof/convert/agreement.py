@@ -12,7 +12,7 @@ llama.cpp's tokens one by one through the KV cache), and at every step we compar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,15 +74,29 @@ def agreement_on_prompts(
     llm: Any,
     prompts: Sequence[Sequence[Mapping[str, str]]],
     n_tokens: int = 32,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Agreement]:
-    """One Agreement per prompt; both runtimes tokenize with `prompt_tokens` on llama.cpp."""
-    from edgeprof.backends.llamacpp import prompt_tokens
+    """One Agreement per prompt; both runtimes tokenize with `prompt_tokens` on llama.cpp.
 
-    results = []
+    llama.cpp runs every prompt before ONNX Runtime runs any: each runtime's idle worker
+    threads spin for a while after a call, and interleaving the two on a small machine made
+    them fight for its cores (2.5x slower on a busy 2-core VM). `progress(done, total)` counts
+    both passes, 2 x len(prompts) in all.
+    """
+    from edgeprof.tokens import prompt_tokens
+
+    total = 2 * len(prompts)
+    refs = []
     for messages in prompts:
         tokens = prompt_tokens(llm, messages)
-        cont, ref = llamacpp_greedy(llm, tokens, n_tokens)
+        refs.append((tokens, *llamacpp_greedy(llm, tokens, n_tokens)))
+        if progress:
+            progress(len(refs), total)
+    results = []
+    for tokens, cont, ref in refs:
         results.append(compare(backend, tokens, cont, ref))
+        if progress:
+            progress(len(refs) + len(results), total)
     return results
 
 

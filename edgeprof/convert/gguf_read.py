@@ -51,9 +51,12 @@ def open_gguf(path: Path) -> Any:
 
     try:
         return gguf.GGUFReader(path)
-    except (ValueError, OSError) as e:
+    # The reader indexes into the file as its header says: a truncated or damaged file shows
+    # up as whatever error that indexing hits first (IndexError, KeyError, struct errors...).
+    except Exception as e:
         raise ModelLoadError(
-            f"cannot read {path} as GGUF ({e}); pass a llama.cpp .gguf file"
+            f"cannot read {path} as GGUF ({type(e).__name__}: {e}); the file is damaged, "
+            "truncated or not a GGUF: pass a complete llama.cpp .gguf file"
         ) from e
 
 
@@ -62,13 +65,13 @@ def read_hparams(reader: Any) -> LlamaHParams:
     if arch not in SUPPORTED_ARCHS:
         raise ModelLoadError(
             f"architecture {arch!r} is not supported by edgeprof convert "
-            f"(supported: {', '.join(SUPPORTED_ARCHS)}); run it with --backend llamacpp instead"
+            f"(supported: {', '.join(SUPPORTED_ARCHS)}); run it on the llamacpp backend instead"
         )
     scaling = field_value(reader, f"{arch}.rope.scaling.type", "none")
     if scaling not in ("none", "linear"):
         raise ModelLoadError(
             f"RoPE scaling {scaling!r} is not supported by edgeprof convert (only linear); "
-            "run this model with --backend llamacpp instead"
+            "run this model on the llamacpp backend instead"
         )
     names = {t.name for t in reader.tensors}
     n_embd = int(field_value(reader, f"{arch}.embedding_length"))

@@ -21,21 +21,25 @@ from edgeprof.convert.gguf_read import (
     rope_freqs,
     tensor_names,
 )
-from edgeprof.convert.sidecar import (
-    eog_token_ids,
-    load_vocab,
-    sidecar_paths,
-    write_config,
-    write_vocab_gguf,
-)
+from edgeprof.convert.sidecar import sidecar_paths, write_config, write_vocab_gguf
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models import check_gguf, sha256_file
+from edgeprof.tokens import eog_token_ids, load_vocab
 
 WEIGHT_FORMATS = ("fp32", "int8", "int4")
-INT4_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0
+NBITS_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0
 INT4_SYMMETRIC = False  # asymmetric, like Q4_1's scale + min
 INT4_ACCURACY_LEVEL = 4  # int8 activations in the MatMulNBits kernel, as llama.cpp's Q8_1 dots
-NATIVE_ACCURACY_LEVEL = 4
+# int8 is MatMulNBits with 8-bit blocks, not quantize_dynamic's U8S8 MatMulInteger: that
+# kernel saturates on x86 without VNNI (2 % top-1 agreement with llama.cpp on an AVX2-only
+# EPYC, 85 % with VNNI). MatMulNBits 8-bit with int8 activations agrees 94 % here and the same
+# under QEMU's AVX2 (Haswell) emulation; with float32 activations (level 0) it agrees 97 % but
+# ORT has no fast kernel for it: 0.7 tok/s against 20 (docs/onnx.md has the figures).
+INT8_SYMMETRIC = True  # like Q8_0: a scale per block, no zero point
+INT8_ACCURACY_LEVEL = 4  # int8 activations, as llama.cpp's Q8_0 x Q8_0 dot products
+# accuracy_level of the GGUF blocks each format transcribes rather than re-quantizes
+NATIVE_ACCURACY_LEVEL = {"int4": INT4_ACCURACY_LEVEL, "int8": INT8_ACCURACY_LEVEL}
+NATIVE_BITS = {"int4": (4, 8), "int8": (8,)}  # which GGUF block widths each format keeps
 
 # progress(stage, done, total): stages "dequantize", "quantize", "write"
 Progress = Callable[[str, int, int], None]
@@ -68,9 +72,9 @@ def convert_gguf(
     """Write dst (an .onnx path) and its sidecars from a llama-family GGUF."""
     t0 = time.perf_counter()
     if weights not in WEIGHT_FORMATS:
-        raise UsageError(f"--weights {weights!r} is not one of {', '.join(WEIGHT_FORMATS)}")
+        raise UsageError(f"`weights` {weights!r} is not one of {', '.join(WEIGHT_FORMATS)}")
     if dst.suffix != ".onnx":
-        raise UsageError(f"output {dst} must end in .onnx, e.g. -o models/NAME.onnx")
+        raise UsageError(f"`dst` {dst} must end in .onnx, e.g. models/NAME.onnx")
     if not src.is_file():
         raise ModelLoadError(f"model file {src} not found; pass the path to a .gguf file")
     check_gguf(src)
@@ -88,7 +92,11 @@ def convert_gguf(
 
     from edgeprof.convert.graph import build_llama
 
-    native = packed_weights(reader, names) if weights == "int4" else {}
+    native = {
+        name: p
+        for name, p in packed_weights(reader, names).items()
+        if p.bits in NATIVE_BITS.get(weights, ())
+    }
     types = {t.name: t.tensor_type.name for t in reader.tensors}
     kept = {
         "gguf_blocks_kept": sorted({types[n] for n in native}),
@@ -101,23 +109,15 @@ def convert_gguf(
         freq_factors=rope_freqs(reader),
         all_logits=all_logits,
         packed=native,
-        accuracy_level=NATIVE_ACCURACY_LEVEL,
+        accuracy_level=NATIVE_ACCURACY_LEVEL.get(weights, 0),
     )
-    quant: dict[str, Any] = {"method": "none"}
     progress("quantize", 0, 1)
-    with _quiet_ort_logging():
-        if weights == "int4":
-            model, quant = _quantize_int4(model)
-            quant.update(kept)
+    model, quant = _quantize(model, weights, kept)
     progress("quantize", 1, 1)
     progress("write", 0, 3)
     for stale in (dst, paths["data"]):
         stale.unlink(missing_ok=True)
-    with _quiet_ort_logging():
-        if weights == "int8":
-            quant = _quantize_int8(model, dst)
-        else:
-            _save(model, dst)
+    _save(model, dst)
     del model
     progress("write", 1, 3)
     write_vocab_gguf(reader, paths["vocab"])
@@ -153,6 +153,20 @@ def convert_gguf(
     return ConvertResult(dst, weights, hp.arch, time.perf_counter() - t0, size, sha, files)
 
 
+def _quantize(model: Any, weights: str, kept: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The graph in `weights` format, and what the config records about how."""
+    if weights == "fp32":
+        return model, {"method": "none"}
+    with _quiet_ort_logging():
+        if weights == "int4":
+            model, quant = _quantize_nbits(model, 4, INT4_SYMMETRIC, INT4_ACCURACY_LEVEL)
+            quant["native"] = "Q4_0/Q4_1/Q8_0 GGUF blocks become MatMulNBits as they are (exact)"
+        else:
+            model, quant = _quantize_nbits(model, 8, INT8_SYMMETRIC, INT8_ACCURACY_LEVEL)
+            quant["native"] = "Q8_0 GGUF blocks become MatMulNBits as they are (exact)"
+    return model, {**quant, **kept}
+
+
 def _save(model: Any, dst: Path) -> None:
     import onnx
 
@@ -166,51 +180,30 @@ def _save(model: Any, dst: Path) -> None:
     )
 
 
-def _quantize_int4(model: Any) -> tuple[Any, dict[str, Any]]:
+def _quantize_nbits(
+    model: Any, bits: int, symmetric: bool, accuracy_level: int
+) -> tuple[Any, dict[str, Any]]:
+    """Every float MatMul left in the graph becomes MatMulNBits with `bits`-bit blocks."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     # Q4_1's min terms (graph.py) are exact float corrections; re-quantizing them adds error
     exclude = [n.name for n in model.graph.node if n.name.endswith(".min_term")]
     quantizer = MatMulNBitsQuantizer(
         model,
-        bits=4,
-        block_size=INT4_BLOCK_SIZE,
-        is_symmetric=INT4_SYMMETRIC,
-        accuracy_level=INT4_ACCURACY_LEVEL,
+        bits=bits,
+        block_size=NBITS_BLOCK_SIZE,
+        is_symmetric=symmetric,
+        accuracy_level=accuracy_level,
         nodes_to_exclude=exclude,
     )
     quantizer.process()
     return quantizer.model.model, {
         "method": "MatMulNBits",
-        "bits": 4,
-        "block_size": INT4_BLOCK_SIZE,
-        "symmetric": INT4_SYMMETRIC,
-        "accuracy_level": INT4_ACCURACY_LEVEL,
+        "bits": bits,
+        "block_size": NBITS_BLOCK_SIZE,
+        "symmetric": symmetric,
+        "accuracy_level": accuracy_level,
         "ops": "MatMuls not transcribed from GGUF blocks; the embedding Gather stays fp32",
-        "native": "Q4_0/Q4_1/Q8_0 GGUF blocks become MatMulNBits as they are (exact)",
-    }
-
-
-def _quantize_int8(model: Any, dst: Path) -> dict[str, Any]:
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        model,
-        dst,
-        op_types_to_quantize=["MatMul"],
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        use_external_data_format=True,
-        # shape inference stops at com.microsoft ops; every activation here is float32
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
-    )
-    return {
-        "method": "quantize_dynamic",
-        "bits": 8,
-        "weight_type": "QInt8",
-        "per_channel": True,
-        "ops": "every MatMul incl. lm_head",
     }
 
 

@@ -120,37 +120,10 @@ class _Graph:
         return self.op("Add", [y, corr], name)[0]
 
 
-def build_llama(
-    hp: LlamaHParams,
-    weights: Iterator[tuple[str, np.ndarray]],
-    *,
-    max_pos: int,
-    freq_factors: np.ndarray | None = None,
-    all_logits: bool = False,
-    packed: dict[str, Packed] | None = None,
-    accuracy_level: int = 0,
-    producer: str = "edgeprof",
-) -> onnx.ModelProto:
-    """Build the decoder. `weights` yields (gguf name, float32 array) in gguf_read order.
-
-    `packed` holds GGUF blocks transcribed for MatMulNBits (blocks.py); a projection whose
-    weights are all there becomes MatMulNBits, any other a float MatMul.
-    With `all_logits=False` only the last position's logits are computed, as llama.cpp does
-    during a prompt: the vocab projection of every prompt token would otherwise dominate TTFT.
-    """
-    g = _Graph()
-    w = dict(weights)
-    pk = packed or {}
-
-    def linear(x: str, name: str, gguf_names: list[str]) -> str:
-        return g.linear(
-            x,
-            name,
-            [w.pop(n) for n in gguf_names],
-            [pk.pop(n, None) for n in gguf_names],
-            accuracy_level,
-        )
-
+def _graph_io(
+    hp: LlamaHParams, all_logits: bool
+) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    """Optimum's decoder-with-past inputs and outputs (see the module docstring)."""
     f32 = TensorProto.FLOAT
     i64 = TensorProto.INT64
     kv_shape: list[str | int | None] = [
@@ -182,10 +155,11 @@ def build_llama(
             past = f"past_key_values.{i}.{kv}"
             inputs.append(helper.make_tensor_value_info(past, f32, kv_shape))
             outputs.append(helper.make_tensor_value_info(f"present.{i}.{kv}", f32, present_shape))
+    return inputs, outputs
 
-    cos, sin = rope_cache(hp, max_pos, freq_factors)
-    g.init("rope_cos", cos)
-    g.init("rope_sin", sin)
+
+def _sequence_lengths(g: _Graph) -> None:
+    """Shared constants, and GroupQueryAttention's seqlens_k / total_len from attention_mask."""
     g.init("one_i64", np.array([1], dtype=np.int64))
     g.init("minus_one_i64", np.array([-1], dtype=np.int64))
     g.init("idx1", np.array(1, dtype=np.int64))
@@ -196,6 +170,44 @@ def build_llama(
     g.op("Shape", ["attention_mask"], "mask_shape")
     g.op("Gather", ["mask_shape", "idx1"], "total_len_i64", axis=0)
     g.op("Cast", ["total_len_i64"], "total_len", to=TensorProto.INT32)
+
+
+def build_llama(
+    hp: LlamaHParams,
+    weights: Iterator[tuple[str, np.ndarray]],
+    *,
+    max_pos: int,
+    freq_factors: np.ndarray | None = None,
+    all_logits: bool = False,
+    packed: dict[str, Packed] | None = None,
+    accuracy_level: int = 0,
+    producer: str = "edgeprof",
+) -> onnx.ModelProto:
+    """Build the decoder. `weights` yields (gguf name, float32 array) in gguf_read order.
+
+    `packed` holds GGUF blocks transcribed for MatMulNBits (blocks.py); a projection whose
+    weights are all there becomes MatMulNBits, any other a float MatMul.
+    With `all_logits=False` only the last position's logits are computed, as llama.cpp does
+    during a prompt: the vocab projection of every prompt token would otherwise dominate TTFT.
+    """
+    g = _Graph()
+    w = dict(weights)
+    pk = packed or {}
+
+    def linear(x: str, name: str, gguf_names: list[str]) -> str:
+        return g.linear(
+            x,
+            name,
+            [w.pop(n) for n in gguf_names],
+            [pk.pop(n, None) for n in gguf_names],
+            accuracy_level,
+        )
+
+    inputs, outputs = _graph_io(hp, all_logits)
+    cos, sin = rope_cache(hp, max_pos, freq_factors)
+    g.init("rope_cos", cos)
+    g.init("rope_sin", sin)
+    _sequence_lengths(g)
 
     embd = w["token_embd.weight"]  # (vocab, n_embd); also the lm_head when tied
     g.init("embed.weight", embd)

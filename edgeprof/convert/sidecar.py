@@ -45,30 +45,6 @@ def write_vocab_gguf(reader: Any, path: Path) -> None:
     writer.close()
 
 
-def load_vocab(path: Path) -> Any:
-    """A tokenizer-only llama.cpp model (no weights, milliseconds to load)."""
-    import contextlib
-    import io
-
-    import llama_cpp
-
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    except (ValueError, RuntimeError) as e:
-        raise ModelLoadError(
-            f"llama.cpp could not load the tokenizer {path} ({e}); re-run `edgeprof convert`"
-        ) from e
-
-
-def eog_token_ids(llm: Any) -> list[int]:
-    """The end-of-generation set llama.cpp itself stops on (eos, eot, <|im_end|>, ...)."""
-    import llama_cpp
-
-    vocab = llm._model.vocab
-    return [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
-
-
 def write_config(path: Path, config: dict[str, Any]) -> None:
     path.write_text(json.dumps({"edgeprof_format": CONFIG_FORMAT, **config}, indent=2) + "\n")
 

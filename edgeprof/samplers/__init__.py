@@ -1,42 +1,39 @@
-"""Sampler registry: every known sensor source, discovered and probed through one list."""
+"""Sensor sources: every one registered here, through the same call a plugin makes (see
+`edgeprof.plugins`), then discovered and probed from that one list.
+
+Registration order is the probe order and the energy precedence (the earlier source wins a
+domain both measure). Classes are named lazily: pynvml and friends load only when used.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from edgeprof.errors import UsageError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.registry import (
+    FALLBACK_SOURCE,
+    register_sampler,
+    sampler_class,
+    sampler_sources,
+    unregister_sampler,
+)
 
-# Power sources in the order probe lists them; imported lazily (pynvml and friends are heavy).
-POWER_SOURCES: dict[str, str] = {
-    "rapl": "edgeprof.samplers.rapl:RaplSampler",
-    "hwmon": "edgeprof.samplers.hwmon:HwmonSampler",
-    "battery": "edgeprof.samplers.battery:BatterySampler",
-    "nvml": "edgeprof.samplers.nvml:NvmlSampler",
-    "jetson": "edgeprof.samplers.jetson:JetsonRailSampler",
-    "rpi": "edgeprof.samplers.rpi:RpiPmicSampler",
-    "powermetrics": "edgeprof.samplers.powermetrics:PowermetricsSampler",
-    "estimate": "edgeprof.samplers.estimate:EstimatedCpuSampler",
-}
-RESOURCE_SOURCES: dict[str, str] = {
-    "process": "edgeprof.samplers.process:ProcessSampler",
-}
-
-
-def sampler_class(source: str) -> type[Sampler]:
-    spec = POWER_SOURCES.get(source) or RESOURCE_SOURCES.get(source)
-    if spec is None:
-        known = ", ".join([*POWER_SOURCES, *RESOURCE_SOURCES])
-        raise UsageError(f"unknown sensor {source!r}; choose from: {known}")
-    module_name, _, class_name = spec.partition(":")
-    cls: type[Sampler] = getattr(importlib.import_module(module_name), class_name)
-    return cls
+register_sampler("rapl", "edgeprof.samplers.rapl:RaplSampler")
+register_sampler("hwmon", "edgeprof.samplers.hwmon:HwmonSampler")
+register_sampler("battery", "edgeprof.samplers.battery:BatterySampler")
+register_sampler("nvml", "edgeprof.samplers.nvml:NvmlSampler")
+register_sampler("jetson", "edgeprof.samplers.jetson:JetsonRailSampler")
+register_sampler("rpi", "edgeprof.samplers.rpi:RpiPmicSampler")
+register_sampler("powermetrics", "edgeprof.samplers.powermetrics:PowermetricsSampler")
+register_sampler(FALLBACK_SOURCE, "edgeprof.samplers.estimate:EstimatedCpuSampler")
+register_sampler("process", "edgeprof.samplers.process:ProcessSampler", role="resource")
 
 
 def probe_all(env: SensorEnv) -> list[ProbeResult]:
+    """Every power source's probe results, in registration order."""
     results: list[ProbeResult] = []
-    for source in POWER_SOURCES:
+    for source in sampler_sources("power"):
         try:
             results.extend(sampler_class(source).probe(env))
         except Exception as e:  # a broken reader must not hide the others
@@ -48,9 +45,11 @@ def discover(env: SensorEnv, sources: Sequence[str] | None = None) -> list[Sampl
     """Samplers for this run: resource samplers always; the named power sources, or every
     available measured one, falling back to the estimator only when nothing is measured."""
     samplers: list[Sampler] = []
-    for source in RESOURCE_SOURCES:
+    for source in sampler_sources("resource"):
         samplers.extend(sampler_class(source).discover(env))
-    wanted = list(sources) if sources else [s for s in POWER_SOURCES if s != "estimate"]
+    wanted = (
+        list(sources) if sources else [s for s in sampler_sources("power") if s != FALLBACK_SOURCE]
+    )
     power: list[Sampler] = []
     for source in wanted:
         cls = sampler_class(source)
@@ -62,8 +61,19 @@ def discover(env: SensorEnv, sources: Sequence[str] | None = None) -> list[Sampl
             )
         power.extend(found)
     if not power and not sources:
-        power = sampler_class("estimate").discover(env)
+        power = sampler_class(FALLBACK_SOURCE).discover(env)
     return samplers + power
 
 
-__all__ = ["ProbeResult", "Reading", "Sampler", "SensorEnv", "discover", "probe_all"]
+__all__ = [
+    "ProbeResult",
+    "Reading",
+    "Sampler",
+    "SensorEnv",
+    "discover",
+    "probe_all",
+    "register_sampler",
+    "sampler_class",
+    "sampler_sources",
+    "unregister_sampler",
+]

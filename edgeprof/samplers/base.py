@@ -4,6 +4,7 @@
 for every instance it knows of, whether it is available and, if not, exactly why and how to
 enable it. `read()` returns readings whose metric names carry their units (`power_w`,
 `energy_j` cumulative and wrap-corrected, `rss_bytes`, `cpu_percent`, `temp_c`).
+A source becomes known to edgeprof through `edgeprof.samplers.register_sampler`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-Method = Literal["measured", "estimated"]
+from edgeprof.power import Domain
 
-# Domains whose power adds up to the device's draw; see energy.select_domains for the rules.
-POWER_METRICS = ("power_w", "energy_j")
+Method = Literal["measured", "estimated"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ProbeResult:
     source: str  # e.g. "rapl"
     sensor: str  # instance name, or the source name when nothing was found
     available: bool
-    domain: str = ""
+    domain: Domain | Literal[""] = ""  # "" when nothing was found to say it
     method: Method = "measured"
     reason: str = ""  # why not available (or what it measures when it is)
     fix: str = ""  # the command or setting that would enable it
@@ -63,33 +63,63 @@ class ProbeResult:
 
 @dataclass
 class Sampler(ABC):
+    """One readable sensor instance (a RAPL zone, a GPU, a battery), polled by the recorder.
+
+    Subclasses set `source` (the registry name, also the prefix of every `sensor` name:
+    `rapl:package-0`) and call this dataclass's `__init__` with the instance's fields.
+    """
+
     source: ClassVar[str]
 
-    sensor: str
-    domain: str  # package, dram, psys, gpu, board, battery, process, system, cpu
+    sensor: str  # "<source>:<instance>", unique within a run
+    domain: Domain  # what the figure covers; decides what it may be added to (edgeprof.power)
     method: Method = "measured"
     detail: str = ""  # the assumption or the file it reads, shown with every figure
-    metrics: tuple[str, ...] = field(default_factory=tuple)
+    metrics: tuple[str, ...] = field(default_factory=tuple)  # every metric read() may return
 
     @classmethod
     @abstractmethod
-    def discover(cls, env: SensorEnv) -> list[Sampler]: ...
+    def discover(cls, env: SensorEnv) -> list[Sampler]:
+        """One ready sampler per instance readable on this machine, found under `env` only
+        (`env.path("/sys/...")`, executables on `env.bin_path`); [] when there is none.
+
+        Must be quick and must not raise for a missing or unreadable sensor: that is an empty
+        list, and `probe` says why. A sampler it returns may hold resources until `close()`.
+        """
 
     @classmethod
     def probe(cls, env: SensorEnv) -> list[ProbeResult]:
+        """Every instance this source knows of, available or not. An unavailable one carries a
+        `reason` a user can act on and, where one exists, the `fix` (a command or setting);
+        with nothing found at all, one result named after the source says why.
+
+        The default reports what `discover` finds; override it to explain absent sensors.
+        """
         found = cls.discover(env)
         if not found:
             return [ProbeResult(cls.source, cls.source, False, reason="not found on this machine")]
-        return [
+        results = [
             ProbeResult(cls.source, s.sensor, True, s.domain, s.method, reason=s.detail)
             for s in found
         ]
+        for s in found:
+            s.close()
+        return results
 
     @abstractmethod
-    def read(self) -> list[Reading]: ...
+    def read(self) -> list[Reading]:
+        """The current readings, called at the sampling rate from the recorder's thread (and
+        from the runner's, at request edges), so it must be cheap and never block for long.
+
+        Metric names end in their unit (`power_w` watts, `energy_j` a cumulative counter in
+        joules since the first read, corrected for wraparound and resets; `rss_bytes`, ...),
+        and are among `metrics`. Return [] when there is nothing to report this tick; raise
+        `SensorError` (or OSError) when the sensor cannot be read: the recorder skips the tick.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        pass
+        """Release what `discover` acquired (threads, child processes, library handles).
+        Called once when the run ends; the default does nothing."""
 
 
 def unit_of(metric: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
+from edgeprof.power import Domain
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.sysfs import Counter, read_int, shown_path, try_text, why_unreadable
 
@@ -33,7 +34,7 @@ class Channel:
     index: int
     label: str
     paths: tuple[Path, ...]  # one file, or (in_input mV, curr_input mA)
-    domain: str
+    domain: Domain
     error: str  # "" when readable
 
     @property
@@ -77,7 +78,7 @@ def _is_apu(d: Path) -> bool:
     return bool(labels & {"fastppt", "slowppt"})
 
 
-def _domain(chip: str, label: str, first_gpu_channel: bool, apu: bool) -> str:
+def _domain(chip: str, label: str, first_gpu_channel: bool, apu: bool) -> Domain:
     base = re.sub(r"-\d+$", "", chip)
     lab = label.lower()
     if base in GPU_CHIPS:

@@ -12,15 +12,15 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
+from edgeprof.power import Domain
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.polled import PolledSampler, Push
 from edgeprof.samplers.sysfs import (
-    BackgroundPoller,
     read_int,
     shown_path,
     try_text,
@@ -42,11 +42,11 @@ class Rail:
     error: str
 
     @property
-    def domain(self) -> str:
+    def domain(self) -> Domain:
         return rail_domain(self.label)
 
 
-def rail_domain(label: str) -> str:
+def rail_domain(label: str) -> Domain:
     return "board" if label in BOARD_RAILS else "rail"
 
 
@@ -183,11 +183,12 @@ def parse_tegrastats(line: str) -> dict[str, float]:
     return out
 
 
-class TegrastatsSampler(Sampler):
+class TegrastatsSampler(PolledSampler):
     """The board total (VDD_IN/POM_5V_IN) from a `tegrastats` stream; where a board has no
     total rail, the sum of the rails it prints, labelled partial (domain `rail`)."""
 
     source: ClassVar[str] = "jetson"
+    terminate_grace_s: ClassVar[float] = 0.0  # nothing to flush: SIGKILL at once
 
     def __init__(self, exe: str, interval_ms: int = 100) -> None:
         super().__init__(
@@ -196,22 +197,22 @@ class TegrastatsSampler(Sampler):
             detail=f"{exe} --interval {interval_ms}: VDD_IN/POM_5V_IN current mW",
             metrics=("power_w",),
         )
-        self._proc = subprocess.Popen(
+        self.process = subprocess.Popen(
             [exe, "--interval", str(interval_ms)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
         self._first = threading.Event()
-        self._poller = BackgroundPoller("tegrastats", self._produce)
+        self.start_polling()
         # The domain depends on which rails this board prints: wait for the first line.
         if not self._first.wait(timeout=3.0):
             self.close()
             raise SensorError(f"{exe} printed no power rails within 3 s; run it by hand to check")
 
-    def _produce(self, push: Callable[[list[Reading]], None]) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
+    def produce(self, push: Push) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
             rails = parse_tegrastats(line)
             if not rails:
                 continue
@@ -231,13 +232,3 @@ class TegrastatsSampler(Sampler):
             return [cls(exe)] if exe else []
         except SensorError:
             return []
-
-    def read(self) -> list[Reading]:
-        if self._poller.error:
-            raise SensorError(f"{self.sensor}: {self._poller.error}")
-        return self._poller.take()
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait(timeout=5)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import plistlib
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Any, ClassVar
 
-from edgeprof.errors import SensorError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
-from edgeprof.samplers.sysfs import BackgroundPoller, run_command, which
+from edgeprof.samplers.polled import PolledSampler, Push
+from edgeprof.samplers.sysfs import run_command, which
 
 SAMPLERS = "cpu_power,gpu_power,ane_power"
 PROBE_TIMEOUT_S = 5.0
@@ -63,7 +63,7 @@ def command(exe: str, env: SensorEnv, as_root: bool) -> list[str] | None:
     return [sudo, "-n", exe] if sudo else None
 
 
-class PowermetricsSampler(Sampler):
+class PowermetricsSampler(PolledSampler):
     source: ClassVar[str] = "powermetrics"
 
     def __init__(self, argv: list[str], interval_ms: int = 100) -> None:
@@ -73,18 +73,19 @@ class PowermetricsSampler(Sampler):
             detail=f"{argv[-1]} -i {interval_ms} -f plist: combined CPU+GPU+ANE power (mW)",
             metrics=("energy_j", "power_w"),
         )
-        self._proc = subprocess.Popen(
+        self.process = subprocess.Popen(
             [*argv, "--samplers", SAMPLERS, "-i", str(interval_ms), "-f", "plist"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
         self._energy_j = 0.0
-        self._poller = BackgroundPoller("powermetrics", self._produce)
+        self.start_polling()
 
-    def _produce(self, push: Callable[[list[Reading]], None]) -> None:
-        assert self._proc.stdout is not None
-        for sample in iter_plists(self._proc.stdout):
+    def produce(self, push: Push) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        # Ends when close() terminates powermetrics and its output stream closes.
+        for sample in iter_plists(self.process.stdout):
             w = soc_power_w(sample)
             if w is None:
                 continue
@@ -131,16 +132,3 @@ class PowermetricsSampler(Sampler):
             return [ProbeResult(cls.source, cls.source, False, "soc", reason=reason, fix=fix)]
         detail = f"{argv[-1]}: combined CPU+GPU+ANE power (mW), streamed as plists"
         return [ProbeResult(cls.source, "powermetrics:soc", True, "soc", reason=detail)]
-
-    def read(self) -> list[Reading]:
-        if self._poller.error:
-            raise SensorError(f"{self.sensor}: {self._poller.error}")
-        return self._poller.take()
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()

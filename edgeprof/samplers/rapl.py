@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
+from edgeprof.power import Domain
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.sysfs import Counter, read_int, shown_path, try_text, why_unreadable
 
@@ -31,14 +32,23 @@ MISSING_FIX = (
 class Zone:
     path: Path
     sensor: str  # rapl:package-0, rapl:package-0/dram, rapl:psys
-    domain: str  # package, psys, core, uncore, dram
+    domain: Domain  # package, psys, core, uncore, dram
     mmio: bool
     energy_error: str  # "" when energy_uj reads
     max_range_uj: int | None
 
 
-def _domain(name: str) -> str:
-    return "package" if name.startswith("package") else name
+# The zone names the kernel gives (besides package-N); anything else is recorded, never summed.
+_ZONE_DOMAINS: dict[str, Domain] = {
+    "psys": "psys",
+    "core": "core",
+    "uncore": "uncore",
+    "dram": "dram",
+}
+
+
+def _domain(name: str) -> Domain:
+    return "package" if name.startswith("package") else _ZONE_DOMAINS.get(name, "other")
 
 
 def scan(env: SensorEnv) -> list[Zone]:

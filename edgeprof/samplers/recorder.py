@@ -9,6 +9,7 @@ every request window has a reading exactly at its edges.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -16,13 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeprof.energy import SensorSeries
-from edgeprof.errors import SensorError
+from edgeprof.errors import ProfileDBError, SensorError
+from edgeprof.power import POWER_METRICS
 from edgeprof.samplers.base import Reading, Sampler
 from edgeprof.store.db import SampleRow, Store
+from edgeprof.store.liveness import HEARTBEAT_INTERVAL_S
 
-POWER_METRICS = ("power_w", "energy_j")
 FLUSH_INTERVAL_S = 1.0
 MAX_BUFFER_ROWS = 50_000
+MAX_FLUSH_FAILURES = 5  # flushes in a row (about 1 s apart, each after the busy timeout)
 WINDOW_S = 3600.0  # power history kept in memory for attribution: the longest request window
 
 
@@ -55,6 +58,9 @@ class Recorder:
                     self._power[(s.sensor, m)] = deque(maxlen=maxlen)
         self._peaks: dict[str, float] = {}
         self.n_polls = 0
+        self.dropped_rows = 0
+        self._write_error: str | None = None
+        self._flush_failures = 0
         self.thread_cpu_s = 0.0
         self.wall_s = 0.0
         self.error: str | None = None
@@ -82,7 +88,7 @@ class Recorder:
     def _loop(self) -> None:
         store = Store(self.db_path, migrate_schema=False)
         cpu0, wall0 = time.thread_time(), time.perf_counter()
-        last_flush = wall0
+        last_flush = last_beat = wall0
         try:
             # stop.wait is both the sleep and the stop signal: stop() wakes it at once.
             while not self._stop.wait(self.interval_s):
@@ -91,11 +97,15 @@ class Recorder:
                 if now - last_flush >= FLUSH_INTERVAL_S:
                     self._flush(store)
                     last_flush = now
+                if now - last_beat >= HEARTBEAT_INTERVAL_S and self._write_error is None:
+                    with contextlib.suppress(ProfileDBError):  # the next beat may land
+                        store.heartbeat(self.run_id)  # this run still has a live writer
+                    last_beat = now
             self.poll()
-            self._flush(store)
+            self._flush(store, final=True)
         except Exception as e:  # never kill the run for a sensor; keep what was recorded
             self.error = f"{type(e).__name__}: {e}"
-            self._flush(store)
+            self._flush(store, final=True)
         finally:
             self.thread_cpu_s = time.thread_time() - cpu0
             self.wall_s = time.perf_counter() - wall0
@@ -125,17 +135,43 @@ class Recorder:
                         self._peaks[key] = r.value
             self.n_polls += 1
             if len(self._buffer) > MAX_BUFFER_ROWS:  # disk stalled: drop oldest, stay bounded
-                del self._buffer[: len(self._buffer) - MAX_BUFFER_ROWS]
+                excess = len(self._buffer) - MAX_BUFFER_ROWS
+                del self._buffer[:excess]
+                self.dropped_rows += excess
             return t_ns
 
     def mark(self) -> int:
         return self.poll()
 
-    def _flush(self, store: Store) -> None:
+    def _flush(self, store: Store, *, final: bool = False) -> None:
+        """Write the buffered samples. A failed write keeps them for the next flush (another
+        process may hold the lock a while); after MAX_FLUSH_FAILURES in a row, or at the
+        end, what could not be written is counted and the run told (`write_error`)."""
         with self._lock:
             rows, self._buffer = self._buffer, []
-        if rows:
-            store.insert_samples(rows)
+        if not rows:
+            return
+        if self._write_error is None:
+            try:
+                store.insert_samples(rows)
+                self._flush_failures = 0
+                return
+            except ProfileDBError as e:
+                self._flush_failures += 1
+                if self._flush_failures < MAX_FLUSH_FAILURES and not final:
+                    with self._lock:
+                        self._buffer[:0] = rows
+                    return
+                self._write_error = str(e)
+        self.dropped_rows += len(rows)
+
+    @property
+    def write_error(self) -> str | None:
+        """Why samples were lost, if any were; None when every sample reached the database."""
+        if self._write_error is None and self.dropped_rows == 0:
+            return None
+        why = self._write_error or "the database did not keep up"
+        return f"{self.dropped_rows} samples could not be written ({why})"
 
     # -- views for the runner -----------------------------------------------------------
 

@@ -8,13 +8,12 @@ One call takes ~0.1 s, so it runs on its own thread and never stalls the other s
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
-from edgeprof.samplers.sysfs import BackgroundPoller, run_command, which
+from edgeprof.samplers.polled import PolledSampler, Push
+from edgeprof.samplers.sysfs import run_command, which
 
 _LINE = re.compile(r"^\s*(\S+)_[AV]\s+(current|volt)\(\d+\)=([\d.]+)[AV]", re.MULTILINE)
 TIMEOUT_S = 2.0
@@ -41,7 +40,7 @@ def failure(rc: int, text: str) -> tuple[str, str]:
     return "vcgencmd pmic_read_adc printed no current/voltage pairs", ""
 
 
-class RpiPmicSampler(Sampler):
+class RpiPmicSampler(PolledSampler):
     source: ClassVar[str] = "rpi"
 
     def __init__(self, exe: str, rails: list[str]) -> None:
@@ -55,11 +54,10 @@ class RpiPmicSampler(Sampler):
             metrics=("power_w",),
         )
         self._exe = exe
-        self._stop = threading.Event()
-        self._poller = BackgroundPoller("vcgencmd", self._produce)
+        self.start_polling()
 
-    def _produce(self, push: Callable[[list[Reading]], None]) -> None:
-        while not self._stop.is_set():
+    def produce(self, push: Push) -> None:
+        while not self.stopping:
             rc, text = run_command([self._exe, "pmic_read_adc"], TIMEOUT_S)
             rails = parse_pmic(text)
             if rails:
@@ -97,11 +95,3 @@ class RpiPmicSampler(Sampler):
             f"{exe} pmic_read_adc: {len(rails)} rails, now {sum(rails.values()):.2f} W (partial)"
         )
         return [ProbeResult(cls.source, "rpi:pmic", True, "rail", reason=detail)]
-
-    def read(self) -> list[Reading]:
-        if self._poller.error:
-            raise SensorError(f"{self.sensor}: {self._poller.error}")
-        return self._poller.take()
-
-    def close(self) -> None:
-        self._stop.set()

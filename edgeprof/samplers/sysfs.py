@@ -10,11 +10,10 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from edgeprof.samplers.base import Reading, SensorEnv
+from edgeprof.samplers.base import SensorEnv
 
 
 def read_text(path: Path) -> str:
@@ -102,38 +101,3 @@ class Counter:
             self.total += delta
         self.last = raw
         return self.total * self.scale_j
-
-
-class BackgroundPoller:
-    """Runs a slow or streaming source (vcgencmd, powermetrics, tegrastats) on its own thread
-    so that it never stalls the recorder's sampling loop; `take()` returns the readings that
-    arrived since the last call."""
-
-    def __init__(
-        self, name: str, produce: Callable[[Callable[[list[Reading]], None]], None]
-    ) -> None:
-        self._produce = produce
-        self._lock = threading.Lock()
-        self._latest: list[Reading] = []
-        self._fresh = False
-        self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=f"edgeprof-{name}", daemon=True)
-        self._thread.start()
-
-    def _push(self, readings: list[Reading]) -> None:
-        with self._lock:
-            self._latest = readings
-            self._fresh = True
-
-    def _run(self) -> None:
-        try:
-            self._produce(self._push)
-        except Exception as e:  # reported through take()'s caller, never raised on a thread
-            self.error = str(e)
-
-    def take(self) -> list[Reading]:
-        with self._lock:
-            if not self._fresh:
-                return []
-            self._fresh = False
-            return list(self._latest)

@@ -34,7 +34,8 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
         {
             "id": ("Run id (ULID: time-ordered, globally unique)", ""),
             "device_id": ("Device that ran it", ""),
-            "backend": ("llamacpp, onnx, openai or anthropic", ""),
+            "backend": ("Backend that ran it: llamacpp, onnx, openai, anthropic or a plugin's", ""),
+            "target_kind": ("device (on this machine) or remote (a server elsewhere)", ""),
             "target": ("Model file name or endpoint model name", ""),
             "model_path": ("Local model path (file name only after anonymized export)", ""),
             "model_sha256": ("SHA-256 of the model file", ""),
@@ -59,6 +60,9 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
                 "Monotonic clock at run start; request and sample times count from it",
                 "nanosecond",
             ),
+            "pid": ("Process id that wrote the run (to tell a killed run from a live one)", ""),
+            "host_id": ("Hash of the host that wrote the run (never the host name)", ""),
+            "heartbeat_unix_s": ("Last sign of life from the run's writer, Unix time", "second"),
         },
     ),
     "prompts": (
@@ -109,6 +113,12 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "cost_usd": ("Cloud cost of the request, US dollars", ""),
             "output_text": ("Generated text", ""),
             "error": ("Error message, if the request failed", ""),
+            "attempts": ("HTTP attempts a remote request took (retries after 429/5xx)", ""),
+            "retry_wait_s": ("Time spent waiting between those attempts", "second"),
+            "ttft_final_attempt_s": (
+                "Time to first token from the start of the attempt that answered",
+                "second",
+            ),
         },
     ),
     "samples": (

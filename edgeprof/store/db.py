@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
 from edgeprof.errors import ProfileDBError
 from edgeprof.store.migrations import MIGRATIONS_TABLE, migrate
+from edgeprof.store.trust import DB_ERRORS, check_columns, check_schema, harden
 
 DEFAULT_DB = Path("profiles") / "edgeprof.db"
 BUSY_TIMEOUT_MS = 10_000
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SampleRow = tuple[str, int, str, str, float]  # run_id, t_ns, sensor, metric, value
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def default_db_path() -> Path:
@@ -27,17 +31,19 @@ def default_db_path() -> Path:
 
 
 def check_profile_file(path: Path) -> None:
-    """Refuse, with the fix, a file that exists but is not (or not yet) a profile database."""
-    if not path.exists() or path.stat().st_size == 0:
+    """Refuse, with the fix, a file that exists but is not (or not yet) a profile database.
+
+    The file is read through SQLite only, never with open(): closing any other descriptor of a
+    database file drops every POSIX lock this process holds on it, so another process's last
+    connection could then checkpoint and delete the WAL under this process's open
+    connections, and their later commits would vanish (SQLite's "how to corrupt" §2.2).
+    """
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
         return
     if path.is_dir():
         raise ProfileDBError(
             f"{path} is a directory; pass a database file such as {path}/edgeprof.db"
         )
-    with path.open("rb") as f:
-        head = f.read(len(SQLITE_MAGIC))
-    if head != SQLITE_MAGIC:
-        raise ProfileDBError(f"{path} is not an SQLite file; pass a profile database (.db)")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -46,12 +52,66 @@ def check_profile_file(path: Path) -> None:
             }
         finally:
             conn.close()
-    except sqlite3.DatabaseError as e:
+    except DB_ERRORS as e:
+        if "not a database" in str(e):
+            raise ProfileDBError(
+                f"{path} is not an SQLite file; pass a profile database (.db)"
+            ) from e
         raise ProfileDBError(f"{path} is corrupted ({e}); restore it from a copy") from e
     if tables and MIGRATIONS_TABLE not in tables:
         raise ProfileDBError(
             f"{path} is an SQLite database but not an edgeprof profile; pass another --db path"
         )
+
+
+def write_problem(e: Exception) -> str:
+    """What went wrong with a write, in words that point at the fix."""
+    text = str(e)
+    if "disk is full" in text or "disk I/O error" in text:
+        # EFBIG from a file size limit reaches SQLite as an I/O error, ENOSPC as "full".
+        return f"no space left on its disk, or a file size limit was hit ({text}); free space"
+    if "readonly" in text or "read-only" in text:
+        return f"the file is read-only ({text}); make it writable"
+    if "locked" in text or "busy" in text:
+        return f"another process kept it locked for over {BUSY_TIMEOUT_MS // 1000} s ({text})"
+    return text
+
+
+def _writes(method: Callable[P, R]) -> Callable[P, R]:
+    """A write that fails becomes a ProfileDBError naming the file and the problem."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.OperationalError as e:
+            store = args[0]
+            assert isinstance(store, Store)
+            raise ProfileDBError(
+                f"cannot write {store.path}: {write_problem(e)}, or pass another `db` path"
+            ) from e
+
+    return wrapper
+
+
+def _reads(method: Callable[P, R]) -> Callable[P, R]:
+    """A read that hits damage becomes a ProfileDBError naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except DB_ERRORS as e:
+            store = args[0]
+            assert isinstance(store, Store)
+            raise damaged(store.path, e) from e
+
+    return wrapper
+
+
+def damaged(path: Path, e: Exception) -> ProfileDBError:
+    text = " ".join(str(e).split())[:160]
+    return ProfileDBError(f"{path} is damaged ({text}); restore it from a copy")
 
 
 class Store:
@@ -61,21 +121,43 @@ class Store:
         self.path = Path(path)
         check_profile_file(self.path)
         if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ProfileDBError(
+                    f"cannot create {self.path.parent} ({e.strerror}); pass another `db` path"
+                ) from e
         try:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000)
+            harden(conn)
+            check_schema(conn, self.path)
             self.db = sqlite_utils.Database(conn)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
+            self.reaped: list[tuple[str, str]] = []
             if migrate_schema:
                 migrate(self.db)
-        except sqlite3.DatabaseError as e:
-            raise ProfileDBError(f"cannot open {self.path} ({e}); check the path and file") from e
+                check_columns(conn, self.path)
+                self.reaped = self._reap()
+        except DB_ERRORS as e:
+            raise ProfileDBError(
+                f"cannot open {self.path} ({write_problem(e)}); check the path and file"
+            ) from e
 
     def close(self) -> None:
         self.db.close()
 
+    def _reap(self) -> list[tuple[str, str]]:
+        """Runs left `running` by a process that is gone become `aborted` (store.liveness)."""
+        from edgeprof.store.liveness import reap_orphaned_runs
+
+        try:
+            return reap_orphaned_runs(self.db.conn)
+        except sqlite3.OperationalError:  # a read-only copy: report what it holds as it is
+            return []
+
+    @_writes
     def settle(self) -> None:
         """Commit a transaction that an interrupt left open.
 
@@ -87,7 +169,8 @@ class Store:
             try:
                 self.db.conn.commit()
             except sqlite3.Error:
-                self.db.conn.rollback()
+                self.db.conn.rollback()  # never leave it open; and say that it was lost
+                raise
 
     def __enter__(self) -> Store:
         return self
@@ -97,6 +180,7 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------
 
+    @_writes
     def upsert_device(self, device: dict[str, Any]) -> None:
         row = dict(device)
         row["accelerators"] = json.dumps(row.get("accelerators") or [])
@@ -109,21 +193,34 @@ class Store:
         else:
             self.db.table("devices").insert(row)
 
+    @_writes
     def insert_prompts(self, prompts: Iterable[dict[str, Any]]) -> None:
         self.db.table("prompts").insert_all(prompts, pk="id", ignore=True)
 
+    @_writes
     def insert_run(self, run: dict[str, Any]) -> None:
         self.db.table("runs").insert(_jsonify(run, ("params", "environment")))
 
+    @_writes
     def update_run(self, run_id: str, fields: dict[str, Any]) -> None:
         self.db.table("runs").update(run_id, _jsonify(fields, ("params", "environment")))
 
+    @_writes
+    def heartbeat(self, run_id: str) -> None:
+        with self.db.conn:
+            self.db.conn.execute(
+                "UPDATE runs SET heartbeat_unix_s = ? WHERE id = ?", (time.time(), run_id)
+            )
+
+    @_writes
     def insert_request(self, row: dict[str, Any]) -> None:
         self.db.table("requests").insert(row)
 
+    @_writes
     def insert_sensors(self, rows: Iterable[dict[str, Any]]) -> None:
         self.db.table("sensors").insert_all(rows, replace=True)
 
+    @_writes
     def insert_samples(self, rows: Sequence[SampleRow]) -> None:
         # executemany on a prepared statement: several times faster than dict-based inserts.
         with self.db.conn:
@@ -134,6 +231,7 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------
 
+    @_reads
     def runs(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         if run_ids:
             marks = ",".join("?" for _ in run_ids)
@@ -144,6 +242,7 @@ class Store:
             rows = self.db.table("runs").rows_where(order_by="id")
         return [_unjsonify(r, ("params", "environment")) for r in rows]
 
+    @_reads
     def resolve_run_id(self, prefix: str) -> str:
         """A run id or a unique prefix of one (ids are long; users type the first few chars)."""
         ids = [r[0] for r in self.db.execute("SELECT id FROM runs WHERE id LIKE ?", [prefix + "%"])]
@@ -157,15 +256,18 @@ class Store:
             f"run prefix {prefix!r} is ambiguous ({len(ids)} runs); type more of it"
         )
 
+    @_reads
     def device(self, device_id: str) -> dict[str, Any] | None:
         rows = list(self.db.table("devices").rows_where("id = ?", [device_id]))
         if not rows:
             return None
         return _unjsonify(rows[0], ("accelerators",))
 
+    @_reads
     def requests(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.db.table("requests").rows_where("run_id = ?", [run_id], order_by="seq"))
 
+    @_reads
     def sensors(self, run_id: str) -> list[dict[str, Any]]:
         return list(self.db.table("sensors").rows_where("run_id = ?", [run_id]))
 
@@ -187,8 +289,13 @@ class Store:
         if metrics:
             where.append(f"metric IN ({','.join('?' for _ in metrics)})")
             args.extend(metrics)
-        return self.db.table("samples").rows_where(" AND ".join(where), args, order_by="t_ns")
+        rows = self.db.table("samples").rows_where(" AND ".join(where), args, order_by="t_ns")
+        try:
+            yield from rows
+        except DB_ERRORS as e:
+            raise damaged(self.path, e) from e
 
+    @_reads
     def count(self, table: str) -> int:
         return self.db.table(table).count
 

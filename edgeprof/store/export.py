@@ -66,33 +66,34 @@ class _Scrubber:
     def _json(self, value: object) -> object:
         import json
 
-        def walk(v: object) -> object:
-            if isinstance(v, dict):
-                kept = {}
-                for k, x in v.items():
-                    if str(k).lower() in _SECRET_KEYS:
-                        continue
-                    y = walk(x)
-                    if y is not _DROP:
-                        kept[k] = y
-                return kept
-            if isinstance(v, list):
-                return [None if y is _DROP else y for y in (walk(x) for x in v)]
-            if isinstance(v, str):
-                if "/" in v or "\\" in v:
-                    v = self.text(v) if v.startswith(("http://", "https://")) else _file_name(v)
-                if self.user_re is not None and self.user_re.search(v):
-                    return _DROP
-                return self.text(v)
-            return v
-
         if not isinstance(value, str):
             return value
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             return self.text(value)
-        return json.dumps(walk(parsed), sort_keys=True)
+        return json.dumps(self._walk(parsed), sort_keys=True)
+
+    def _walk(self, v: object) -> object:
+        """A parsed JSON value with secrets' keys dropped and every string anonymized."""
+        if isinstance(v, dict):
+            kept = {}
+            for k, x in v.items():
+                if str(k).lower() in _SECRET_KEYS:
+                    continue
+                y = self._walk(x)
+                if y is not _DROP:
+                    kept[k] = y
+            return kept
+        if isinstance(v, list):
+            return [None if y is _DROP else y for y in (self._walk(x) for x in v)]
+        if isinstance(v, str):
+            if "/" in v or "\\" in v:
+                v = self.text(v) if v.startswith(("http://", "https://")) else _file_name(v)
+            if self.user_re is not None and self.user_re.search(v):
+                return _DROP
+            return self.text(v)
+        return v
 
     def row(self, table: str, cols: list[str], row: tuple[object, ...]) -> tuple[object, ...]:
         out = list(row)
@@ -175,7 +176,7 @@ def _pyarrow() -> Any:
     except ImportError as e:
         raise UsageError(
             "parquet export needs pyarrow; install it with `pip install 'edgeprof[parquet]'` "
-            "or use --format csv|jsonl"
+            "or use `fmt` csv|jsonl"
         ) from e
     return pyarrow
 

@@ -139,6 +139,36 @@ def m002_request_peak_power(db: sqlite_utils.Database) -> None:
         requests.add_column("peak_power_w", float)
 
 
+@migration
+def m003_run_target_kind(db: sqlite_utils.Database) -> None:
+    """runs.target_kind: "device" or "remote", from the backend class that made the run.
+
+    Runs recorded before this column existed came from the built-in backends only, so their
+    kind follows from the backend's name; from here on the backend itself says.
+    """
+    runs = db.table("runs")
+    if "target_kind" not in runs.columns_dict:
+        runs.add_column("target_kind", str)
+    db.execute(
+        "UPDATE runs SET target_kind = CASE WHEN backend IN ('openai', 'anthropic') "
+        "THEN 'remote' ELSE 'device' END WHERE target_kind IS NULL"
+    )
+
+
+@migration
+def m004_liveness_and_retries(db: sqlite_utils.Database) -> None:
+    """Runs: who is writing them (`pid` on `host_id`) and a heartbeat, so a run whose process
+    died is marked aborted instead of `running` forever. Requests: how many attempts a remote
+    request took and how long it waited between them, and its TTFT from the final attempt."""
+    runs, requests = db.table("runs"), db.table("requests")
+    for name, kind in (("pid", int), ("host_id", str), ("heartbeat_unix_s", float)):
+        if name not in runs.columns_dict:
+            runs.add_column(name, kind)
+    for name, kind in (("attempts", int), ("retry_wait_s", float), ("ttft_final_attempt_s", float)):
+        if name not in requests.columns_dict:
+            requests.add_column(name, kind)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -166,13 +196,17 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             f"v{found}, newer than this edgeprof understands (v{SCHEMA_VERSION}); "
             "upgrade edgeprof (pip install -U edgeprof)"
         )
-    done = set(applied(db))
+    if not pending(db):
+        return []
     ran: list[str] = []
     for name, fn in MIGRATIONS:
-        if name in done:
+        # One transaction per migration (DDL included): all of it or none of it. IMMEDIATE
+        # takes the write lock first (waiting out the busy timeout), so two processes opening
+        # a new database at once cannot both apply the same migration.
+        db.conn.execute("BEGIN IMMEDIATE")
+        if name in applied(db):
+            db.conn.rollback()
             continue
-        # One explicit transaction per migration (DDL included): all of it or none of it.
-        db.conn.execute("BEGIN")
         try:
             db.conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "

@@ -31,7 +31,7 @@ import sqlite_utils
 
 from edgeprof.errors import ProfileDBError
 from edgeprof.store import migrations
-from edgeprof.store.db import SQLITE_MAGIC
+from edgeprof.store.trust import DB_ERRORS, check_columns, check_schema, harden
 
 TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
 RUN_TABLES = ("requests", "sensors", "samples")
@@ -53,6 +53,8 @@ class MergeResult:
     added: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     runs_replaced: int = 0
     devices_updated: int = 0
+    # Runs still being written in their source: copied as they stood at that moment.
+    in_progress: list[tuple[str, str]] = field(default_factory=list)  # (run id, source name)
 
     @property
     def changed(self) -> bool:
@@ -72,30 +74,18 @@ def open_profile_ro(path: Path, *, role: str = "source") -> sqlite3.Connection:
         raise ProfileDBError(f"{role} {path} does not exist; check the path")
     if path.stat().st_size == 0:
         raise ProfileDBError(f"{role} {path} is empty; pass a database written by edgeprof")
-    with path.open("rb") as f:
-        if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-            raise ProfileDBError(f"{role} {path} is not an SQLite file; pass a profile database")
+    # Through SQLite only: closing a plain open() of a database file drops this process's
+    # POSIX locks on it (see store.db.check_profile_file).
     conn = sqlite3.connect(ro_uri(path), uri=True)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if migrations.MIGRATIONS_TABLE not in tables:
-            raise ProfileDBError(
-                f"{role} {path} is an SQLite database but not an edgeprof profile; "
-                "pass a database written by edgeprof"
-            )
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > migrations.SCHEMA_VERSION:
-            raise ProfileDBError(
-                f"{role} {path} has schema v{version}, newer than this edgeprof understands "
-                f"(v{migrations.SCHEMA_VERSION}); upgrade edgeprof (pip install -U edgeprof)"
-            )
-        check = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
-        if check != ["ok"]:
-            raise ProfileDBError(
-                f"{role} {path} is corrupted ({_one_line(check[0])}); restore it from a copy"
-            )
-    except sqlite3.DatabaseError as e:
+        harden(conn)
+        _check_profile(conn, path, role)
+    except DB_ERRORS as e:
         conn.close()
+        if "not a database" in str(e):
+            raise ProfileDBError(
+                f"{role} {path} is not an SQLite file; pass a profile database"
+            ) from e
         raise ProfileDBError(
             f"{role} {path} is corrupted ({_one_line(str(e))}); restore it from a copy"
         ) from e
@@ -103,6 +93,30 @@ def open_profile_ro(path: Path, *, role: str = "source") -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _check_profile(conn: sqlite3.Connection, path: Path, role: str) -> None:
+    """An edgeprof profile, of a schema this edgeprof reads, with nothing added and intact."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if migrations.MIGRATIONS_TABLE not in tables:
+        raise ProfileDBError(
+            f"{role} {path} is an SQLite database but not an edgeprof profile; "
+            "pass a database written by edgeprof"
+        )
+    check_schema(conn, path, role)
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > migrations.SCHEMA_VERSION:
+        raise ProfileDBError(
+            f"{role} {path} has schema v{version}, newer than this edgeprof understands "
+            f"(v{migrations.SCHEMA_VERSION}); upgrade edgeprof (pip install -U edgeprof)"
+        )
+    if not _needs_migration(conn):  # an older file gains its columns when migrated
+        check_columns(conn, path, role)
+    check = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+    if check != ["ok"]:
+        raise ProfileDBError(
+            f"{role} {path} is corrupted ({_one_line(check[0])}); restore it from a copy"
+        )
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -142,7 +156,7 @@ def _prepare_source(path: Path, workdir: Path, n: int) -> Path:
             return path
         copy = workdir / f"source-{n}.db"
         _copy_db(conn, copy)
-    except sqlite3.DatabaseError as e:
+    except DB_ERRORS as e:
         raise ProfileDBError(
             f"source {path} is corrupted ({_one_line(str(e))}); restore it from a copy"
         ) from e
@@ -186,6 +200,13 @@ class _Merger:
             self._devices(label)
             self._insert_new("prompts", "INSERT OR IGNORE", "", label)
             self._pick_runs()
+            self.result.in_progress += [
+                (str(r[0]), label)
+                for r in c.execute(
+                    "SELECT id FROM src.runs WHERE status = 'running' "
+                    "AND id IN (SELECT id FROM temp.merge_runs)"
+                )
+            ]
             self._insert_new(
                 "runs", "INSERT", "WHERE id IN (SELECT id FROM temp.merge_runs)", label
             )
@@ -271,6 +292,45 @@ def _source_units(attach: Path) -> int:
         conn.close()
 
 
+# SQLite's unix VFS: every open connection to a WAL database holds a read lock on this range
+# of the database file for as long as it is open (os_unix.c: SHARED_FIRST, SHARED_SIZE).
+_SHARED_FIRST, _SHARED_SIZE = 0x40000000 + 2, 510
+
+
+def open_elsewhere(path: Path) -> bool:
+    """Whether another process has `path` open through SQLite, asked of the OS's locks.
+
+    Probing reads nothing and writes nothing: the file stays byte for byte as it was. Where the
+    OS has no POSIX locks (Windows), this cannot tell, and answers False.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, _SHARED_SIZE, _SHARED_FIRST)
+    except OSError:
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, _SHARED_SIZE, _SHARED_FIRST)
+        return False
+    finally:
+        # Closing drops this process's locks on the file: none are held here by SQLite, since
+        # merge checks the destination before opening any connection to it.
+        os.close(fd)
+
+
+def _refuse_if_open(dest: Path) -> None:
+    """A profile still writing the destination would go on writing into the replaced file, and
+    every row after the rename would be lost: refuse, before any work."""
+    if open_elsewhere(dest):
+        raise ProfileDBError(
+            f"{dest} is open in another process (a profile still running?); retry when it "
+            "ends, or merge into another file"
+        )
+
+
 def _settle_wal(dest: Path) -> None:
     """Fold a leftover write-ahead log into the old file, so it is not replayed onto the new one."""
     wal = Path(f"{dest}-wal")
@@ -308,6 +368,19 @@ def merge(
     dest.parent.mkdir(parents=True, exist_ok=True)
     result = MergeResult(dest=dest, sources=srcs)
     dest_exists = dest.exists() and dest.stat().st_size > 0
+    if dest_exists:
+        _refuse_if_open(dest)
+    _merge_into(srcs, dest, dest_exists, result, progress)
+    return result
+
+
+def _merge_into(
+    srcs: list[Path],
+    dest: Path,
+    dest_exists: bool,
+    result: MergeResult,
+    progress: ProgressFn | None,
+) -> None:
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.merge-") as tmp:
         workdir = Path(tmp)
         # Check every source before any work, so a bad one costs nothing.
@@ -323,6 +396,7 @@ def merge(
                 conn.close()
         _migrate_file(work)
         conn = sqlite3.connect(f"file:{quote(str(work))}", uri=True, isolation_level=None)
+        harden(conn)
         try:
             # A throwaway file until the rename: no journal, no fsync per commit.
             conn.execute("PRAGMA journal_mode = OFF")
@@ -333,7 +407,7 @@ def merge(
             for src, a in zip(srcs, attach, strict=True):
                 try:
                     merger.merge_source(a, src.name)
-                except sqlite3.DatabaseError as e:
+                except DB_ERRORS as e:
                     raise ProfileDBError(
                         f"source {src} could not be merged ({_one_line(str(e))}); "
                         f"check it with `sqlite3 {src} 'PRAGMA integrity_check'`"
@@ -342,16 +416,16 @@ def merge(
         finally:
             conn.close()
         if dest_exists and not result.changed and not dest_migrated:
-            return result  # nothing new: leave the destination untouched
+            return  # nothing new: leave the destination untouched
         _fsync(work)
         if dest_exists:
             os.chmod(work, stat.S_IMODE(dest.stat().st_mode))
+            _refuse_if_open(dest)  # again: a profile may have started on it meanwhile
             _settle_wal(dest)
         else:
             os.chmod(work, 0o644 & ~_umask())
         os.replace(work, dest)
         _fsync_dir(dest.parent)
-    return result
 
 
 def _umask() -> int:
