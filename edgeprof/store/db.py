@@ -127,23 +127,39 @@ class Store:
                 raise ProfileDBError(
                     f"cannot create {self.path.parent} ({e.strerror}); pass another `db` path"
                 ) from e
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000)
-            harden(conn)
-            check_schema(conn, self.path)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.reaped: list[tuple[str, str]] = []
-            if migrate_schema:
-                migrate(self.db)
-                check_columns(conn, self.path)
-                self.reaped = self._reap()
-        except DB_ERRORS as e:
-            raise ProfileDBError(
-                f"cannot open {self.path} ({write_problem(e)}); check the path and file"
-            ) from e
+        self.reaped: list[tuple[str, str]] = []
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._open(migrate_schema)
+                break
+            except sqlite3.OperationalError as e:
+                # Switching a new file to WAL takes an exclusive lock that SQLite does not wait
+                # for: several processes creating one database together retry here.
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise self._cannot_open(e) from e
+                self.db.close()
+                time.sleep(0.05)
+            except DB_ERRORS as e:
+                raise self._cannot_open(e) from e
+
+    def _open(self, migrate_schema: bool) -> None:
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000)
+        self.db = sqlite_utils.Database(conn)
+        harden(conn)
+        check_schema(conn, self.path)
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        if migrate_schema:
+            migrate(self.db)
+            check_columns(conn, self.path)
+            self.reaped = self._reap()
+
+    def _cannot_open(self, e: Exception) -> ProfileDBError:
+        return ProfileDBError(
+            f"cannot open {self.path} ({write_problem(e)}); check the path and file"
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -184,14 +200,23 @@ class Store:
     def upsert_device(self, device: dict[str, Any]) -> None:
         row = dict(device)
         row["accelerators"] = json.dumps(row.get("accelerators") or [])
-        existing = self.db.table("devices").count_where("id = ?", [row["id"]])
-        if existing:
+        cols = [c for c in row if c in self.db.table("devices").columns_dict]
+        updates = ", ".join(
             # Keep a bandwidth measured earlier when this profile did not measure one.
-            if row.get("mem_bandwidth_gbs") is None:
-                row.pop("mem_bandwidth_gbs", None)
-            self.db.table("devices").update(row["id"], row)
-        else:
-            self.db.table("devices").insert(row)
+            f"[{c}] = coalesce(excluded.[{c}], devices.[{c}])"
+            if c == "mem_bandwidth_gbs"
+            else f"[{c}] = excluded.[{c}]"
+            for c in cols
+            if c != "id"
+        )
+        # One statement: two runs starting together on a new device must not both insert it.
+        with self.db.conn:
+            self.db.conn.execute(
+                f"INSERT INTO devices ({', '.join(f'[{c}]' for c in cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}",
+                [row[c] for c in cols],
+            )
 
     @_writes
     def insert_prompts(self, prompts: Iterable[dict[str, Any]]) -> None:

@@ -95,7 +95,7 @@ def reap_orphaned_runs(conn: Any) -> list[tuple[str, str]]:
             cur = conn.execute(
                 "UPDATE runs SET status = 'aborted', error = ?, ended_at = ? "
                 "WHERE id = ? AND status = 'running'",
-                (f"aborted: {reason}", _iso_now(), run_id),
+                (reason, _iso_now(), run_id),
             )
         if cur.rowcount:
             reaped.append((run_id, reason))
