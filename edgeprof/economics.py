@@ -252,7 +252,9 @@ def break_even_requests_per_day(
     margin = cloud_usd_per_request - energy_usd_per_request
     if margin <= 0:
         return None
-    return capital_per_day_usd / margin
+    volume = capital_per_day_usd / margin
+    # A saving of 1e-313 USD a request: the crossing is past any volume a float can hold.
+    return volume if math.isfinite(volume) else None
 
 
 def payback_months(device_price_usd: float, saving_usd_per_day: float) -> float | None:

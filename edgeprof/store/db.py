@@ -77,41 +77,37 @@ def write_problem(e: Exception) -> str:
     return text
 
 
-def _writes(method: Callable[P, R]) -> Callable[P, R]:
-    """A write that fails becomes a ProfileDBError naming the file and the problem."""
+def _naming_the_file(
+    errors: tuple[type[Exception], ...], explain: Callable[[Path, Exception], ProfileDBError]
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A Store method whose SQLite error becomes a ProfileDBError naming the file and the fix."""
 
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.OperationalError as e:
-            store = args[0]
-            assert isinstance(store, Store)
-            raise ProfileDBError(
-                f"cannot write {store.path}: {write_problem(e)}, or pass another `db` path"
-            ) from e
+    def decorate(method: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(*args, **kwargs)
+            except errors as e:
+                store = args[0]
+                assert isinstance(store, Store)
+                raise explain(store.path, e) from e
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
-def _reads(method: Callable[P, R]) -> Callable[P, R]:
-    """A read that hits damage becomes a ProfileDBError naming the file."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except DB_ERRORS as e:
-            store = args[0]
-            assert isinstance(store, Store)
-            raise damaged(store.path, e) from e
-
-    return wrapper
+def cannot_write(path: Path, e: Exception) -> ProfileDBError:
+    return ProfileDBError(f"cannot write {path}: {write_problem(e)}, or pass another `db` path")
 
 
 def damaged(path: Path, e: Exception) -> ProfileDBError:
     text = " ".join(str(e).split())[:160]
     return ProfileDBError(f"{path} is damaged ({text}); restore it from a copy")
+
+
+_writes = _naming_the_file((sqlite3.OperationalError,), cannot_write)
+_reads = _naming_the_file(DB_ERRORS, damaged)
 
 
 class Store:
