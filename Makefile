@@ -1,4 +1,4 @@
-# `make demo`: set everything up, profile the bundled demo model, print the report.
+# `make demo`: set everything up, then `edgeprof decide` on the bundled demo model: a verdict.
 # `make test`: set everything up, run ruff, mypy and the test suite.
 # `make test-fast`: the tests that need neither the demo model nor a server, in seconds.
 PYTHON ?= python3
@@ -18,9 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# An illustrative workload, with short profiles (2 passes, 64 tokens) to finish in minutes.
+DEMO_ARGS ?= --requests-per-day 2000 --device rpi5-8gb --repetitions 2 --max-tokens 64
+
 demo: setup
-	$(BIN)/edgeprof run
-	$(BIN)/edgeprof report
+	@echo "edgeprof demo: decide $(DEMO_ARGS)"
+	@echo "  (an illustrative workload: 2,000 requests/day on an \$$80 Raspberry Pi 5 8 GB; short"
+	@echo "   profiles, 2 passes of 64 tokens, so that it finishes in a few minutes)"
+	$(BIN)/edgeprof decide $(DEMO_ARGS)
 
 lint: setup
 	$(BIN)/ruff check edgeprof tests scripts docs/examples

@@ -104,14 +104,14 @@ def gguf_bytes_per_token(path: Path | str) -> int:
     row of the token-embedding table is read when the model has its own output matrix (with
     tied embeddings that table is the output matrix and is read whole). KV-cache reads, which
     grow with context, are left out: the bound is for short contexts."""
-    from gguf import GGUFReader
+    from edgeprof.gguf_header import read_gguf_header
 
-    reader = GGUFReader(str(path))
-    sizes = {t.name: int(t.n_bytes) for t in reader.tensors}
+    tensors = read_gguf_header(path).tensors
+    sizes = {t.name: t.n_bytes for t in tensors}
     total = sum(sizes.values())
     embd = sizes.get("token_embd.weight")
     if embd is not None and "output.weight" in sizes:
-        rows = next(int(t.shape[-1]) for t in reader.tensors if t.name == "token_embd.weight")
+        rows = next(t.shape[-1] for t in tensors if t.name == "token_embd.weight")
         total -= embd - embd // max(rows, 1)
     return total
 

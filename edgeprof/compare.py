@@ -12,7 +12,7 @@ Inputs come from three places, and each figure says which (`Figure.provenance`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,27 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Latency:
+    """What a user waits for, as a run measured it (None: not measured)."""
+
+    ttft_p50_s: float | None
+    ttft_p99_s: float | None
+    e2e_p50_s: float | None
+    decode_tps: float | None
+    peak_rss_bytes: int | None = None  # on-device: the memory the feature takes
+
+    @classmethod
+    def of(cls, summary: RunSummary) -> Latency:
+        return cls(
+            summary.ttft_p50_s,
+            summary.ttft_p99_s,
+            summary.e2e_p50_s,
+            summary.decode_tps_mean,
+            summary.peak_rss_bytes,
+        )
+
+
+@dataclass(frozen=True)
 class DeviceTarget:
     name: str
     run_id: str
@@ -45,6 +66,8 @@ class DeviceTarget:
     mean_input_tokens: float | None
     mean_output_tokens: float | None
     inputs: tuple[Figure, ...]
+    latency: Latency | None = None
+    energy_method: str | None = None  # "measured", "estimated", or both joined with "+"
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,7 @@ class CloudTarget:
     price: CloudPrice
     run_id: str | None
     inputs: tuple[Figure, ...]
+    latency: Latency | None = None  # measured only when the endpoint was profiled live
 
 
 @dataclass(frozen=True)
@@ -153,6 +177,27 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
                 f"whole-request energy / output tokens ({method})",
             ),
         ]
+    idle_w = summary.idle_power_w
+    if idle_w is not None:
+        inputs.append(
+            Figure(
+                "idle_power_w",
+                idle_w,
+                "W",
+                energy_prov,
+                f"idle baseline before the model loaded ({method})",
+            )
+        )
+    else:
+        inputs.append(
+            Figure(
+                "idle_power_w",
+                None,
+                "W",
+                "assumed",
+                "not measured (run with --idle-seconds > 0): idle draw is not charged",
+            )
+        )
     return DeviceTarget(
         name=name,
         run_id=run_id,
@@ -160,11 +205,13 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
         model=str(summary.target),
         device_label=summary.device_label,
         performance=DevicePerformance(
-            float(prefill), float(decode), float(j_out_decode), float(j_in)
+            float(prefill), float(decode), float(j_out_decode), float(j_in), idle_w
         ),
         mean_input_tokens=mean_in,
         mean_output_tokens=mean_out,
         inputs=tuple(inputs),
+        latency=Latency.of(summary),
+        energy_method=method,
     )
 
 
@@ -311,6 +358,8 @@ def _targets_from_runs(
         made: DeviceTarget | CloudTarget | str
         if run.get("target_kind") == "remote":
             made = _cloud_run_target(run, summary)
+            if isinstance(made, CloudTarget):
+                made = replace(made, latency=Latency.of(summary))
         else:
             made = _device_target(summary)
         if isinstance(made, str):
@@ -344,12 +393,13 @@ def _cost_assumptions(costs: DeviceCosts, requests_per_day: float) -> list[Figur
         Figure(
             "requests_per_day", requests_per_day, "requests/day", "assumed", "--requests-per-day"
         ),
+        Figure("deployment", costs.deployment, "", "assumed", "--deployment"),
         Figure(
             "device_price_usd",
             costs.device_price_usd,
             "USD",
             "assumed",
-            "--device-price" + (" (sunk: --owned)" if costs.owned else ""),
+            "--device-price" + (" (sunk: owned)" if costs.owned else ""),
         ),
         Figure("lifetime_years", costs.lifetime_years, "years", "assumed", "--lifetime-years"),
         Figure(

@@ -37,6 +37,7 @@ td.t,th.t{text-align:left}
 tr:hover td{background:#fafbfc}
 .est{color:#a25a00}.status-complete{color:#1a7f37}.status-failed,.status-aborted{color:#b42318}
 .verdict{background:#f0f6ff;border-left:4px solid #2f6feb;padding:.6rem .9rem;margin:.5rem 0}
+.decision{font-size:1rem;background:#eef8f0;border-left-color:#1a7f37}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6e8ec}
 figcaption{color:#5b6472;font-size:.8rem}
 .scroll{overflow-x:auto}
@@ -269,7 +270,10 @@ def _compare_section(comparison: Any) -> str:
 
 
 def render_html_report(
-    store: Store, run_ids: Sequence[str] | None = None, compare: Any = None
+    store: Store,
+    run_ids: Sequence[str] | None = None,
+    compare: Any = None,
+    headline: str | None = None,
 ) -> str:
     """The page as a string (see `write_html_report`)."""
     from edgeprof.summary import summarize_run
@@ -290,6 +294,8 @@ def render_html_report(
         f'<p class="meta">{html.escape(store.path.name)} · {len(summaries)} run(s) on '
         f"{devices} device(s) · generated {now}</p>",
     ]
+    if headline:
+        parts.append(f'<div class="verdict decision"><b>Verdict.</b> {html.escape(headline)}</div>')
     if compare is not None:
         parts.append(_compare_section(compare))
     parts += ["<h2>Runs</h2>", _runs_table(summaries)]
@@ -317,12 +323,17 @@ def render_html_report(
 
 
 def write_html_report(
-    store: Store, path: Path | str, run_ids: Sequence[str] | None = None, compare: Any = None
+    store: Store,
+    path: Path | str,
+    run_ids: Sequence[str] | None = None,
+    compare: Any = None,
+    headline: str | None = None,
 ) -> Path:
     """Write one self-contained HTML page: runs table, per-device charts, power timelines and,
-    when `compare` is given (an `edgeprof.compare.Comparison` or its `to_dict`), the verdict."""
+    when `compare` is given (an `edgeprof.compare.Comparison` or its `to_dict`), the verdict;
+    `headline` (decide's paragraph) goes on top."""
     out = Path(path)
-    text = render_html_report(store, run_ids, compare)
+    text = render_html_report(store, run_ids, compare, headline)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out

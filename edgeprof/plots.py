@@ -174,20 +174,28 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
     fig = MplFigure(figsize=(9, 5.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    costs = comparison.costs
     for i, d in enumerate(comparison.devices):
         res, color = first[d.name], f"C{i}"
+        if res.deployment == "user-device":
+            continue  # the operator pays nothing on the device: no curve on a log scale
         cap = res.device_capacity_requests_per_day
-        x = xs[xs <= cap]
+        # steps: one more device bought each time the volume passes a multiple of capacity
         y = [
             device_cost_per_day_usd(
-                v, res.device_capital_usd_per_day, res.device_energy_cost_per_request_usd
+                v,
+                res.device_fixed_usd_per_device_day,
+                res.device_energy_cost_per_request_usd,
+                cap,
+                deployment=res.deployment,
+                owned_devices=costs.owned_devices,
             )
-            for v in x
+            for v in xs
         ]
-        ax.plot(x, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
+        ax.plot(xs, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
         ax.axvline(cap, color=color, ls=":", lw=1)
         ax.annotate(
-            f"capacity {format_count(cap)}/day",
+            f"one device's capacity {format_count(cap)}/day",
             (cap, 0.02),
             color=color,
             xycoords=("data", "axes fraction"),

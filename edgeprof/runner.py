@@ -7,6 +7,8 @@ or a crash keeps everything it measured, with status `aborted` or `failed`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -17,6 +19,7 @@ from typing import Any
 
 from edgeprof import __version__
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
+from edgeprof.backends.settings import settings_dict
 from edgeprof.device import environment, fingerprint
 from edgeprof.energy import net_energy_j, window_energy
 from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
@@ -28,7 +31,7 @@ from edgeprof.samplers.recorder import Recorder
 from edgeprof.store.db import Store, default_db_path
 from edgeprof.store.ids import ulid
 from edgeprof.store.liveness import this_process
-from edgeprof.workload import Prompt, load_suite
+from edgeprof.workload import Prompt, load_suite, suite_sha256
 
 
 @dataclass
@@ -264,6 +267,10 @@ def _insert_run(
                 "idle_seconds": config.idle_seconds,
                 "sensors": config.sensors,
                 "tdp_w": config.tdp_w,
+                # What makes two runs comparable (edgeprof.reuse): the prompts' content, not
+                # the suite's name, and every backend setting, including those params() omits.
+                "suite_sha256": suite_sha256(prompts),
+                **_settings_params(backend),
             },
             "environment": environment(),
             "edgeprof_version": __version__,
@@ -288,6 +295,17 @@ def _insert_run(
         for m in s.metrics
     )
     return run_id
+
+
+def _settings_params(backend: Backend) -> dict[str, Any]:
+    """`{"settings": ...}`, a device backend's settings as JSON values (a plugin's value JSON
+    cannot hold, an enum, as its text). Never a remote one's: its `base_url` may carry a key,
+    which its own params() records only with the credentials removed."""
+    settings = backend.settings
+    if not backend.runs_locally or not dataclasses.is_dataclass(settings):
+        return {}
+    values = json.loads(json.dumps(settings_dict(settings), default=str))
+    return {"settings": values}
 
 
 def _run(

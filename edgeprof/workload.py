@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,15 @@ class Prompt:
 def prompt_id(messages: tuple[dict[str, str], ...]) -> str:
     canonical = json.dumps(list(messages), ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def suite_sha256(prompts: Sequence[Prompt]) -> str:
+    """The suite's content as one hash: its prompt ids in order. Names and the suite's own
+    name stay out, so a bundled suite and a copy of its file under another name agree."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(p.id.encode("utf-8") + b"\n")
+    return h.hexdigest()
 
 
 def bundled_suites() -> list[str]:

@@ -4,6 +4,8 @@ plugin) the cloud servers of tests/cloud_fixtures.py. Helpers live in tests/buil
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,20 @@ from tests.builders import edgeprof_subprocess
 
 # The cloud fixtures (cloud_server, keyed_server, llama_server) reach every test by name.
 pytest_plugins = ["tests.cloud_fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's own XDG cache (exports of the demo model land there, as in a user's
+    ~/.cache), inherited by the commands tests start: nothing is written to the real one."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

@@ -242,20 +242,26 @@ def test_ctrl_c_keeps_rows_as_aborted(backend: str, tmp_path: Path) -> None:
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "EDGEPROF_DEBUG": ""},
     )  # fmt: skip
-    deadline = time.monotonic() + 240
-    n = 0
-    while time.monotonic() < deadline and n < 3 and proc.poll() is None:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                n = sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone()[0]
-            except sqlite3.OperationalError:
-                n = 0  # tables not created yet
-    assert n >= 3, f"the run never got going: {proc.poll()} {proc.stderr and proc.stderr.read()}"
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "kept as aborted" in stderr
+    try:
+        deadline = time.monotonic() + 240
+        n = 0
+        while time.monotonic() < deadline and n < 3 and proc.poll() is None:
+            time.sleep(0.2)
+            if db.exists():
+                try:
+                    n = sqlite3.connect(db).execute("SELECT count(*) FROM requests").fetchone()[0]
+                except sqlite3.OperationalError:
+                    n = 0  # tables not created yet
+        why = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+        assert n >= 3, f"the run never got going: {proc.poll()} {why}"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "kept as aborted" in stderr
+    finally:  # a failed assertion or a timeout must not leave the run decoding for minutes
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     conn = sqlite3.connect(db)
     status, ended = conn.execute("SELECT status, ended_at FROM runs").fetchone()
     assert status == "aborted" and ended

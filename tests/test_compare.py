@@ -108,6 +108,7 @@ def test_hand_computed_comparison_with_explicit_prices(db: Path) -> None:
         "avg_power_w": "measured",
         "j_per_input_token": "estimated",
         "j_per_output_token": "measured",
+        "idle_power_w": "assumed",  # the builder's run has no idle baseline
     }
     assert {f.provenance for f in c.assumptions} == {"assumed"}
     assert {f.provenance for f in c.clouds[0].inputs} == {"assumed"}
@@ -283,7 +284,10 @@ def test_cli_bad_costs_and_databases(db: Path, tmp_path: Path) -> None:
         ((db, *zero_life, *prices_args), "--lifetime-years"),
         ((db, *[a if a != "600" else "-5" for a in BASE], *prices_args), "--device-price"),
         ((tmp_path / "missing.db", *BASE, *prices_args), "does not exist"),
-        ((db, "--requests-per-day", "5", "--electricity", "0.3", *prices_args), "--owned"),
+        (
+            (db, "--requests-per-day", "5", "--electricity", "0.3", *prices_args),
+            "--deployment owned",
+        ),
     ]
     empty = tmp_path / "empty.db"
     Store(empty).close()
@@ -372,6 +376,6 @@ def test_real_llamacpp_run_of_the_demo_model(tmp_path: Path) -> None:
             # the two daily costs meet at the break-even volume
             be = r["break_even_requests_per_day"]
             device_day = (
-                r["device_capital_usd_per_day"] + be * r["device_energy_cost_per_request_usd"]
+                r["device_fixed_usd_per_device_day"] + be * r["device_energy_cost_per_request_usd"]
             )
             assert device_day == pytest.approx(be * r["cloud_cost_per_request_usd"])

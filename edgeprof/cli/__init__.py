@@ -12,6 +12,8 @@ from edgeprof.cli import (  # noqa: F401 - each module registers its commands
     backends,
     compare,
     convert,
+    decide,
+    devices,
     prices,
     probe,
     report,

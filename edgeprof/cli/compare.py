@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from edgeprof.compare import Comparison
+    from edgeprof.economics import Deployment
 
 
 @app.command("compare")
@@ -43,8 +44,15 @@ def compare_command(
     utilization: float = typer.Option(
         1.0, "--utilization", help="Share of the day the device may spend serving (0-1]."
     ),
-    owned: bool = typer.Option(
-        False, "--owned", help="The device is already paid for: count electricity only."
+    deployment: str = typer.Option(
+        "dedicated",
+        "--deployment",
+        help="dedicated (bought for this: capital + idle draw all day), owned (on anyway: "
+        "marginal energy only) or user-device (the users' hardware: the operator pays nothing).",
+    ),
+    owned: bool = typer.Option(False, "--owned", help="Short for --deployment owned."),
+    battery_wh: float | None = typer.Option(
+        None, "--battery-wh", help="user-device: the battery capacity, for % per 100 requests."
     ),
     cloud: list[str] | None = typer.Option(
         None, "--cloud", help="Cloud model to price, e.g. openai:gpt-4o-mini (repeatable)."
@@ -71,15 +79,18 @@ def compare_command(
     path = db or default_db_path()
     if not path.exists():
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
-    if not owned and (device_price is None or lifetime_years is None):
+    mode = _deployment("owned" if owned else deployment)
+    if mode == "dedicated" and (device_price is None or lifetime_years is None):
         raise UsageError(
-            "give --device-price USD and --lifetime-years Y, or --owned for a "
+            "give --device-price USD and --lifetime-years Y, or --deployment owned for a "
             "device you already have (electricity only)"
         )
     # An owned device's price and life are sunk; they only label the output.
     device_price = 0.0 if device_price is None else device_price
     lifetime_years = 3.0 if lifetime_years is None else lifetime_years
-    costs = DeviceCosts(device_price, lifetime_years, electricity, utilization, owned)
+    costs = DeviceCosts(
+        device_price, lifetime_years, electricity, utilization, mode, battery_wh=battery_wh
+    )
     with Store(path) as store:
         result = compare(
             store,
@@ -107,7 +118,24 @@ def compare_command(
     _render(result)
 
 
+def _deployment(value: str) -> Deployment:
+    from edgeprof.economics import DEPLOYMENTS
+    from edgeprof.errors import UsageError
+
+    for mode in DEPLOYMENTS:
+        if value == mode:
+            return mode
+    raise UsageError(f"--deployment must be one of {', '.join(DEPLOYMENTS)} (got {value!r})")
+
+
 def _render(c: Comparison) -> None:
+    render_tables(c)
+    for note in c.notes:
+        err.print(f"note: {note}", highlight=False)
+
+
+def render_tables(c: Comparison) -> None:
+    """Inputs, targets, break-even, the pairs' verdicts and the sensitivity, on stdout."""
     for table in (_inputs_table(c), _targets_table(c), _break_even_table(c)):
         out.print(table)
     for p in c.pairs:
@@ -119,8 +147,6 @@ def _render(c: Comparison) -> None:
         style="dim",
         highlight=False,
     )
-    for note in c.notes:
-        err.print(f"note: {note}", highlight=False)
 
 
 def _inputs_table(c: Comparison) -> Table:

@@ -4,18 +4,33 @@ while discharging. On AC the numbers describe charging, so the battery then read
 The ACPI driver gives either power_now (µW) or current_now (µA) × voltage_now (µV), never both;
 the current's sign differs between drivers, hence the absolute value. energy_now (µWh) updates
 too coarsely for a request window and is not used.
+
+`battery_capacity` reads how much energy a full battery holds (for runtime-on-battery
+figures): energy_full (µWh), else charge_full (µAh) × voltage_min_design (µV), else the same
+for the design capacity; on macOS, ioreg's AppleSmartBattery entry.
 """
 
 from __future__ import annotations
 
+import platform
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
-from edgeprof.samplers.sysfs import read_int, shown_path, try_text, why_unreadable
+from edgeprof.samplers.sysfs import (
+    read_int,
+    run_command,
+    shown_path,
+    try_text,
+    which,
+    why_unreadable,
+)
 
 POWER_SUPPLY = "/sys/class/power_supply"
+IOREG_TIMEOUT_S = 3.0
 
 
 def batteries(env: SensorEnv) -> list[Path]:
@@ -110,3 +125,86 @@ class BatterySampler(Sampler):
         except (OSError, ValueError) as e:
             raise SensorError(f"{self.sensor}: cannot read {self._dir} ({e})") from e
         return [Reading(self.sensor, "power_w", battery_power_w(raw))]
+
+
+# -- capacity ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatteryCapacity:
+    wh: float
+    source: str  # the files (as on the device) or the command it was read from
+
+
+def battery_capacity(env: SensorEnv) -> BatteryCapacity | None:
+    """The first system battery's full capacity in Wh, whether charging or not; None when
+    there is no battery or it cannot be read. Never raises."""
+    try:
+        found = batteries(env)
+    except OSError:  # an unlistable power_supply folder: as good as no battery
+        found = []
+    if found:
+        return sysfs_capacity(found[0], env)
+    if platform.system() == "Darwin":
+        return macos_capacity(env)
+    return None
+
+
+def sysfs_capacity(d: Path, env: SensorEnv) -> BatteryCapacity | None:
+    # The full capacity (today's health) before the design capacity: a worn battery holds less.
+    for kind in ("full", "full_design"):
+        capacity = _energy_capacity(d, kind, env) or _charge_capacity(d, kind, env)
+        if capacity is not None:
+            return capacity
+    return None
+
+
+def _energy_capacity(d: Path, kind: str, env: SensorEnv) -> BatteryCapacity | None:
+    path = d / f"energy_{kind}"
+    uwh = _positive_int(path)
+    return BatteryCapacity(uwh / 1e6, shown_path(path, env)) if uwh else None
+
+
+def _charge_capacity(d: Path, kind: str, env: SensorEnv) -> BatteryCapacity | None:
+    charge, voltage = d / f"charge_{kind}", d / "voltage_min_design"
+    uah, uv = _positive_int(charge), _positive_int(voltage)
+    if not (uah and uv):
+        return None
+    source = f"{shown_path(charge, env)} × {shown_path(voltage, env)}"
+    return BatteryCapacity(uah * uv / 1e12, source)
+
+
+def _positive_int(path: Path) -> int | None:
+    # Some drivers write 0 for a capacity they do not know: as good as missing.
+    try:
+        value = read_int(path)
+    except (OSError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def macos_capacity(env: SensorEnv) -> BatteryCapacity | None:
+    exe = which("ioreg", env)
+    if exe is None:
+        return None
+    rc, text = run_command([exe, "-rn", "AppleSmartBattery"], IOREG_TIMEOUT_S)
+    return parse_ioreg_capacity(text) if rc == 0 else None
+
+
+def parse_ioreg_capacity(text: str) -> BatteryCapacity | None:
+    """Wh from `ioreg -rn AppleSmartBattery`: a maximum capacity in mAh × `Voltage` in mV.
+
+    Top-level keys only (`  "Key" = 123` on its own line): nested dictionaries such as
+    BatteryData repeat some names. Apple silicon Macs report MaxCapacity as a percentage and
+    the mAh in AppleRawMaxCapacity; Intel Macs report mAh in MaxCapacity, hence the > 100 test.
+    ioreg gives the present voltage, not a minimum design voltage as Linux does.
+    """
+    fields: dict[str, int] = {}
+    for key, value in re.findall(r'^\s*"(\w+)" = (\d+)\s*$', text, re.MULTILINE):
+        fields.setdefault(key, int(value))
+    mv = fields.get("Voltage")
+    for key in ("AppleRawMaxCapacity", "MaxCapacity", "DesignCapacity"):
+        mah = fields.get(key, 0)
+        if mah > 100 and mv:
+            return BatteryCapacity(mah * mv / 1e6, f"ioreg -rn AppleSmartBattery ({key} × Voltage)")
+    return None

@@ -1,0 +1,338 @@
+"""`edgeprof decide`: profile, price and compare in one command; the verdict first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from edgeprof.cli.app import app, err, out
+from edgeprof.formatting import format_count, format_usd
+from edgeprof.samplers import sampler_sources
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from edgeprof.compare import Figure
+    from edgeprof.decision import Decision, StepEvent
+
+
+@app.command("decide")
+def decide_command(
+    requests_per_day: float = typer.Option(
+        ..., "--requests-per-day", help="The feature's volume: requests per day."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="A GGUF file or a name under models/ (default: the demo model)."
+    ),
+    prompts: str | None = typer.Option(
+        None, "--prompts", help="A bundled suite name (default) or a .jsonl file of prompts."
+    ),
+    deployment: str = typer.Option(
+        "dedicated",
+        "--deployment",
+        help="dedicated (bought for this feature: capital + idle draw all day), owned (on "
+        "anyway: marginal energy only) or user-device (the users' own hardware).",
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="A device preset for price, lifetime and power (edgeprof devices)."
+    ),
+    device_price: float | None = typer.Option(None, "--device-price", help="Device price, USD."),
+    lifetime_years: float | None = typer.Option(
+        None, "--lifetime-years", help="Years the device serves (default: the preset's, or 3)."
+    ),
+    electricity: float | None = typer.Option(
+        None, "--electricity", help="Electricity, USD per kWh (default 0.17)."
+    ),
+    utilization: float | None = typer.Option(
+        None, "--utilization", help="Share of the day a device may spend serving (0-1]."
+    ),
+    input_tokens: float | None = typer.Option(
+        None, "--input-tokens", help="Input tokens a request (default: as measured)."
+    ),
+    output_tokens: float | None = typer.Option(
+        None, "--output-tokens", help="Output tokens a request (default: as measured)."
+    ),
+    owned_devices: int = typer.Option(
+        1, "--owned-devices", help="owned: how many devices you already have."
+    ),
+    battery_wh: float | None = typer.Option(
+        None, "--battery-wh", help="user-device: battery capacity (default: preset or sysfs)."
+    ),
+    cloud: list[str] | None = typer.Option(
+        None, "--cloud", help="Cloud model to compare, provider:model (repeatable)."
+    ),
+    price_in: float | None = typer.Option(
+        None, "--price-in", help="An explicit cloud price: input USD per 1M tokens."
+    ),
+    price_out: float | None = typer.Option(
+        None, "--price-out", help="An explicit cloud price: output USD per 1M tokens."
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="Profile the --cloud models live at this endpoint."
+    ),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="The environment variable holding the endpoint's key."
+    ),
+    max_ttft_s: float | None = typer.Option(
+        None, "--max-ttft-s", help="Latency requirement: time to first token, p99, seconds."
+    ),
+    onnx: bool = typer.Option(
+        True, "--onnx/--no-onnx", help="Also profile ONNX Runtime on an int4 export."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Profile again; reuse no earlier run."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
+    ),
+    html: Path | None = typer.Option(None, "--html", help="Write the report, verdict on top."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print every figure, with its provenance, as JSON."
+    ),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Tokens generated per request."),
+    repetitions: int = typer.Option(3, "--repetitions", help="Measured passes over the suite."),
+    warmup: int = typer.Option(1, "--warmup", help="Warm-up requests, recorded, not counted."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all)."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context size in tokens."),
+    sensors: str | None = typer.Option(
+        None,
+        "--sensors",
+        help=f"Comma-separated power sources: {', '.join(sampler_sources('power'))}.",
+    ),
+    tdp_w: float | None = typer.Option(
+        None, "--tdp-w", help="CPU TDP for the power estimate where no sensor reads."
+    ),
+    idle_seconds: float = typer.Option(
+        3.0, "--idle-seconds", help="Idle baseline before each model load (charged as idle draw)."
+    ),
+) -> None:
+    """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
+    Runtime here, prices cloud models at the measured token counts, and says which wins."""
+    from edgeprof.decision import DecideConfig, decide
+
+    config = DecideConfig(
+        requests_per_day=requests_per_day, model=model, prompts=prompts, deployment=deployment,
+        device=device, device_price_usd=device_price, lifetime_years=lifetime_years,
+        electricity_usd_per_kwh=electricity, utilization=utilization, battery_wh=battery_wh,
+        input_tokens=input_tokens, output_tokens=output_tokens, owned_devices=owned_devices,
+        clouds=cloud or (), price_in_usd_per_m=price_in, price_out_usd_per_m=price_out,
+        base_url=base_url, api_key_env=api_key_env, max_ttft_s=max_ttft_s, onnx=onnx,
+        fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
+        threads=threads, ctx=ctx, sensors=[s.strip() for s in sensors.split(",") if s.strip()]
+        if sensors else None, tdp_w=tdp_w, idle_seconds=idle_seconds,
+    )  # fmt: skip
+    steps = _Steps()
+    try:
+        with steps:
+            decision = decide(config, on_step=steps.update)
+    except KeyboardInterrupt:
+        kept = ", ".join(steps.finished) or "none"
+        err.print(f"edgeprof: interrupted; finished runs kept: {kept}", highlight=False)
+        raise typer.Exit(130) from None
+    if html is not None:
+        _write_html(decision, html)
+    if as_json:
+        print(json.dumps(decision.to_dict(), indent=2, default=str))
+        return
+    _render(decision)
+
+
+def _write_html(decision: Decision, path: Path) -> None:
+    from edgeprof.html import write_html_report
+    from edgeprof.store.db import Store
+
+    c = decision.comparison
+    with Store(Path(c.db_path)) as store:
+        write_html_report(
+            store, path, [r.run_id for r in decision.runs], compare=c, headline=decision.verdict
+        )
+    err.print(f"wrote {path}")
+
+
+def _render(decision: Decision) -> None:
+    from rich.panel import Panel
+
+    out.print(Panel(decision.verdict, title="verdict", title_align="left"), highlight=False)
+    for run in decision.runs:
+        how = "reused" if run.reused else "profiled"
+        out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
+    for table in (_targets_table(decision), _pairs_table(decision), _inputs_table(decision)):
+        out.print(table)
+    out.print(
+        "every input above, with its provenance: --json; the report with charts: --html FILE",
+        style="dim",
+    )
+    for note in decision.notes:
+        err.print(f"note: {note}", highlight=False)
+
+
+def _names(decision: Decision) -> dict[str, str]:
+    from edgeprof.verdict import target_names
+
+    return target_names(decision.comparison, decision.runs)
+
+
+def _figure_value(f: Figure) -> str:
+    if f.value is None:
+        return "–"
+    if f.unit == "fraction of the day":
+        return f"{float(f.value):.0%} of the day"
+    value = f"{f.value:.4g}" if isinstance(f.value, float) else str(f.value)
+    return f"{value} {f.unit}".strip()
+
+
+def _seconds(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2g} s"
+
+
+def _targets_table(decision: Decision) -> Table:
+    from rich.table import Table
+
+    c, names = decision.comparison, _names(decision)
+    user = decision.deployment == "user-device"
+    table = Table(
+        title=f"Targets at {format_count(c.workload.requests_per_day)} requests/day "
+        f"({decision.deployment})",
+        title_justify="left",
+    )
+    cost_head = "user J/req" if user else "$/day"
+    table.add_column("target", overflow="fold")
+    for col in (cost_head, "TTFT p50", "TTFT p99", "answer p50", "tok/s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    seen: set[str] = set()
+    for side in ("device", "cloud"):
+        for row in decision.rows:
+            key = row[side]
+            if key in seen:
+                continue
+            seen.add(key)
+            if side == "device" and user:
+                cost = f"{row['device_energy_net_j_per_request']:,.3g}"
+            else:
+                cost = format_usd(row[f"{side}_cost_per_day_usd"])
+            table.add_row(
+                f"{side}: {names.get(key, key)}",
+                cost,
+                _seconds(row[f"{side}_ttft_p50_s"]),
+                _seconds(row[f"{side}_ttft_p99_s"]),
+                _seconds(row[f"{side}_e2e_p50_s"]),
+                "–" if row[f"{side}_decode_tps"] is None else f"{row[f'{side}_decode_tps']:,.0f}",
+            )
+    return table
+
+
+def _pairs_table(decision: Decision) -> Table:
+    from rich.table import Table
+
+    names = _names(decision)
+    table = Table(
+        title="Break-even (requests/day), device against each cloud", title_justify="left"
+    )
+    table.add_column("device", overflow="fold")
+    table.add_column("cloud", overflow="fold")
+    for col in ("break-even", "payback mo", "capacity", "devices"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in decision.rows:
+        be, status = row["break_even_requests_per_day"], row["break_even_status"]
+        pb = row["payback_months"]
+        table.add_row(
+            names.get(row["device"], row["device"]),
+            names.get(row["cloud"], row["cloud"]),
+            "none" if be is None else format_count(be) + ("" if status == "ok" else " ✗"),
+            "–" if pb is None else f"{pb:,.1f}",
+            format_count(row["device_capacity_requests_per_day"]),
+            str(row["devices_needed"]),
+        )
+    return table
+
+
+def _inputs_table(decision: Decision) -> Table:
+    from rich.table import Table
+
+    table = Table(title="Inputs (measured, estimated or assumed)", title_justify="left")
+    for col in ("input", "value", "kind", "source"):
+        table.add_column(col, overflow="fold")
+    for f in decision.inputs:
+        value = (
+            "–"
+            if f.value is None
+            else f"{f.value:.4g}"
+            if isinstance(f.value, float)
+            else str(f.value)
+        )
+        table.add_row(f.name, f"{value} {f.unit}".strip(), f.provenance, f.source)
+    return table
+
+
+_LABELS = {
+    "probe": "probe this device",
+    "convert": "int4 export for ONNX Runtime",
+    "verify": "verify the export against llama.cpp",
+    "compare": "price and compare",
+}
+
+
+class _Steps:
+    """A rich step list on stderr: one line per step, a bar while it counts."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.table import Column
+
+        self.progress = Progress(
+            TextColumn("{task.fields[mark]}"),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=30)),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn(
+                "{task.fields[detail]}",
+                style="dim",
+                table_column=Column(no_wrap=True, overflow="ellipsis"),
+            ),
+            console=err,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.finished: list[str] = []
+
+    def __enter__(self) -> _Steps:
+        return self  # the list appears with the first step: bad input fails before any of it
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+    def update(self, e: StepEvent) -> None:
+        if not self.progress.live.is_started:
+            self.progress.start()
+        task = self.tasks.get(e.step)
+        if task is None:
+            label = _LABELS.get(e.step, f"profile {e.step}")
+            task = self.progress.add_task(label, total=None, mark="…", detail="")
+            self.tasks[e.step] = task
+        fields: dict[str, Any] = {}
+        if e.total:
+            fields.update(total=e.total, completed=e.done)
+        if e.state in ("done", "reused", "skipped"):
+            mark = {"done": "✓", "reused": "↺", "skipped": "–"}[e.state]
+            total = fields.get("total") or self._total(task)
+            fields.update(mark=mark, total=total, completed=total)
+            if e.run_id:
+                self.finished.append(e.run_id)
+        if e.detail and e.state != "progress":
+            fields["detail"] = _short(e.detail)
+        self.progress.update(task, **fields)
+
+    def _total(self, task: Any) -> float:
+        return next((t.total for t in self.progress.tasks if t.id == task and t.total), 1.0)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,335 @@
+"""`edgeprof decide`: device or cloud, answered in one call.
+
+1. Probe this device once: its fingerprint, which power sensors read, a preset's match.
+2. Profile every on-device target of one GGUF: llama.cpp, and ONNX Runtime on an int4 export
+   of the same weights (converted once, verified, cached: `edgeprof.export_cache`). A run in
+   the database that measured the same thing (`edgeprof.reuse`) stands in for a new one.
+3. Price the cloud targets at the token counts measured on the user's prompts; profile an
+   endpoint live when one is given, so that its latency is measured too.
+4. Compare (`edgeprof.compare`) in the chosen deployment, and say what wins in one paragraph
+   (`edgeprof.verdict`), naming what was measured, estimated and assumed.
+
+Every input the comparator uses is a `Figure` with its provenance and source: a flag, a
+preset (with its source and date), or a default named here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeprof.compare import Comparison, Figure, compare
+from edgeprof.economics import DEPLOYMENTS, Deployment, DeviceCosts
+from edgeprof.errors import UsageError
+
+# Low-cost and mid-tier catalog models, priced from genai-prices when no --cloud is given.
+DEFAULT_CLOUDS = (
+    "openai:gpt-5-nano",
+    "google:gemini-2.5-flash-lite",
+    "openai:gpt-5-mini",
+    "anthropic:claude-haiku-4-5",
+)
+# Roughly the US residential average in 2025 (EIA Electric Power Monthly, ~17 ¢/kWh).
+DEFAULT_ELECTRICITY_USD_PER_KWH = 0.17
+ELECTRICITY_SOURCE = "default: about the 2025 US residential average (EIA); set --electricity"
+DEFAULT_LIFETIME_YEARS = 3.0
+DEFAULT_UTILIZATION = 1.0
+
+StepState = Literal["start", "progress", "done", "reused", "skipped"]
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """What `decide` is doing, for a progress display."""
+
+    step: str  # "probe", "llamacpp", "convert", "onnx", "cloud:<name>", "compare"
+    state: StepState
+    done: int = 0
+    total: int = 0
+    detail: str = ""
+    run_id: str | None = None
+
+
+StepFn = Callable[[StepEvent], None]
+
+
+@dataclass
+class DecideConfig:
+    """Everything `decide` takes. None means "not given": a default or a preset fills it, and
+    the figure's source says which."""
+
+    requests_per_day: float
+    model: str | None = None
+    prompts: str | None = None
+    deployment: str = "dedicated"
+    device: str | None = None  # a preset id (edgeprof devices)
+    device_price_usd: float | None = None
+    lifetime_years: float | None = None
+    electricity_usd_per_kwh: float | None = None
+    utilization: float | None = None
+    input_tokens: float | None = None  # per request; None: the mean the device runs measured
+    output_tokens: float | None = None
+    owned_devices: int = 1
+    battery_wh: float | None = None
+    clouds: Sequence[str] = ()
+    price_in_usd_per_m: float | None = None
+    price_out_usd_per_m: float | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_ttft_s: float | None = None
+    onnx: bool = True
+    fresh: bool = False
+    db: Path | None = None
+    max_tokens: int = 128
+    repetitions: int = 3
+    warmup: int = 1
+    threads: int | None = None
+    ctx: int = 4096
+    sensors: list[str] | None = None
+    tdp_w: float | None = None
+    idle_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """One profiled target and the run that holds its figures."""
+
+    target: str  # "llama.cpp", "ONNX Runtime int4", "cloud openai:gpt-4o-mini"
+    backend: str
+    run_id: str
+    reused: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str
+    winner: str
+    deployment: Deployment
+    comparison: Comparison
+    runs: tuple[TargetRun, ...]
+    inputs: tuple[Figure, ...]  # every input, with provenance and source
+    rows: tuple[dict[str, Any], ...]  # one per device × cloud pair
+    notes: tuple[str, ...] = field(default=())
+    device: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        from edgeprof.compare import to_dict
+
+        out = asdict(self)
+        out["comparison"] = to_dict(self.comparison)
+        return out
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def _deployment(value: str) -> Deployment:
+    for mode in DEPLOYMENTS:
+        if value == mode:
+            return mode
+    raise UsageError(f"`deployment` must be one of {', '.join(DEPLOYMENTS)} (got {value!r})")
+
+
+def _preset_figure(
+    name: str, given: float | None, flag: str, preset: Any, key: str, default: float | None
+) -> Figure:
+    """A cost input: the flag when given, else the preset's figure, else the default."""
+    unit = {"device_price_usd": "USD", "lifetime_years": "years", "battery_wh": "Wh"}.get(name, "")
+    if given is not None:
+        return Figure(name, float(given), unit, "assumed", flag)
+    figure = getattr(preset, key, None) if preset is not None else None
+    if figure is not None:
+        source = f"preset {preset.id}: {figure.source} (as of {figure.as_of})"
+        return Figure(name, float(figure.value), unit, "assumed", source)
+    return Figure(name, default, unit, "assumed", f"default (set {flag})")
+
+
+def cost_inputs(
+    config: DecideConfig, preset: Any, battery: Any = None
+) -> tuple[DeviceCosts, list[Figure]]:
+    """The owner's side of the comparison, each figure with where it came from."""
+    mode = _deployment(config.deployment)
+    price = _preset_figure(
+        "device_price_usd", config.device_price_usd, "--device-price", preset, "price_usd", None
+    )
+    if price.value is None:
+        if mode == "dedicated":
+            raise UsageError(
+                "a dedicated device needs a price: give `device` PRESET (see `edgeprof devices`) "
+                "or `device_price_usd` USD"
+            )
+        price = Figure("device_price_usd", 0.0, "USD", "assumed", "not needed: " + mode)
+    life = _preset_figure(
+        "lifetime_years",
+        config.lifetime_years,
+        "--lifetime-years",
+        preset,
+        "lifetime_years",
+        DEFAULT_LIFETIME_YEARS,
+    )
+    elec = (
+        Figure("electricity_usd_per_kwh", config.electricity_usd_per_kwh, "USD/kWh", "assumed",
+               "--electricity")
+        if config.electricity_usd_per_kwh is not None
+        else Figure("electricity_usd_per_kwh", DEFAULT_ELECTRICITY_USD_PER_KWH, "USD/kWh",
+                    "assumed", ELECTRICITY_SOURCE)
+    )  # fmt: skip
+    util = Figure(
+        "utilization",
+        DEFAULT_UTILIZATION if config.utilization is None else config.utilization,
+        "fraction of the day",
+        "assumed",
+        "--utilization" if config.utilization is not None else "default (set --utilization)",
+    )
+    battery_fig = _battery_figure(config, preset, battery)
+    figures = [
+        Figure("deployment", mode, "", "assumed", "--deployment"),
+        price,
+        life,
+        elec,
+        util,
+        battery_fig,
+    ]
+    if mode == "owned":
+        figures.append(
+            Figure("owned_devices", config.owned_devices, "devices", "assumed", "--owned-devices")
+        )
+    costs = DeviceCosts(
+        device_price_usd=float(price.value or 0.0),
+        lifetime_years=float(life.value or DEFAULT_LIFETIME_YEARS),
+        electricity_usd_per_kwh=float(elec.value or 0.0),
+        utilization=float(util.value or DEFAULT_UTILIZATION),
+        deployment=mode,
+        owned_devices=config.owned_devices,
+        battery_wh=None if battery_fig.value is None else float(battery_fig.value),
+    )
+    return costs, figures
+
+
+def _battery_figure(config: DecideConfig, preset: Any, battery: Any) -> Figure:
+    """--battery-wh, else the preset's, else this machine's battery as sysfs reports it."""
+    fig = _preset_figure(
+        "battery_wh", config.battery_wh, "--battery-wh", preset, "battery_wh", None
+    )
+    if fig.value is None and battery is not None:
+        return Figure("battery_wh", battery.wh, "Wh", "measured", f"this machine: {battery.source}")
+    if fig.value is None:
+        return Figure("battery_wh", None, "Wh", "assumed", "none: no battery (set --battery-wh)")
+    return fig
+
+
+def _run_inputs(config: DecideConfig, clouds: Sequence[str]) -> list[Figure]:
+    cloud_source = "--cloud" if config.clouds else "default: low-cost and mid-tier catalog models"
+    return [
+        Figure("requests_per_day", config.requests_per_day, "requests/day", "assumed",
+               "--requests-per-day"),
+        Figure("prompts", config.prompts or "default", "", "assumed",
+               "--prompts" if config.prompts else "default: the bundled suite"),
+        Figure("max_tokens", config.max_tokens, "tokens", "assumed", "--max-tokens"),
+        Figure("repetitions", config.repetitions, "passes", "assumed", "--repetitions"),
+        Figure("clouds", ", ".join(clouds), "", "assumed", cloud_source),
+        Figure("max_ttft_s", config.max_ttft_s, "s", "assumed",
+               "--max-ttft-s" if config.max_ttft_s is not None else "none (set --max-ttft-s)"),
+    ]  # fmt: skip
+
+
+# -- the call ------------------------------------------------------------------------------
+
+
+def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
+    """Profile (or reuse), price and compare; returns the decision. Raises EdgeprofError on
+    bad input before any profiling; KeyboardInterrupt keeps every finished run."""
+    from edgeprof.store.db import Store, default_db_path
+    from edgeprof.targets import Probe, profile_clouds, profile_devices
+    from edgeprof.verdict import decision_rows, verdict_paragraph
+
+    step = on_step or (lambda _e: None)
+    _check(config)
+    clouds = list(config.clouds) or list(DEFAULT_CLOUDS)
+    step(StepEvent("probe", "start"))
+    probe = Probe.this_device(config)
+    costs, cost_figures = cost_inputs(config, probe.preset, probe.battery)
+    step(StepEvent("probe", "done", detail=probe.summary()))
+    db_path = Path(config.db or default_db_path())
+    notes = list(probe.notes)
+    runs = profile_devices(config, probe, db_path, step, notes)
+    live = profile_clouds(config, clouds, db_path, step) if config.base_url else []
+    step(StepEvent("compare", "start"))
+    with Store(db_path) as store:
+        comparison = compare(
+            store,
+            costs,
+            requests_per_day=config.requests_per_day,
+            input_tokens=config.input_tokens,
+            output_tokens=config.output_tokens,
+            run_ids=[r.run_id for r in [*runs, *live]],
+            # live runs carry their prices; catalog targets would price the same models twice
+            cloud_models=[] if live else clouds,
+            price_in_usd_per_m=None if live else config.price_in_usd_per_m,
+            price_out_usd_per_m=None if live else config.price_out_usd_per_m,
+        )
+        energy_notes = probe.energy_sources(store, [r.run_id for r in runs])
+    tokens = [f for f in comparison.assumptions if f.name in ("input_tokens", "output_tokens")]
+    inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
+    comparison = replace(comparison, assumptions=tuple(inputs))
+    rows = decision_rows(comparison, config.max_ttft_s)
+    winner, paragraph = verdict_paragraph(
+        comparison,
+        rows,
+        runs=[*runs, *live],
+        device_name=probe.device_name(),
+        energy=energy_notes,
+        max_ttft_s=config.max_ttft_s,
+        suite=Path(config.prompts).name if config.prompts else "bundled default",
+    )
+    step(StepEvent("compare", "done"))
+    return Decision(
+        verdict=paragraph,
+        winner=winner,
+        deployment=costs.deployment,
+        comparison=comparison,
+        runs=tuple([*runs, *live]),
+        inputs=tuple(inputs),
+        rows=tuple(rows),
+        notes=tuple(notes + list(comparison.notes)),
+        device=probe.device_dict(),
+    )
+
+
+def _check(config: DecideConfig) -> None:
+    _deployment(config.deployment)
+    if not config.requests_per_day > 0 or config.requests_per_day == float("inf"):
+        raise UsageError(
+            f"`requests_per_day` must be a number above 0 (got {config.requests_per_day})"
+        )
+    if config.max_ttft_s is not None and not config.max_ttft_s > 0:
+        raise UsageError(f"`max_ttft_s` must be above 0 seconds (got {config.max_ttft_s})")
+    if (config.price_in_usd_per_m is None) != (config.price_out_usd_per_m is None):
+        raise UsageError("give both `price_in_usd_per_m` and `price_out_usd_per_m`, or neither")
+    if config.api_key_env and not config.base_url:
+        raise UsageError("`api_key_env` goes with `base_url`: the endpoint to profile live")
+    from edgeprof import prices
+
+    priced_by_user = config.base_url and config.price_in_usd_per_m is not None
+    for ref in [] if priced_by_user else config.clouds:
+        prices.lookup_price(ref)  # an unknown model fails now, not after minutes of profiling
+    if config.device:
+        from edgeprof.presets import get_preset
+
+        get_preset(config.device)  # an unknown id fails now, not after the probe
+    elif config.deployment == "dedicated" and config.device_price_usd is None:
+        cost_inputs(config, None)  # raises: a dedicated device needs a price
+
+
+__all__ = [
+    "DEFAULT_CLOUDS",
+    "DecideConfig",
+    "Decision",
+    "StepEvent",
+    "TargetRun",
+    "cost_inputs",
+    "decide",
+]

@@ -1,0 +1,297 @@
+"""The measuring half of `edgeprof decide`: this device probed once, then each target profiled,
+or an earlier run of the same thing reused."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeprof.compare import Figure
+from edgeprof.errors import EdgeprofError
+
+if TYPE_CHECKING:
+    from edgeprof.decision import DecideConfig, StepFn, TargetRun
+    from edgeprof.runner import RunConfig
+    from edgeprof.store.db import Store
+
+LLAMACPP_TARGET = "llama.cpp"
+ONNX_TARGET = "ONNX int4"
+ONNX_WEIGHTS = "int4"
+
+
+@dataclass
+class Probe:
+    """This device, as `decide` sees it once before any profiling."""
+
+    device: dict[str, Any]
+    sensors: list[str]  # power sensors that read here (the estimator not counted)
+    preset: Any = None  # edgeprof.presets.DevicePreset
+    preset_mismatch: str | None = None
+    battery: Any = None  # edgeprof.samplers.battery.BatteryCapacity
+    tdp_w: float | None = None  # for the estimator, where no sensor reads
+    tdp_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def this_device(cls, config: DecideConfig) -> Probe:
+        from edgeprof.device import fingerprint
+        from edgeprof.samplers import FALLBACK_SOURCE, SensorEnv, probe_all
+        from edgeprof.samplers.battery import battery_capacity
+
+        env = SensorEnv.from_environ(tdp_w=config.tdp_w)
+        device = fingerprint(env.sys_root)
+        sensors = [p.sensor for p in probe_all(env) if p.available and p.source != FALLBACK_SOURCE]
+        probe = cls(device, sensors, battery=battery_capacity(env))
+        if config.tdp_w is not None:
+            probe.tdp_w, probe.tdp_source = config.tdp_w, "--tdp-w"
+        if config.device:
+            probe._apply_preset(config.device)
+        return probe
+
+    def _apply_preset(self, preset_id: str) -> None:
+        from edgeprof.presets import get_preset, preset_mismatch
+
+        self.preset = get_preset(preset_id)
+        battery_wh = self.battery.wh if self.battery is not None else None
+        # a copy: the battery is a matching clue (laptops), not part of the stored fingerprint
+        self.preset_mismatch = preset_mismatch(
+            self.preset, {**self.device, "battery_wh": battery_wh}
+        )
+        if self.preset_mismatch:
+            self.notes.append(f"preset {self.preset.id}: {self.preset_mismatch}")
+            return
+        busy = self.preset.busy_power_w
+        if self.tdp_w is None and busy is not None and not self.sensors:
+            # The preset's measured draw under load beats a TDP table for the estimator.
+            self.tdp_w = float(busy.value)
+            self.tdp_source = f"preset {self.preset.id}: {busy.source} (as of {busy.as_of})"
+
+    def summary(self) -> str:
+        sensors = ", ".join(self.sensors) if self.sensors else "none (energy will be estimated)"
+        return f"{self.device_name()}; power sensors: {sensors}"
+
+    def device_name(self) -> str:
+        here = str(self.device.get("label") or self.device.get("cpu_model") or "this device")
+        if self.preset is None:
+            return here
+        if self.preset_mismatch:
+            return f"this machine ({here}) priced as a {self.preset.name}"
+        return str(self.preset.name)
+
+    def figures(self) -> list[Figure]:
+        if self.tdp_w is None:
+            return []
+        source = self.tdp_source or "--tdp-w"
+        return [Figure("tdp_w", self.tdp_w, "W", "assumed", source)]
+
+    def device_dict(self) -> dict[str, Any]:
+        keys = ("id", "label", "cpu_model", "threads", "ram_bytes", "arch", "accelerators")
+        out = {k: self.device.get(k) for k in keys}
+        out["power_sensors"] = self.sensors
+        out["preset"] = self.preset.id if self.preset is not None else None
+        out["preset_mismatch"] = self.preset_mismatch
+        return out
+
+    def energy_sources(self, store: Store, run_ids: Sequence[str]) -> list[str]:
+        """How each run's energy was obtained: the sensors that measured it, or the
+        estimator's assumption (its TDP and where that came from)."""
+        seen: list[str] = []
+        for run_id in run_ids:
+            for s in store.sensors(run_id):
+                if s["metric"] != "power_w":
+                    continue
+                if s["method"] == "estimated":
+                    # "estimated: TDP 20 W (why) × (0.1 + 0.9 × load³), ...": the TDP is the news
+                    words = "estimated, " + str(s["detail"]).split(" × (0.1")[0].removeprefix(
+                        "estimated: "
+                    )
+                else:
+                    words = f"measured by {s['sensor']}"
+                if words not in seen:
+                    seen.append(words)
+        return seen
+
+
+# -- device targets ------------------------------------------------------------------------
+
+
+def profile_devices(
+    config: DecideConfig, probe: Probe, db_path: Path, step: StepFn, notes: list[str]
+) -> list[TargetRun]:
+    """llama.cpp on the GGUF, and ONNX Runtime on its int4 export unless `onnx` is off or the
+    export cannot be made (then a note says why)."""
+    from edgeprof.models import resolve_model, sha256_file
+    from edgeprof.workload import load_suite, suite_sha256
+
+    gguf = resolve_model(config.model)
+    suite = suite_sha256(load_suite(config.prompts))
+    sha = sha256_file(gguf)
+    runs = [
+        _target(
+            config, probe, db_path, step, LLAMACPP_TARGET, "llamacpp", config.model,
+            (sha, _gguf_quant(gguf), suite),
+        )
+    ]  # fmt: skip
+    if not config.onnx:
+        return runs
+    export = _export(gguf, config, step, notes)
+    if export is None:
+        return runs
+    try:
+        runs.append(
+            _target(
+                config, probe, db_path, step, ONNX_TARGET, "onnx", str(export),
+                (sha, ONNX_WEIGHTS, suite),
+            )
+        )  # fmt: skip
+    except EdgeprofError as e:  # the export loads but will not run here: llama.cpp still does
+        notes.append(f"{ONNX_TARGET} skipped: {e}")
+        step(_event(ONNX_TARGET, "skipped", detail=str(e)))
+    return runs
+
+
+def _event(step: str, state: Any, **kw: Any) -> Any:
+    from edgeprof.decision import StepEvent
+
+    return StepEvent(step, state, **kw)
+
+
+def _gguf_quant(gguf: Path) -> str | None:
+    """The quantization llama.cpp will report for this file (`general.file_type`)."""
+    from edgeprof.backends.llamacpp import FILE_TYPES
+    from edgeprof.gguf_header import read_gguf_header
+
+    file_type = read_gguf_header(gguf).metadata.get("general.file_type")
+    if file_type is None:
+        return None
+    return FILE_TYPES.get(int(file_type), f"ftype {file_type}")
+
+
+def _export(gguf: Path, config: DecideConfig, step: StepFn, notes: list[str]) -> Path | None:
+    from edgeprof.export_cache import cached_export
+
+    def progress(stage: str, done: int, total: int) -> None:
+        name = "verify" if stage == "verify" else "convert"
+        step(_event(name, "progress", done=done, total=total, detail=stage))
+
+    step(_event("convert", "start", detail=f"{gguf.name} to ONNX {ONNX_WEIGHTS}"))
+    try:
+        export = cached_export(
+            gguf, weights=ONNX_WEIGHTS, progress=progress, threads=config.threads
+        )
+    except EdgeprofError as e:  # an architecture the exporter lacks, or a failed verification
+        notes.append(f"{ONNX_TARGET} skipped: {e}")
+        step(_event("convert", "skipped", detail=str(e)))
+        return None
+    how = "cached, verified" if export.reused else f"converted in {export.convert_s or 0:.0f} s"
+    detail = f"{export.onnx_path} ({how}; top-1 agreement with llama.cpp {export.top1:.0%})"
+    step(_event("convert", "reused" if export.reused else "done", detail=detail))
+    return Path(export.onnx_path)
+
+
+def _target(
+    config: DecideConfig,
+    probe: Probe,
+    db_path: Path,
+    step: StepFn,
+    name: str,
+    backend: str,
+    model: str | None,
+    identity: tuple[str, str | None, str],
+) -> TargetRun:
+    """A matching earlier run, or a new one."""
+    from edgeprof.decision import TargetRun
+    from edgeprof.reuse import RunKey, describe_reuse, reusable_run, settings_key
+    from edgeprof.store.db import Store
+
+    sha, quant, suite = identity
+    key = RunKey(
+        device_id=str(probe.device["id"]),
+        backend=backend,
+        model_sha256=sha,
+        quant=quant,
+        # as the backends resolve it: every logical CPU unless told
+        threads=config.threads or max(1, os.cpu_count() or 1),
+        max_tokens=config.max_tokens,
+        suite_sha256=suite,
+        # decide runs each backend with its default settings; a run with others (a GPU offload,
+        # another batch size) or another context size measured something else
+        settings=(*settings_key(backend), ("ctx", json.dumps(config.ctx))),
+    )
+    if not config.fresh and db_path.exists():
+        with Store(db_path) as store:
+            found = reusable_run(store, key)
+            if found is not None:
+                words = describe_reuse(store, found)
+                step(_event(name, "reused", detail=words, run_id=found))
+                return TargetRun(name, backend, found, True, words)
+    run_id = _profile(_run_config(config, probe, backend, model, db_path), name, step)
+    return TargetRun(name, backend, run_id, False, f"new run {run_id}")
+
+
+def _run_config(
+    config: DecideConfig, probe: Probe, backend: str, model: str | None, db_path: Path
+) -> RunConfig:
+    from edgeprof.runner import RunConfig
+
+    return RunConfig(
+        backend=backend, model=model, prompts=config.prompts, repetitions=config.repetitions,
+        warmup=config.warmup, max_tokens=config.max_tokens, threads=config.threads,
+        ctx=config.ctx, db=db_path, label="decide", tdp_w=probe.tdp_w, sensors=config.sensors,
+        idle_seconds=config.idle_seconds,
+    )  # fmt: skip
+
+
+def _profile(run: RunConfig, name: str, step: StepFn) -> str:
+    from edgeprof.runner import Progress, profile
+
+    started: dict[str, str] = {}
+
+    def on_progress(p: Progress) -> None:
+        if p.phase == "start" and p.row:
+            started["run_id"] = str(p.row["run_id"])
+            step(_event(name, "start", run_id=started["run_id"]))
+        elif p.phase != "done":
+            step(_event(name, "progress", done=p.done, total=p.total, detail=p.phase))
+
+    run_id = profile(run, on_progress=on_progress)
+    step(_event(name, "done", run_id=run_id))
+    return run_id
+
+
+# -- cloud targets profiled live -----------------------------------------------------------
+
+
+def profile_clouds(
+    config: DecideConfig, clouds: Sequence[str], db_path: Path, step: StepFn
+) -> list[TargetRun]:
+    """Each cloud model at the endpoint the user gave, on the same prompts: latency measured,
+    not assumed. Never reused: a network's latency is a fact of the hour it was measured."""
+    from edgeprof.decision import TargetRun
+    from edgeprof.runner import RunConfig
+
+    runs = []
+    for ref in clouds:
+        provider, _, model = ref.rpartition(":")
+        backend = "anthropic" if provider == "anthropic" else "openai"
+        settings: dict[str, Any] = {"base_url": config.base_url}
+        if config.api_key_env:
+            settings["api_key_env"] = config.api_key_env
+        if config.price_in_usd_per_m is not None:
+            settings["price_in_usd_per_m"] = config.price_in_usd_per_m
+            settings["price_out_usd_per_m"] = config.price_out_usd_per_m
+        run = RunConfig(
+            backend=backend, model=model or ref, prompts=config.prompts,
+            repetitions=config.repetitions, warmup=config.warmup, max_tokens=config.max_tokens,
+            db=db_path, label="decide", settings=settings,
+        )  # fmt: skip
+        name = f"cloud {ref}"
+        run_id = _profile(run, name, step)
+        runs.append(
+            TargetRun(name, backend, run_id, False, f"new run {run_id} at {config.base_url}")
+        )
+    return runs

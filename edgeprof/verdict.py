@@ -1,0 +1,325 @@
+"""The words of `edgeprof decide`: one row per device × cloud pair, and one paragraph a product
+manager can act on. Pure functions of a `Comparison`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edgeprof.formatting import format_count, format_usd
+
+if TYPE_CHECKING:
+    from edgeprof.compare import Comparison, Latency
+    from edgeprof.decision import TargetRun
+    from edgeprof.economics import BreakEven
+
+
+def _meets(latency: Latency | None, max_ttft_s: float | None) -> bool | None:
+    """Whether a target's slowest measured first token (p99) is within the requirement;
+    None when there is no requirement or nothing was measured."""
+    if max_ttft_s is None or latency is None or latency.ttft_p99_s is None:
+        return None
+    return latency.ttft_p99_s <= max_ttft_s
+
+
+def _latency_cells(prefix: str, latency: Latency | None) -> dict[str, Any]:
+    lat = latency
+    return {
+        f"{prefix}_latency": "measured" if lat is not None else "not measured",
+        f"{prefix}_ttft_p50_s": lat.ttft_p50_s if lat else None,
+        f"{prefix}_ttft_p99_s": lat.ttft_p99_s if lat else None,
+        f"{prefix}_e2e_p50_s": lat.e2e_p50_s if lat else None,
+        f"{prefix}_decode_tps": lat.decode_tps if lat else None,
+    }
+
+
+def decision_rows(c: Comparison, max_ttft_s: float | None = None) -> list[dict[str, Any]]:
+    """Every figure a verdict rests on, one row per device × cloud pair."""
+    devices = {d.name: d for d in c.devices}
+    clouds = {t.name: t for t in c.clouds}
+    rows = []
+    for p in c.pairs:
+        r, d, t = p.result, devices[p.device], clouds[p.cloud]
+        rows.append(
+            {
+                "device": p.device,
+                "cloud": p.cloud,
+                "deployment": r.deployment,
+                "requests_per_day": r.requests_per_day,
+                "break_even_requests_per_day": r.break_even_requests_per_day,
+                "break_even_status": r.break_even_status,
+                "payback_months": r.payback_months,
+                "device_capacity_requests_per_day": r.device_capacity_requests_per_day,
+                "devices_needed": r.devices_needed,
+                "devices_bought": r.devices_bought,
+                "device_cost_per_day_usd": r.device_cost_per_day_usd,
+                "cloud_cost_per_day_usd": r.cloud_cost_per_day_usd,
+                "saving_usd_per_day": r.saving_usd_per_day,
+                "device_cost_per_request_usd": r.device_cost_per_request_usd,
+                "cloud_cost_per_request_usd": r.cloud_cost_per_request_usd,
+                **_latency_cells("device", d.latency),
+                "device_peak_rss_bytes": d.latency.peak_rss_bytes if d.latency else None,
+                **_latency_cells("cloud", t.latency),
+                "device_meets_max_ttft": _meets(d.latency, max_ttft_s),
+                "cloud_meets_max_ttft": _meets(t.latency, max_ttft_s),
+                "device_energy_net_j_per_request": r.device_energy_net_j_per_request,
+                "user_energy_cost_per_request_usd": r.user_energy_cost_per_request_usd,
+                "user_battery_pct_per_100_requests": r.user_battery_pct_per_100_requests,
+                "cheaper": "device" if r.saving_usd_per_day > 0 else "cloud",
+                "verdict": r.verdict,
+            }
+        )
+    return rows
+
+
+# -- the paragraph -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One way to serve the feature: a device target or a cloud target."""
+
+    name: str  # as the paragraph says it
+    key: str  # as the comparison names it
+    side: str  # "device" | "cloud"
+    cost_per_day_usd: float
+    meets: bool | None
+
+
+def _options(c: Comparison, rows: Sequence[dict[str, Any]], names: dict[str, str]) -> list[_Option]:
+    seen: dict[str, _Option] = {}
+    for row in rows:
+        for side in ("device", "cloud"):
+            key = row[side]
+            if key not in seen:
+                seen[key] = _Option(
+                    names.get(key, key),
+                    key,
+                    side,
+                    row[f"{side}_cost_per_day_usd"],
+                    row[f"{side}_meets_max_ttft"],
+                )
+    return list(seen.values())
+
+
+def _cheapest(options: Sequence[_Option], side: str | None = None) -> _Option | None:
+    ok = [o for o in options if o.meets is not False and (side is None or o.side == side)]
+    return min(ok, key=lambda o: (o.cost_per_day_usd, o.side != "device"), default=None)
+
+
+def target_names(c: Comparison, runs: Sequence[TargetRun]) -> dict[str, str]:
+    """Short names for the paragraph: "llama.cpp" rather than "llamacpp:x.gguf [01JD…]"."""
+    by_run = {r.run_id: r.target for r in runs}
+    names = {d.name: by_run.get(d.run_id, d.name) for d in c.devices}
+    for t in c.clouds:
+        short = t.name.split(" [")[0]
+        names[t.name] = short
+    return names
+
+
+def verdict_paragraph(
+    c: Comparison,
+    rows: Sequence[dict[str, Any]],
+    *,
+    runs: Sequence[TargetRun],
+    device_name: str,
+    energy: Sequence[str],
+    max_ttft_s: float | None,
+    suite: str,
+) -> tuple[str, str]:
+    """(the winner's name, the paragraph)."""
+    names = target_names(c, runs)
+    options = _options(c, rows, names)
+    w = c.workload
+    head = (
+        f"At {format_count(w.requests_per_day)} requests/day ({w.input_tokens:,.0f} input and "
+        f"{w.output_tokens:,.0f} output tokens a request, as measured on the {suite} prompts)"
+    )
+    excluded = [o.name for o in options if o.meets is False]
+    best = _cheapest(options)
+    if best is None:
+        return "none", (
+            f"{head}, no target meets the {max_ttft_s:g} s time-to-first-token requirement "
+            f"(p99): {', '.join(excluded)}. {_provenance(c, runs, energy)}"
+        )
+    device, cloud = _cheapest(options, "device"), _cheapest(options, "cloud")
+    parts = [_winner_sentence(c, head, best, device, cloud, device_name)]
+    if device is not None and cloud is not None:
+        parts.append(_break_even_sentence(c, device, cloud))
+        parts.append(_latency_sentence(c, device, cloud))
+    if excluded:
+        parts.append(
+            f"Excluded for a first token slower than {max_ttft_s:g} s (p99): {', '.join(excluded)}."
+        )
+    parts.append(_provenance(c, runs, energy))
+    return best.name, " ".join(p for p in parts if p)
+
+
+def _pair(c: Comparison, device: _Option, cloud: _Option) -> BreakEven:
+    return c.pair(device.key, cloud.key).result
+
+
+def _winner_sentence(
+    c: Comparison,
+    head: str,
+    best: _Option,
+    device: _Option | None,
+    cloud: _Option | None,
+    device_name: str,
+) -> str:
+    mode = c.costs.deployment
+    where = f"on {device_name}, " + ("owned already" if mode == "owned" else mode)
+    if mode == "user-device" and device is not None and cloud is not None:
+        r = _pair(c, device, cloud)
+        battery = r.user_battery_pct_per_100_requests
+        drain = "" if battery is None else f", {battery:.2g}% of a battery charge per 100 requests"
+        rss = _latency_of(c, device.key, "device")
+        ram = (
+            ""
+            if rss is None or rss.peak_rss_bytes is None
+            else (f"; the feature takes {rss.peak_rss_bytes / 2**20:,.0f} MiB of RAM")
+        )
+        return (
+            f"{head}, running {device.name} on the users' devices ({device_name}) avoids "
+            f"{cloud.name}'s bill of {format_usd(r.cloud_cost_per_day_usd)}/day "
+            f"({format_usd(r.cloud_cost_per_day_usd * 365)}/year): the operator pays nothing. "
+            f"Each user pays {r.device_energy_net_j_per_request:,.3g} J a request "
+            f"({format_usd(r.user_energy_cost_per_request_usd)} of electricity{drain}){ram}."
+        )
+    other = cloud if best.side == "device" else device
+    label = f"{best.name} {where}" if best.side == "device" else best.name
+    if other is None:
+        return (
+            f"{head}, {label} is the only option left, at {format_usd(best.cost_per_day_usd)}/day."
+        )
+    other_label = f"{other.name} {where}" if other.side == "device" else other.name
+    diff = other.cost_per_day_usd - best.cost_per_day_usd
+    return (
+        f"{head}, the cheapest option is {label}: {format_usd(best.cost_per_day_usd)}/day "
+        f"against {format_usd(other.cost_per_day_usd)}/day for {other_label}, the cheapest "
+        f"on the other side (saving {format_usd(diff)}/day, {format_usd(diff * 365)}/year)."
+    )
+
+
+def _break_even_sentence(c: Comparison, device: _Option, cloud: _Option) -> str:
+    r = _pair(c, device, cloud)
+    if r.deployment == "user-device":
+        return ""
+    cap = format_count(r.device_capacity_requests_per_day)
+    fleet = (
+        f"; this volume needs {r.devices_needed} devices, all priced in"
+        if r.devices_needed > 1
+        else ""
+    )
+    be = r.break_even_requests_per_day
+    if r.break_even_status == "energy_exceeds_cloud":
+        head = (
+            f"Against {cloud.name} there is no break-even: a request's electricity alone "
+            f"({format_usd(r.device_energy_cost_per_request_usd)}) costs more than the cloud "
+            f"charges ({format_usd(r.cloud_cost_per_request_usd)})"
+        )
+    elif r.break_even_status == "exceeds_capacity":
+        head = (
+            f"Against {cloud.name} there is no break-even: it would take "
+            f"{format_count(be or 0)} requests/day, more than one device can serve"
+        )
+    elif r.deployment == "owned" and be == 0:
+        head = f"The device is already owned, so it beats {cloud.name} from the first request"
+    else:
+        head = (
+            f"{device.name} breaks even with {cloud.name} above "
+            f"{format_count(be or 0)} requests/day{_payback_words(r)}"
+        )
+    return f"{head}. One device serves up to {cap} requests/day{fleet}."
+
+
+def _payback_words(r: BreakEven) -> str:
+    pb = r.payback_months
+    if pb is None:
+        return ""
+    if pb > r.lifetime_months:
+        return (
+            f"; at this volume it would take {pb:,.1f} months to pay back, beyond the "
+            f"device's {r.lifetime_months:,.0f}-month life"
+        )
+    return f", and at this volume pays back in {pb:,.1f} months"
+
+
+def _latency_of(c: Comparison, key: str, side: str) -> Latency | None:
+    targets = c.devices if side == "device" else c.clouds
+    return next((t.latency for t in targets if t.name == key), None)
+
+
+def _latency_sentence(c: Comparison, device: _Option, cloud: _Option) -> str:
+    out = c.workload.output_tokens
+    dev = _latency_of(c, device.key, "device")
+    parts = []
+    if dev is not None and dev.ttft_p50_s is not None and dev.e2e_p50_s is not None:
+        parts.append(
+            f"{device.name} answers its first token in {dev.ttft_p50_s:.2g} s and a whole "
+            f"{out:,.0f}-token answer in {dev.e2e_p50_s:.2g} s (medians)"
+        )
+    cl = _latency_of(c, cloud.key, "cloud")
+    if cl is not None and cl.ttft_p50_s is not None and cl.e2e_p50_s is not None:
+        parts.append(
+            f"{cloud.name} in {cl.ttft_p50_s:.2g} s and {cl.e2e_p50_s:.2g} s, measured live"
+        )
+    else:
+        parts.append(
+            "cloud latency was not measured (give --base-url and --api-key-env to profile an "
+            "endpoint live)"
+        )
+    return "Latency: " + "; ".join(parts) + "."
+
+
+def _provenance(c: Comparison, runs: Sequence[TargetRun], energy: Sequence[str]) -> str:
+    reused = sum(1 for r in runs if r.reused)
+    runs_words = f"{len(runs)} runs" + (f", {reused} reused from the database" if reused else "")
+    if not energy:
+        energy_words = "not recorded"
+    elif any(e.startswith("estimated") for e in energy):
+        energy_words = (
+            "estimated from CPU load, as no power sensor reads here ("
+            + "; ".join(e.removeprefix("estimated, ") for e in energy)
+            + ")"
+        )
+    else:
+        energy_words = "; ".join(energy)
+    assumed = [
+        f"{_ASSUMED[f.name]} {_value(f.value, f.unit)} ({_short_source(f.source)})"
+        for f in c.assumptions
+        if f.name in _ASSUMED and f.value is not None
+    ]
+    prices = sorted({f.source for t in c.clouds for f in t.inputs if f.name.startswith("price")})
+    return (
+        f"Measured: speed, latency and token counts ({runs_words}). Energy: {energy_words}. "
+        f"Assumed: {', '.join(assumed)}; cloud list prices ({', '.join(prices) or 'none'})."
+    )
+
+
+_ASSUMED = {
+    "device_price_usd": "device price",
+    "lifetime_years": "lifetime",
+    "electricity_usd_per_kwh": "electricity",
+    "utilization": "utilization",
+    "battery_wh": "battery",
+}
+
+
+def _short_source(source: str) -> str:
+    """ "preset rpi5-8gb: https://..." -> "preset rpi5-8gb"; "default: why" -> "default"."""
+    for prefix in ("preset ", "default", "this machine"):
+        if source.startswith(prefix):
+            return source.split(":")[0].split(" (")[0]
+    return source
+
+
+def _value(v: Any, unit: str) -> str:
+    if unit == "USD":
+        return format_usd(float(v))
+    if unit == "USD/kWh":
+        return f"{format_usd(float(v))}/kWh"
+    if unit == "fraction of the day":
+        return f"{float(v):.0%}"
+    return f"{v:g} {unit}" if isinstance(v, (int, float)) else str(v)
