@@ -68,6 +68,7 @@ class DeviceTarget:
     inputs: tuple[Figure, ...]
     latency: Latency | None = None
     energy_method: str | None = None  # "measured", "estimated", or both joined with "+"
+    device_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,36 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
         inputs=tuple(inputs),
         latency=Latency.of(summary),
         energy_method=method,
+        device_id=summary.device_id,
     )
+
+
+def pool_idle_baselines(devices: Sequence[DeviceTarget]) -> list[DeviceTarget]:
+    """One idle draw per device: the mean of its runs' baselines. Idle is the device's, not
+    a backend's; each run's own few seconds of it differ by noise, which must not decide
+    between two backends on the same device."""
+    by_device: dict[str | None, list[float]] = {}
+    for d in devices:
+        if d.performance.idle_power_w is not None:
+            by_device.setdefault(d.device_id, []).append(d.performance.idle_power_w)
+    pooled = []
+    for d in devices:
+        values = by_device.get(d.device_id, [])
+        if len(values) < 2 or d.performance.idle_power_w is None:
+            pooled.append(d)
+            continue
+        mean_w = sum(values) / len(values)
+        old = next(f for f in d.inputs if f.name == "idle_power_w")
+        figure = replace(
+            old,
+            value=mean_w,
+            source=f"mean of the idle baselines of {len(values)} runs on this device "
+            f"({', '.join(f'{v:.3g}' for v in values)} W; {old.source})",
+        )
+        inputs = tuple(figure if f is old else f for f in d.inputs)
+        perf = replace(d.performance, idle_power_w=mean_w)
+        pooled.append(replace(d, performance=perf, inputs=inputs))
+    return pooled
 
 
 def _cloud_run_target(run: dict[str, Any], summary: RunSummary) -> CloudTarget | str:
@@ -313,6 +343,7 @@ def compare(
             "or neither"
         )
     devices, clouds, notes = _targets_from_runs(store, run_ids)
+    devices = pool_idle_baselines(devices)
     clouds += _listed_clouds(cloud_models, price_in_usd_per_m, price_out_usd_per_m)
     if not devices:
         why = f" ({'; '.join(notes)})" if notes else ""

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from edgeprof.formatting import format_count, format_usd
 
+# Costs within 5 % of each other are a tie: profiles on a shared machine move 10-20 % between
+# runs, and an estimated energy figure is not better than that.
+CLOSE_CALL = 0.05
+
 if TYPE_CHECKING:
     from edgeprof.compare import Comparison, Latency
     from edgeprof.decision import TargetRun
@@ -144,10 +148,10 @@ def verdict_paragraph(
             f"(p99): {', '.join(excluded)}. {_provenance(c, runs, energy)}"
         )
     device, cloud = _cheapest(options, "device"), _cheapest(options, "cloud")
-    parts = [_winner_sentence(c, head, best, device, cloud, device_name)]
+    parts = [_winner_sentence(c, head, options, best, device, cloud, device_name)]
     if device is not None and cloud is not None:
         parts.append(_break_even_sentence(c, device, cloud))
-        parts.append(_latency_sentence(c, device, cloud))
+    parts.append(_latency_sentence(c, device, cloud))
     if excluded:
         parts.append(
             f"Excluded for a first token slower than {max_ttft_s:g} s (p99): {', '.join(excluded)}."
@@ -163,6 +167,7 @@ def _pair(c: Comparison, device: _Option, cloud: _Option) -> BreakEven:
 def _winner_sentence(
     c: Comparison,
     head: str,
+    options: Sequence[_Option],
     best: _Option,
     device: _Option | None,
     cloud: _Option | None,
@@ -191,15 +196,39 @@ def _winner_sentence(
     label = f"{best.name} {where}" if best.side == "device" else best.name
     if other is None:
         return (
-            f"{head}, {label} is the only option left, at {format_usd(best.cost_per_day_usd)}/day."
+            f"{head}, {label} is the only option that meets the latency requirement, at "
+            f"{format_usd(best.cost_per_day_usd)}/day."
         )
     other_label = f"{other.name} {where}" if other.side == "device" else other.name
     diff = other.cost_per_day_usd - best.cost_per_day_usd
+    close = (
+        f" That is within {CLOSE_CALL:.0%}: too close to call on these figures, so weigh "
+        "latency and what was estimated."
+        if diff <= CLOSE_CALL * other.cost_per_day_usd
+        else ""
+    )
     return (
         f"{head}, the cheapest option is {label}: {format_usd(best.cost_per_day_usd)}/day "
         f"against {format_usd(other.cost_per_day_usd)}/day for {other_label}, the cheapest "
         f"on the other side (saving {format_usd(diff)}/day, {format_usd(diff * 365)}/year)."
+        f"{close}{_same_side_ties(options, best)}{_same_side_ties(options, other)}"
     )
+
+
+def _same_side_ties(options: Sequence[_Option], best: _Option) -> str:
+    """Other targets on the winner's side that cost about as much: a win by noise is none."""
+    ties = [
+        o
+        for o in options
+        if o.side == best.side
+        and o is not best
+        and o.meets is not False
+        and o.cost_per_day_usd - best.cost_per_day_usd <= CLOSE_CALL * o.cost_per_day_usd
+    ]
+    if not ties:
+        return ""
+    names = ", ".join(f"{o.name} ({format_usd(o.cost_per_day_usd)}/day)" for o in ties)
+    return f" {names} costs about the same (within {CLOSE_CALL:.0%})."
 
 
 def _break_even_sentence(c: Comparison, device: _Option, cloud: _Option) -> str:
@@ -251,31 +280,38 @@ def _latency_of(c: Comparison, key: str, side: str) -> Latency | None:
     return next((t.latency for t in targets if t.name == key), None)
 
 
-def _latency_sentence(c: Comparison, device: _Option, cloud: _Option) -> str:
+def _latency_sentence(c: Comparison, device: _Option | None, cloud: _Option | None) -> str:
     out = c.workload.output_tokens
-    dev = _latency_of(c, device.key, "device")
     parts = []
-    if dev is not None and dev.ttft_p50_s is not None and dev.e2e_p50_s is not None:
-        parts.append(
-            f"{device.name} answers its first token in {dev.ttft_p50_s:.2g} s and a whole "
-            f"{out:,.0f}-token answer in {dev.e2e_p50_s:.2g} s (medians)"
+    dev = None if device is None else _latency_of(c, device.key, "device")
+    if device is not None and dev is not None and dev.ttft_p50_s is not None:
+        answer = (
+            ""
+            if dev.e2e_p50_s is None
+            else (f" and a whole {out:,.0f}-token answer in {dev.e2e_p50_s:.2g} s")
         )
-    cl = _latency_of(c, cloud.key, "cloud")
-    if cl is not None and cl.ttft_p50_s is not None and cl.e2e_p50_s is not None:
         parts.append(
-            f"{cloud.name} in {cl.ttft_p50_s:.2g} s and {cl.e2e_p50_s:.2g} s, measured live"
+            f"{device.name} answers its first token in {dev.ttft_p50_s:.2g} s{answer} (medians)"
         )
-    else:
-        parts.append(
-            "cloud latency was not measured (give --base-url and --api-key-env to profile an "
-            "endpoint live)"
-        )
-    return "Latency: " + "; ".join(parts) + "."
+    if cloud is not None:
+        cl = _latency_of(c, cloud.key, "cloud")
+        if cl is not None and cl.ttft_p50_s is not None and cl.e2e_p50_s is not None:
+            parts.append(
+                f"{cloud.name} in {cl.ttft_p50_s:.2g} s and {cl.e2e_p50_s:.2g} s, measured live"
+            )
+        else:
+            parts.append(
+                "cloud latency was not measured (give --base-url and --api-key-env to profile "
+                "an endpoint live)"
+            )
+    return "Latency: " + "; ".join(parts) + "." if parts else ""
 
 
 def _provenance(c: Comparison, runs: Sequence[TargetRun], energy: Sequence[str]) -> str:
     reused = sum(1 for r in runs if r.reused)
-    runs_words = f"{len(runs)} runs" + (f", {reused} reused from the database" if reused else "")
+    runs_words = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + (
+        f", {reused} reused from the database" if reused else ""
+    )
     if not energy:
         energy_words = "not recorded"
     elif any(e.startswith("estimated") for e in energy):

@@ -115,6 +115,28 @@ def test_hand_computed_comparison_with_explicit_prices(db: Path) -> None:
     assert len(pair.sensitivity) == 6
 
 
+def test_one_idle_draw_per_device_pooled_over_its_runs(tmp_path: Path) -> None:
+    """Two backends on one device: idle is the device's, so both are charged the mean of the
+    two baselines, not each its own few noisy seconds."""
+    with Store(tmp_path / "p.db") as store:
+        a = _add_run(store, "llamacpp", "m.gguf")
+        b = _add_run(store, "onnx", "m.onnx")
+        store.update_run(a, {"idle_power_w": 2.0})
+        store.update_run(b, {"idle_power_w": 3.0})
+        c = compare(
+            store, COSTS, requests_per_day=1000, price_in_usd_per_m=5, price_out_usd_per_m=15
+        )
+    for d in c.devices:
+        assert d.performance.idle_power_w == pytest.approx(2.5)
+        (idle,) = [f for f in d.inputs if f.name == "idle_power_w"]
+        assert (
+            idle.value == pytest.approx(2.5)
+            and "mean of the idle baselines of 2 runs" in idle.source
+        )
+    # the same idle draw, so the same idle cost a day for both
+    assert len({round(p.result.device_idle_cost_per_day_usd, 12) for p in c.pairs}) == 1
+
+
 def test_token_counts_default_to_the_runs_means(db: Path) -> None:
     with Store(db) as store:
         c = compare(

@@ -254,14 +254,7 @@ def _inputs_table(decision: Decision) -> Table:
     for col in ("input", "value", "kind", "source"):
         table.add_column(col, overflow="fold")
     for f in decision.inputs:
-        value = (
-            "–"
-            if f.value is None
-            else f"{f.value:.4g}"
-            if isinstance(f.value, float)
-            else str(f.value)
-        )
-        table.add_row(f.name, f"{value} {f.unit}".strip(), f.provenance, f.source)
+        table.add_row(f.name, _figure_value(f), f.provenance, f.source)
     return table
 
 
