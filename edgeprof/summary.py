@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +49,9 @@ class RunSummary:
     itl_p50_s: float | None
     itl_p99_s: float | None
     peak_rss_bytes: int | None
+    # this process's GPU memory, summed over GPUs (NVML); None with `gpu_mem_note` saying why
+    peak_gpu_mem_bytes: int | None
+    gpu_mem_note: str | None  # "unified: in RSS", "not available: no NVML", ...
     idle_power_w: float | None
     load_s: float | None
     load_energy_j: float | None
@@ -67,6 +72,9 @@ class RunSummary:
     model_size_bytes: int | None
     mem_bandwidth_gbs: float | None
     decode_roofline_share: float | None
+    # what the backend ran on: params["provenance"] (runtime, build_features, providers_used,
+    # gpu_layers_offloaded, ...) and, as "environment", the library versions of runs.environment
+    provenance: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. report's requests
 
     @property
@@ -121,6 +129,9 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         (max(r["t_end_ns"] for r in ok) - min(r["t_start_ns"] for r in ok)) / 1e9 if ok else 0.0
     )
     busy_s = sum(r["e2e_s"] or 0.0 for r in energies)
+    gpu_peak, gpu_note = gpu_memory(
+        store, run, device, [(r["t_start_ns"], r["t_end_ns"]) for r in ok]
+    )
     return RunSummary(
         run_id=run_id,
         device_id=run["device_id"],
@@ -155,6 +166,8 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         itl_p50_s=percentile(col("itl_p50_s"), 50),
         itl_p99_s=max(col("itl_p99_s"), default=None),
         peak_rss_bytes=int(max(rss)) if rss else None,
+        peak_gpu_mem_bytes=gpu_peak,
+        gpu_mem_note=gpu_note,
         idle_power_w=run["idle_power_w"],
         load_s=run["load_s"],
         load_energy_j=run["load_energy_j"],
@@ -175,11 +188,90 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         model_size_bytes=run["model_size_bytes"],
         mem_bandwidth_gbs=device.get("mem_bandwidth_gbs"),
         decode_roofline_share=_roofline_share(run, device, decode.mean),
+        provenance=_provenance(run, params),
     )
 
 
 def summarize(store: Store, run_ids: list[str] | None = None) -> list[RunSummary]:
     return [summarize_run(store, r["id"]) for r in store.runs(run_ids)]
+
+
+def _provenance(run: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params.get("provenance") or {})
+    if run.get("environment"):
+        out["environment"] = run["environment"]
+    return out
+
+
+UNIFIED_NOTE = "unified: in RSS"
+GPU_MEM_METRIC = "gpu_mem_bytes"
+EDGE_NS = 10_000_000  # a request's edge readings are taken within this of its start and end
+
+
+def unified_memory(device: dict[str, Any]) -> bool:
+    """A Jetson or Apple silicon: the GPU shares the CPU's RAM, so its memory is in RSS."""
+    if "jetson" in (device.get("label") or "").lower():
+        return True
+    return device.get("arch") == "arm64" and (device.get("os") or "").startswith("Darwin")
+
+
+def gpu_memory(
+    store: Store,
+    run: dict[str, Any],
+    device: dict[str, Any],
+    windows: Sequence[tuple[int, int]],
+) -> tuple[int | None, str | None]:
+    """(peak GPU memory of this process in bytes, None), or (None, why there is no figure).
+
+    The peak is taken inside `windows` (the measured requests), as `peak_rss_bytes` is, so
+    the two stand side by side; over the whole run when no request finished.
+    """
+    if run.get("target_kind") == "remote":
+        return None, "not applicable: remote target"
+    peak = peak_gpu_mem_bytes(store, run["id"], windows)
+    if peak is not None:
+        return peak, None
+    if unified_memory(device):
+        return None, UNIFIED_NOTE
+    return None, f"not available: {_no_gpu_mem_reason(store.sensors(run['id']))}"
+
+
+def peak_gpu_mem_bytes(
+    store: Store, run_id: str, windows: Sequence[tuple[int, int]] = ()
+) -> int | None:
+    """The largest sum over GPUs at one tick of the `gpu_mem_bytes` samples (one recorder
+    tick stamps every sampler with the same t_ns), inside `windows` when given."""
+    totals: dict[int, float] = {}
+    for row in store.samples(run_id, metrics=[GPU_MEM_METRIC]):
+        totals[row["t_ns"]] = totals.get(row["t_ns"], 0.0) + row["value"]
+    if not totals:
+        return None
+    times = sorted(totals)
+    if not windows:
+        return int(max(totals.values()))
+    # A little beyond each edge: the runner marks a reading just before a request starts and
+    # just after it ends (the recorder's per-request peaks include both), and a request
+    # shorter than the sampling interval has only those two.
+    inside = [
+        totals[t]
+        for start, end in windows
+        for t in times[bisect_left(times, start - EDGE_NS) : bisect_right(times, end + EDGE_NS)]
+    ]
+    return int(max(inside)) if inside else None
+
+
+def _no_gpu_mem_reason(sensors: list[dict[str, Any]]) -> str:
+    nvml = [s for s in sensors if str(s["sensor"]).startswith("nvml:")]
+    if not nvml:
+        return "no NVML"
+    if any(s["metric"] == GPU_MEM_METRIC for s in nvml):
+        return "this process was not in NVML's process lists (no GPU memory, or a PID namespace)"
+    marker = "this process's GPU memory not available: "
+    for s in nvml:
+        detail = str(s.get("detail") or "")
+        if marker in detail:
+            return detail.split(marker, 1)[1]
+    return "not recorded (a run from before edgeprof sampled it)"
 
 
 def _power_sensors(store: Store, run_id: str) -> list[str]:

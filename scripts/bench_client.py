@@ -76,7 +76,7 @@ def overhead(url: str, chunks: int, reps: int) -> dict[str, float]:
 
     backend = create_backend(
         "openai",
-        BackendOptions(model=model, extra={"base_url": url, "price_in_usd_per_m": 1.0,
+        BackendOptions(model=model, settings={"base_url": url, "price_in_usd_per_m": 1.0,
                                            "price_out_usd_per_m": 1.0}),
     )  # fmt: skip
     backend.load()
@@ -133,7 +133,7 @@ def concurrency(url: str, n: int) -> dict[str, float]:
             RunConfig(
                 backend="openai", model="chunks=20&delay_ms=50", prompts=str(prompts),
                 repetitions=2 * n, warmup=0, max_tokens=20, idle_seconds=0, db=db,
-                concurrency=n, extra={"base_url": url, "price_in_usd_per_m": 1.0,
+                concurrency=n, settings={"base_url": url, "price_in_usd_per_m": 1.0,
                                       "price_out_usd_per_m": 1.0},
             )
         )  # fmt: skip

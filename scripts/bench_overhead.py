@@ -45,7 +45,7 @@ def main() -> int:
     from edgeprof.store.db import Store
 
     backend = LlamaCppBackend(
-        BackendOptions(model=a.model, threads=a.threads, ctx=1024, extra={"ignore_eos": True})
+        BackendOptions(model=a.model, threads=a.threads, ctx=1024, settings={"ignore_eos": True})
     )
     backend.load()
     request = Request(

@@ -24,7 +24,15 @@ from tests.cloudserver import CloudServer
 
 DEVICE = device_row("pi5")
 SUITE = "5e" * 32
-LLAMACPP_SETTINGS = {"n_batch": 512, "n_gpu_layers": 0, "flash_attn": False, "ignore_eos": False}
+LLAMACPP_SETTINGS = {
+    "n_batch": 512,
+    "n_ubatch": 512,
+    "n_gpu_layers": 0,  # "auto" on a CPU build of llama.cpp, as this machine's is
+    "split_mode": "layer",
+    "main_gpu": 0,
+    "flash_attn": False,
+    "ignore_eos": False,
+}
 KEY = RunKey(
     device_id=DEVICE["id"],
     backend="llamacpp",
@@ -70,11 +78,14 @@ def test_settings_key_is_every_setting_as_the_runner_records_it() -> None:
     assert dict(settings_key("llamacpp")) == {
         "flash_attn": "false",
         "ignore_eos": "false",
+        "main_gpu": "0",
         "n_batch": "512",
         "n_gpu_layers": "0",
+        "n_ubatch": "512",
+        "split_mode": '"layer"',
     }
-    assert dict(settings_key("llamacpp", {"n_gpu_layers": -1}))["n_gpu_layers"] == "-1"
-    assert settings_key("onnx") == (("tokenizer", "null"),)
+    assert dict(settings_key("llamacpp", {"n_gpu_layers": -1}))["n_gpu_layers"] == '"all"'
+    assert settings_key("onnx") == (("providers", "null"), ("tokenizer", "null"))
 
 
 def test_a_run_of_the_same_measurement_is_found(store: Store) -> None:
@@ -115,7 +126,8 @@ def test_settings_are_read_from_the_recorded_settings_then_from_params(store: St
     ctx = (("ctx", "4096"), ("keep_cache", "false"), ("n_gpu_layers", "99"))
     assert reusable_run(store, dataclasses.replace(KEY, settings=ctx)) == run_id
     # a setting the run did not record at all is not assumed to have had any value
-    assert reusable_run(store, dataclasses.replace(KEY, settings=(("n_ubatch", "512"),))) is None
+    unknown = (("cache_type_k", '"q8_0"'),)
+    assert reusable_run(store, dataclasses.replace(KEY, settings=unknown)) is None
 
 
 def test_the_newest_matching_run_wins_by_start_time(store: Store) -> None:

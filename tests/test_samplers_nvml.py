@@ -3,30 +3,50 @@ logic against a stand-in with NVML's call shapes (no NVIDIA hardware is lent to 
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from edgeprof.samplers.base import SensorEnv
+from edgeprof.samplers.base import SensorEnv, unit_of
 from edgeprof.samplers.nvml import NvmlSampler, init_failure_fix
+from edgeprof.samplers.recorder import Recorder
+from edgeprof.store import Store
+from edgeprof.summary import peak_gpu_mem_bytes
+from tests.builders import add_run, device_row
 
 
 class NVMLError(Exception):
     pass
 
 
+def process(pid: int, used_bytes: int | None) -> Any:
+    """A process-list entry as nvidia-ml-py returns it (None: NVML_VALUE_NOT_AVAILABLE)."""
+    return SimpleNamespace(pid=pid, usedGpuMemory=used_bytes, gpuInstanceId=0xFFFFFFFF,
+                           computeInstanceId=0xFFFFFFFF)  # fmt: skip
+
+
 class FakeNvml:
-    """NVML's call shapes: mJ counter, mW power, bytes, percent."""
+    """NVML's call shapes: mJ counter, mW power, bytes, percent; per device (handle = index)
+    the compute and graphics process lists."""
 
     NVMLError = NVMLError
 
-    def __init__(self, energy_supported: bool = True, fail_init: str = "") -> None:
+    def __init__(
+        self, energy_supported: bool = True, fail_init: str = "", n_devices: int = 1
+    ) -> None:
         self.energy_supported = energy_supported
         self.fail_init = fail_init
+        self.n_devices = n_devices
         self.inits = 0
         self.energy_mj = 1_000_000
         self.power_mw = 250_000
+        self.compute: dict[int, list[Any]] = {}  # handle -> entries
+        self.graphics: dict[int, list[Any]] = {}
+        self.lists_error = ""  # e.g. "Not Supported", raised by both list calls
 
     def nvmlInit(self) -> None:
         if self.fail_init:
@@ -37,7 +57,7 @@ class FakeNvml:
         self.inits -= 1
 
     def nvmlDeviceGetCount(self) -> int:
-        return 1
+        return self.n_devices
 
     def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
         return i
@@ -58,6 +78,16 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
         return SimpleNamespace(gpu=87, memory=40)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
+        if self.lists_error:
+            raise NVMLError(self.lists_error)
+        return list(self.compute.get(h, []))
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: int) -> list[Any]:
+        if self.lists_error:
+            raise NVMLError(self.lists_error)
+        return list(self.graphics.get(h, []))
 
 
 def test_this_machine_has_no_nvml_and_says_why() -> None:
@@ -105,3 +135,99 @@ def test_init_failures_map_to_fixes() -> None:
     (p,) = NvmlSampler.probe_with(lambda: FakeNvml(fail_init="Driver Not Loaded"))
     assert p.reason == "nvmlInit failed: Driver Not Loaded" and "modprobe nvidia" in p.fix
     assert "video" in init_failure_fix("Insufficient Permissions")
+
+
+# -- this process's GPU memory (gpu_mem_bytes) -------------------------------------------
+
+GIB = 2**30
+ME = os.getpid()
+OTHER = ME + 1
+
+
+def _sampler(lib: FakeNvml, index: int = 0) -> NvmlSampler:
+    samplers = NvmlSampler.discover_with(lambda: lib)
+    assert all(isinstance(s, NvmlSampler) for s in samplers)
+    return samplers[index]  # type: ignore[return-value]
+
+
+def _own(s: NvmlSampler) -> list[float]:
+    return [r.value for r in s.read() if r.metric == "gpu_mem_bytes"]
+
+
+def test_this_process_gpu_memory_from_the_process_lists() -> None:
+    lib = FakeNvml()
+    lib.compute[0] = [process(OTHER, 5 * GIB), process(ME, 2 * GIB)]
+    s = _sampler(lib)
+    assert "gpu_mem_bytes" in s.metrics and unit_of("gpu_mem_bytes") == "B"
+    assert f"pid {ME} in the compute/graphics process lists" in s.detail
+    assert _own(s) == [float(2 * GIB)]  # its own entry, never another process's
+    # CUDA + graphics ("C+G"): one process, one figure in both lists, counted once
+    lib.graphics[0] = [process(ME, 2 * GIB)]
+    assert _own(s) == [float(2 * GIB)]
+
+
+def test_absent_process_reads_nothing_until_it_appears() -> None:
+    lib = FakeNvml()
+    lib.compute[0] = [process(OTHER, 5 * GIB)]
+    s = _sampler(lib)
+    # not listed (no context yet, or a PID namespace): no reading rather than a false 0
+    assert _own(s) == [] and {r.metric for r in s.read()} >= {"power_w", "gpu_util_percent"}
+    lib.compute[0].append(process(ME, GIB))
+    assert _own(s) == [float(GIB)]
+
+
+@pytest.mark.parametrize("not_available", [None, 2**64 - 1])  # nvidia-ml-py's None, raw -1
+def test_driver_without_per_process_memory_drops_the_metric_and_says_why(
+    not_available: int | None,
+) -> None:
+    lib = FakeNvml()
+    lib.compute[0] = [process(OTHER, not_available), process(ME, not_available)]
+    s = _sampler(lib)
+    assert "gpu_mem_bytes" not in s.metrics
+    assert "GPU memory not available: the driver reports no per-process usedGpuMemory" in s.detail
+    assert _own(s) == [] and any(r.metric == "power_w" for r in s.read())
+
+
+def test_this_process_listed_without_a_figure_reads_nothing() -> None:
+    lib = FakeNvml()
+    lib.compute[0] = [process(OTHER, GIB)]
+    s = _sampler(lib)
+    lib.compute[0].append(process(ME, None))
+    assert "gpu_mem_bytes" in s.metrics and _own(s) == []
+
+
+def test_unreadable_process_lists() -> None:
+    lib = FakeNvml()
+    lib.lists_error = "Not Supported"
+    s = _sampler(lib)
+    assert "gpu_mem_bytes" not in s.metrics
+    assert "process lists cannot be read (Not Supported)" in s.detail
+    # readable when the sampler was made, failing later: power stays, the figure skips a tick
+    lib.lists_error = ""
+    lib.compute[0] = [process(ME, GIB)]
+    s = _sampler(lib)
+    lib.lists_error = "Unknown Error"
+    metrics = {r.metric for r in s.read()}
+    assert "power_w" in metrics and "gpu_mem_bytes" not in metrics
+
+
+def test_several_gpus_each_report_their_share_and_the_summary_adds_them(tmp_path: Path) -> None:
+    lib = FakeNvml(n_devices=2)
+    lib.compute = {0: [process(ME, 3 * GIB)], 1: [process(ME, GIB), process(OTHER, 9 * GIB)]}
+    samplers = NvmlSampler.discover_with(lambda: lib)
+    assert [s.sensor for s in samplers] == ["nvml:gpu0", "nvml:gpu1"]
+    db = tmp_path / "p.db"
+    with Store(db) as store:
+        run_id = add_run(store, device_row("gpu-box"))
+    recorder = Recorder(samplers, db, run_id, time.perf_counter_ns())
+    recorder.poll()
+    lib.compute[1] = [process(ME, 2 * GIB)]
+    recorder.poll()
+    recorder.start()
+    recorder.stop()  # a final poll and flush
+    with Store(db) as store:
+        rows = list(store.samples(run_id, metrics=["gpu_mem_bytes"]))
+        assert {r["sensor"] for r in rows} == {"nvml:gpu0", "nvml:gpu1"}
+        # summed per tick: 3 + 1, then 3 + 2 GiB
+        assert peak_gpu_mem_bytes(store, run_id) == 5 * GIB
+    assert lib.inits == 0

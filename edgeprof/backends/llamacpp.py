@@ -47,20 +47,57 @@ def import_llama_cpp() -> Any:
     return llama_cpp
 
 
+SPLIT_MODES = ("none", "layer", "row")  # llama_cpp.LLAMA_SPLIT_MODE_<NAME>
+
+
 @dataclass(frozen=True)
 class LlamaCppSettings:
+    """llama.cpp's own settings. `n_gpu_layers` is a layer count or "all"; "auto" (the default)
+    becomes "all" where the installed llama.cpp can offload to a GPU and 0 where it cannot,
+    here, when the settings are made, so that a run records, and `decide` compares, the value
+    actually used. -1, llama.cpp's own spelling of all, is recorded as "all"."""
+
     n_batch: int = 512
-    n_gpu_layers: int = 0
+    n_ubatch: int = 512  # llama-cpp-python uses min(n_batch, n_ubatch)
+    n_gpu_layers: int | str = "auto"
+    split_mode: str = "layer"
+    main_gpu: int = 0
     flash_attn: bool = False
     # Benchmarks only: generate exactly max_tokens even past end-of-generation tokens, so
     # every repetition decodes the same number of tokens (as llama-bench's tg test does).
     ignore_eos: bool = False
 
     def __post_init__(self) -> None:
-        if self.n_batch < 1:
-            raise UsageError(f"llamacpp: `n_batch` must be at least 1, got {self.n_batch}")
-        if self.n_gpu_layers < -1:
-            raise UsageError("llamacpp: `n_gpu_layers` must be -1 (all), 0 or more")
+        for name in ("n_batch", "n_ubatch"):
+            if getattr(self, name) < 1:
+                raise UsageError(
+                    f"llamacpp: `{name}` must be at least 1, got {getattr(self, name)}"
+                )
+        if self.split_mode not in SPLIT_MODES:
+            raise UsageError(
+                f"llamacpp: `split_mode` must be none, layer or row, got {self.split_mode!r}"
+            )
+        if self.main_gpu < 0:
+            raise UsageError(
+                f"llamacpp: `main_gpu` must be a device index, 0 or more, got {self.main_gpu}"
+            )
+        object.__setattr__(self, "n_gpu_layers", _gpu_layers(self.n_gpu_layers))
+
+
+def _gpu_layers(value: int | str) -> int | str:
+    """A checked `n_gpu_layers`, with "auto" resolved for the installed llama.cpp."""
+    from edgeprof.llama_build import gpu_offload_supported, resolve_gpu_layers
+
+    text = str(value).strip().lower()
+    if text == "auto":
+        return resolve_gpu_layers("auto", gpu_offload_supported())
+    if text in ("all", "-1"):
+        return "all"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise UsageError(
+        f'llamacpp: `n_gpu_layers` must be "all" or a number of layers, 0 or more, got {value!r}'
+    )
 
 
 class LlamaCppBackend(Backend):
@@ -89,7 +126,13 @@ class LlamaCppBackend(Backend):
                     n_threads=self.threads,
                     n_threads_batch=self.threads,
                     n_batch=settings.n_batch,
-                    n_gpu_layers=settings.n_gpu_layers,
+                    n_ubatch=settings.n_ubatch,
+                    # llama-cpp-python's "all" is -1
+                    n_gpu_layers=-1 if settings.n_gpu_layers == "all" else settings.n_gpu_layers,
+                    split_mode=getattr(
+                        llama_cpp, f"LLAMA_SPLIT_MODE_{settings.split_mode.upper()}"
+                    ),
+                    main_gpu=settings.main_gpu,
                     flash_attn=settings.flash_attn,
                     seed=self.options.seed,
                     verbose=False,
@@ -117,8 +160,17 @@ class LlamaCppBackend(Backend):
                 if meta.get("tokenizer.chat_template")
                 else "chatml-fallback",
                 "n_ctx": llm.n_ctx(),
+                "n_ubatch": llm.context_params.n_ubatch,  # as used: at most n_batch
+                "provenance": self._provenance(llama_cpp, llm),
             },
         )
+
+    def _provenance(self, llama_cpp: Any, llm: Llama) -> dict[str, Any]:
+        from edgeprof.llama_build import provenance
+
+        s = self.settings
+        n_layer = int(llama_cpp.llama_model_n_layer(llm._model.model))
+        return provenance(s.n_gpu_layers, n_layer, s.split_mode, s.main_gpu)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -127,6 +179,7 @@ class LlamaCppBackend(Backend):
             "seed": self.options.seed,
             "keep_cache": self.options.keep_cache,
             "n_batch": self.settings.n_batch,
+            "n_gpu_layers": self.settings.n_gpu_layers,
             "flash_attn": self.settings.flash_attn,
             **({"ignore_eos": True} if self.settings.ignore_eos else {}),
         }

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
+import sys
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -34,11 +36,24 @@ from edgeprof.backends.base import (
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models import GGUF_MAGIC, resolve_model
 
+log = logging.getLogger("edgeprof")
+
 
 @dataclass(frozen=True)
 class OnnxSettings:
     # A GGUF whose vocabulary tokenizes for a decoder without edgeprof's sidecar files.
     tokenizer: Path | None = None
+    # Execution providers in priority order: "cuda,cpu" or ("cuda", "cpu"), short or ONNX
+    # Runtime names; stored as ONNX Runtime names. None: the best this build has for the export
+    # (edgeprof.ort_providers.choose_providers).
+    providers: tuple[str, ...] | str | None = None
+
+    def __post_init__(self) -> None:
+        if self.providers is not None:
+            from edgeprof.ort_providers import parse_providers
+
+            # frozen: normalise once here so runs.params records the ORT names
+            object.__setattr__(self, "providers", parse_providers(self.providers))
 
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -173,27 +188,93 @@ class OnnxBackend(Backend):
             )
         return int(heads), int(head_dim)
 
-    # --- the Backend contract -------------------------------------------------------------
-    def load(self) -> ModelInfo:
+    # --- execution providers ---------------------------------------------------------------
+    def _providers(self) -> tuple[list[str], list[str], str]:
+        """(providers to ask ONNX Runtime for, CPU last; notes; "setting" or "default")."""
         import onnxruntime as ort
 
-        from edgeprof.tokens import eog_token_ids, load_vocab
+        from edgeprof import ort_providers as eps
 
+        available = list(ort.get_available_providers())
+        weights = self.config.get("weights")  # None: not an edgeprof export, ops unknown
+        given = self.settings.providers
+        if given is None:
+            chosen, notes = eps.choose_providers(available, weights or "unknown", sys.platform)
+            return chosen, notes, "default"
+        eps.check_available(given, available, ort.__version__)
+        notes = eps.requested_notes(given, weights)
+        return [*given, *([] if eps.CPU in given else [eps.CPU])], notes, "setting"
+
+    def _session_options(self, ort: Any) -> Any:
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # Which provider got each node, recorded once while the session is built (ORT >= 1.24;
+        # older versions ignore the key): nothing runs or is profiled for it.
+        so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+        return so
+
+    def _provenance(
+        self, ort: Any, requested: list[str], notes: list[str], by: str
+    ) -> dict[str, Any]:
+        from edgeprof import ort_providers as eps
+
+        used = list(self._session.get_providers())
+        missing = eps.not_started(requested, used)
+        if missing and by == "setting":
+            short = eps.short_name(missing[0]) or missing[0]
+            raise ModelLoadError(
+                f"onnxruntime could not start the {short} execution provider (it fell back to "
+                f"{', '.join(used)}); check the libraries it needs "
+                f"({eps.INSTALL_HINTS.get(short, 'see its docs')}), or drop `providers`"
+            )
+        notes += [f"{eps.short_name(m) or m} could not start; not used" for m in missing]
+        try:
+            placement: dict[str, int] | None = eps.node_placement(
+                self._session.get_provider_graph_assignment_info()
+            )
+        except (AttributeError, RuntimeError) as e:  # ORT < 1.24, or the key was refused
+            placement = None
+            notes.append(f"node placement unknown ({str(e).splitlines()[0]})")
+        return {
+            "runtime": "onnxruntime",
+            "onnxruntime": ort.__version__,
+            "device": ort.get_device(),
+            "providers_available": list(ort.get_available_providers()),
+            "providers_requested": requested,
+            "providers_chosen_by": by,
+            "providers_used": used,
+            # nodes of the graph as partitioned: after ORT's basic (level 1) rewrites, before
+            # the provider-specific fusions of levels 2 and 3
+            "node_placement": placement,
+            "notes": notes,
+        }
+
+    # --- the Backend contract -------------------------------------------------------------
+    def check(self) -> None:
+        self._providers()  # a provider this build lacks fails before the run is recorded
+
+    def load(self) -> ModelInfo:
+        import onnxruntime as ort
+
+        from edgeprof.tokens import eog_token_ids, load_vocab
+
+        requested, notes, chosen_by = self._providers()
+        for note in notes if chosen_by == "setting" else []:
+            log.warning("onnx: %s", note)  # said at load: a partial placement is no surprise
         try:
             self._session = ort.InferenceSession(
-                str(self.path), so, providers=["CPUExecutionProvider"]
+                str(self.path), self._session_options(ort), providers=requested
             )
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
             raise ModelLoadError(
                 f"ONNX Runtime could not load {self.path} ({str(e).splitlines()[0]}); check that "
                 f"{self.path.name}.data sits beside it, or {_fix_hint(self.path)}"
             ) from e
+        provenance = self._provenance(ort, requested, notes, chosen_by)
         self._vocab = load_vocab(self.tokenizer_path)
         eog = self.config.get("eog_token_ids") or eog_token_ids(self._vocab)
         eos = self.hf_config.get("eos_token_id")
@@ -221,6 +302,7 @@ class OnnxBackend(Backend):
                 "quantization": self.config.get("quantization"),
                 "tokenizer": self.tokenizer_path.name,
                 "logits": self.config.get("logits", "all"),
+                "provenance": provenance,
             },
         )
 

@@ -129,8 +129,17 @@ def _deployment(value: str) -> Deployment:
 
 
 def _render(c: Comparison) -> None:
+    from edgeprof.comparability import comparability_notes
+    from edgeprof.store.db import Store
+    from edgeprof.summary import summarize
+
     render_tables(c)
-    for note in c.notes:
+    # The device targets' runs, read again: Comparison keeps figures, not what each ran with.
+    with Store(c.db_path) as store:
+        summaries = summarize(store, [d.run_id for d in c.devices]) if c.devices else []
+    # Targets are named by their run id's first 8 characters (`backend:model [01J...]`).
+    notes = comparability_notes(summaries, id_of=lambda run_id: run_id[:8])
+    for note in [*c.notes, *notes]:
         err.print(f"note: {note}", highlight=False)
 
 

@@ -35,8 +35,16 @@ def probe_command(
         with open_store(db) as store:
             store.upsert_device(device)
     sources = [asdict(p) for p in probe_all(env)]
+    from edgeprof.ort_providers import build_summary, summary_lines
+
+    onnxruntime = build_summary()  # which execution providers this build has
+    from edgeprof.llama_build import describe, library_info
+
+    llama_cpp = library_info()  # GPU offload, build features and ggml devices
     if as_json:
-        out.print_json(json.dumps({"device": device, "power_sources": sources}, default=str))
+        found = {"device": device, "power_sources": sources, "onnxruntime": onnxruntime}
+        found["llama_cpp"] = llama_cpp
+        out.print_json(json.dumps(found, default=str))
         return
     from rich.table import Table
 
@@ -58,6 +66,11 @@ def probe_command(
         else:
             fix = f"\n      fix: {p['fix']}" if p["fix"] else ""
             out.print(f"  [red]✗[/red] {p['source']}: {p['reason']}{fix}")
+    for line in summary_lines(onnxruntime):
+        out.print(line, highlight=False)
+    out.print("[bold]llama.cpp[/bold]")
+    for line in describe(llama_cpp):
+        out.print(f"  {line}", highlight=False)
     from edgeprof.plugins import failures
 
     for plugin, why in failures.items():

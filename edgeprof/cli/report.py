@@ -64,10 +64,12 @@ def report_command(
         ]
         out.print_json(json.dumps(payload, default=str))
         return
-    from edgeprof.cli.render import run_notes, runs_table
+    from edgeprof.cli.render import gpu_mem_notes, run_notes, runs_table
+    from edgeprof.comparability import comparability_notes
 
     out.print(runs_table(summaries, width=out.width))
-    for note in run_notes(summaries):
+    notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]
+    for note in notes:
         err.print(f"note: {note}", highlight=False)
     for run_id, rows in per_request.items():
         out.print(_requests_table(run_id, rows))

@@ -57,6 +57,34 @@ def run_command(
     concurrency: int = typer.Option(1, help="Requests in flight at once (cloud backends)."),
     price_in: float | None = typer.Option(None, help="Override: input price, USD per 1M tokens."),
     price_out: float | None = typer.Option(None, help="Override: output price, USD per 1M tokens."),
+    providers: str | None = typer.Option(
+        None,
+        "--provider",
+        help="ONNX Runtime execution providers in priority order, NAME[,NAME...]: cpu, cuda, "
+        "tensorrt, coreml, dml, openvino, qnn, xnnpack, rocm, webgpu. Default: the best this "
+        "onnxruntime build has for the export (`edgeprof probe` lists them).",
+    ),
+    gpu_layers: str | None = typer.Option(
+        None,
+        metavar="N|all",
+        help="llamacpp: layers to offload to the GPU (default: all where this llama.cpp can "
+        "offload, else 0).",
+    ),
+    flash_attn: bool | None = typer.Option(
+        None, "--flash-attn/--no-flash-attn", help="llamacpp: flash attention (default: off)."
+    ),
+    batch: int | None = typer.Option(
+        None, help="llamacpp: logical batch, prompt tokens per decode call (default 512)."
+    ),
+    ubatch: int | None = typer.Option(
+        None, help="llamacpp: physical batch, at most --batch (default 512)."
+    ),
+    split_mode: str | None = typer.Option(
+        None, help="llamacpp: split across GPUs by none, layer (default) or row."
+    ),
+    main_gpu: int | None = typer.Option(
+        None, help="llamacpp: the GPU for the whole model (split none) or small tensors (row)."
+    ),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
@@ -75,12 +103,23 @@ def run_command(
     settings: dict[str, Any] = settings_from_strings(
         backend_class(backend).Settings, set_ or [], owner=f"the {backend} backend"
     )
+    settings.update(
+        _llamacpp_flags(
+            backend, settings,
+            {"gpu_layers": gpu_layers, "flash_attn": flash_attn, "batch": batch,
+             "ubatch": ubatch, "split_mode": split_mode, "main_gpu": main_gpu},
+        )
+    )  # fmt: skip
     for key, value in [
         ("base_url", base_url), ("api_key_env", api_key_env), ("tokenizer", tokenizer),
         ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out),
     ]:  # fmt: skip
         if value is not None:
             settings[key] = value
+    if providers is not None:  # ONNX Runtime's execution providers (docs/onnx.md)
+        if backend != "onnx":
+            raise UsageError(f"--provider is for --backend onnx, not {backend}; drop --provider")
+        settings["providers"] = providers
     if (price_in is None) != (price_out is None):
         raise UsageError("give both --price-in and --price-out, or neither")
     config = RunConfig(
@@ -113,6 +152,44 @@ def run_command(
                 "[yellow]energy is estimated[/yellow] (no power sensor was readable): "
                 "see `edgeprof probe`; pass --tdp-w to refine the estimate"
             )
+
+
+# The typed flags that fill llamacpp settings, as `--set NAME=VALUE` would: flag -> setting.
+LLAMACPP_FLAGS = {
+    "gpu_layers": "n_gpu_layers",
+    "flash_attn": "flash_attn",
+    "batch": "n_batch",
+    "ubatch": "n_ubatch",
+    "split_mode": "split_mode",
+    "main_gpu": "main_gpu",
+}
+
+
+def _llamacpp_flags(
+    backend: str, from_set: dict[str, Any], flags: dict[str, Any]
+) -> dict[str, Any]:
+    """The settings the llamacpp flags give; refused for another backend, and where `--set`
+    names the same setting (which of the two should win is anyone's guess)."""
+    from edgeprof.backends import backend_class
+    from edgeprof.backends.llamacpp import LlamaCppSettings
+    from edgeprof.backends.settings import settings_from_strings
+    from edgeprof.errors import UsageError
+
+    given = {flag: value for flag, value in flags.items() if value is not None}
+    if given and not issubclass(backend_class(backend).Settings, LlamaCppSettings):
+        names = ", ".join(f"`{flag}`" for flag in given)
+        verb, it = ("applies", "it") if len(given) == 1 else ("apply", "them")
+        raise UsageError(f"{names} only {verb} to the llamacpp backend, not {backend}; drop {it}")
+    out: dict[str, Any] = {}
+    for flag, value in given.items():
+        name = LLAMACPP_FLAGS[flag]
+        if name in from_set:
+            raise UsageError(f"`{flag}` and --set {name} both set {name}; give one of them")
+        out[name] = value
+    if "n_gpu_layers" in out:  # "7" -> 7; "all" stays text
+        pair = f"n_gpu_layers={out['n_gpu_layers']}"
+        out.update(settings_from_strings(LlamaCppSettings, [pair], owner="llamacpp"))
+    return out
 
 
 def _split(csv: str | None) -> list[str] | None:

@@ -5,10 +5,18 @@ Energy comes from nvmlDeviceGetTotalEnergyConsumption (mJ since driver load, Vol
 updated every 20-100 ms, reset by a driver reload) where supported; otherwise from power
 polling (nvmlDeviceGetPowerUsage, mW, a 1 s average on Ampere and newer). Power, memory in use
 and utilization are recorded either way.
+
+`gpu_mem_bytes` is this process's own GPU memory on the device: its entry (pid ==
+os.getpid()) in the compute and graphics process lists, `usedGpuMemory` bytes, read only while
+the process is listed there; the summary adds the devices up at each tick. Some drivers
+(Windows WDDM, some vGPU and container setups) report no per-process figure
+(NVML_VALUE_NOT_AVAILABLE, which nvidia-ml-py turns into None): then the metric is dropped and
+the sensor's detail says why, rather than recording a 0 that would read as "no GPU memory".
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 from edgeprof.errors import SensorError
@@ -16,6 +24,9 @@ from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.sysfs import Counter
 
 INSTALL_FIX = "pip install nvidia-ml-py"
+# usedGpuMemory when the driver cannot say (c_ulonglong(-1)); nvidia-ml-py >= 11 maps it to None.
+VALUE_NOT_AVAILABLE = 2**64 - 1
+PROCESS_LISTS = ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses")
 
 
 def load_nvml() -> Any:
@@ -46,6 +57,49 @@ def energy_counter_supported(lib: Any, handle: Any) -> bool:
     return True
 
 
+def _used_bytes(entry: Any) -> int | None:
+    value = getattr(entry, "usedGpuMemory", None)
+    if value is None or int(value) >= VALUE_NOT_AVAILABLE:
+        return None
+    return int(value)
+
+
+def process_gpu_mem_bytes(lib: Any, handle: Any, pid: int) -> int | None:
+    """This process's GPU memory on one device, in bytes; None when it is in neither process
+    list or is listed without a figure.
+
+    Absent is None, not 0: in a container with its own PID namespace NVML lists host pids, so
+    this process is never found, and a 0 would read as "no GPU memory used". A process using
+    both CUDA and graphics appears in both lists with its one figure (nvidia-smi's "C+G"), so
+    the largest is taken, not the sum.
+    """
+    found = [
+        used
+        for name in PROCESS_LISTS
+        for e in getattr(lib, name)(handle)
+        if e.pid == pid and (used := _used_bytes(e)) is not None
+    ]
+    return max(found) if found else None
+
+
+def process_memory_problem(lib: Any, handle: Any) -> str:
+    """Why per-process GPU memory cannot be read on this device, or "" when it can.
+
+    Asked once, when the sampler is made: the lists must be readable, and where they already
+    hold processes at least one must carry a figure (a driver that reports none for the others
+    reports none for this process either).
+    """
+    if not all(hasattr(lib, name) for name in PROCESS_LISTS):
+        return f"this nvidia-ml-py has no process lists ({INSTALL_FIX} --upgrade)"
+    try:
+        entries = [e for name in PROCESS_LISTS for e in getattr(lib, name)(handle)]
+    except lib.NVMLError as e:
+        return f"the process lists cannot be read ({e})"
+    if entries and all(_used_bytes(e) is None for e in entries):
+        return "the driver reports no per-process usedGpuMemory (e.g. Windows WDDM, vGPU)"
+    return ""
+
+
 class NvmlSampler(Sampler):
     source: ClassVar[str] = "nvml"
 
@@ -61,15 +115,22 @@ class NvmlSampler(Sampler):
             if self._counter
             else "power polling (mW; counter not supported on this GPU)"
         )
+        self._pid = os.getpid()
+        problem = process_memory_problem(lib, self._handle)
+        self._process_mem = not problem
+        mem = (
+            f"this process's GPU memory: pid {self._pid} in the compute/graphics process lists"
+            if not problem
+            else f"this process's GPU memory not available: {problem}"
+        )
+        metrics: tuple[str, ...] = ("energy_j",) if self._counter else ()
+        metrics += ("power_w", "gpu_mem_used_bytes", "gpu_util_percent")
+        metrics += ("gpu_mem_bytes",) if self._process_mem else ()
         super().__init__(
             sensor=f"nvml:gpu{index}",
             domain="gpu",
-            detail=f"{name}: {how}",
-            metrics=(
-                ("energy_j", "power_w", "gpu_mem_used_bytes", "gpu_util_percent")
-                if self._counter
-                else ("power_w", "gpu_mem_used_bytes", "gpu_util_percent")
-            ),
+            detail=f"{name}: {how}; {mem}",
+            metrics=metrics,
         )
 
     @classmethod
@@ -130,7 +191,18 @@ class NvmlSampler(Sampler):
             out.append(Reading(self.sensor, "gpu_util_percent", float(util.gpu)))
         except lib.NVMLError as e:
             raise SensorError(f"{self.sensor}: NVML read failed ({e})") from e
-        return out
+        return out + self._process_reading()
+
+    def _process_reading(self) -> list[Reading]:
+        """This process's GPU memory, on its own: a failed list read costs this figure for
+        the tick, never the power beside it."""
+        if not self._process_mem:
+            return []
+        try:
+            own = process_gpu_mem_bytes(self._lib, self._handle, self._pid)
+        except self._lib.NVMLError:
+            return []
+        return [] if own is None else [Reading(self.sensor, "gpu_mem_bytes", float(own))]
 
     def close(self) -> None:
         if self._lib is not None:
