@@ -192,6 +192,7 @@ def test_reuse_is_printed_and_fresh_profiles_again(
     assert res.exit_code == 0, res.stderr
     assert "llama.cpp: reused: run " in res.stdout
     assert "verdict" in res.stdout.splitlines()[0]  # the verdict comes first
+    assert res.stdout.strip().splitlines()[-1].startswith("verdict: ")  # and has the last word
     fresh = _decide(db, "--device", "rpi5-8gb", "--no-onnx", "--fresh")
     assert not any(r["reused"] for r in fresh["runs"])
 

@@ -165,6 +165,18 @@ def _render(decision: Decision) -> None:
     )
     for note in decision.notes:
         err.print(f"note: {note}", highlight=False)
+    # the last word is the answer: long tables above must not bury it
+    volume = format_count(decision.comparison.workload.requests_per_day)
+    answer = (
+        f"{decision.winner} is the cheapest option at {volume} requests/day"
+        if decision.winner != "none"
+        else f"no target meets the latency requirement at {volume} requests/day"
+    )
+    out.print(
+        f"[bold]verdict:[/] {answer} ({decision.deployment}); the paragraph at the top says "
+        "by how much, and how sure.",
+        highlight=False,
+    )
 
 
 def _names(decision: Decision) -> dict[str, str]:
