@@ -19,6 +19,7 @@ from typing import Any, Literal
 from edgeprof import economics as ec
 from edgeprof.economics import BreakEven, CloudPrice, DeviceCosts, DevicePerformance, Workload
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
+from edgeprof.quality_floor import QualityFloor, TargetQuality
 from edgeprof.store.db import Store
 from edgeprof.summary import RunSummary
 
@@ -69,6 +70,7 @@ class DeviceTarget:
     latency: Latency | None = None
     energy_method: str | None = None  # "measured", "estimated", or both joined with "+"
     device_id: str | None = None
+    quality: TargetQuality | None = None  # from `edgeprof quality`; None: not measured
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ class Comparison:
     clouds: tuple[CloudTarget, ...]
     pairs: tuple[Pair, ...]
     notes: tuple[str, ...] = field(default=())
+    floor: QualityFloor = field(default_factory=QualityFloor)
+    # device targets left out by the quality floor: (name, reason)
+    below_floor: tuple[tuple[str, str], ...] = field(default=())
 
     def pair(self, device: str, cloud: str) -> Pair:
         return next(p for p in self.pairs if p.device == device and p.cloud == cloud)
@@ -335,8 +340,13 @@ def compare(
     cloud_models: Sequence[str] = (),
     price_in_usd_per_m: float | None = None,
     price_out_usd_per_m: float | None = None,
+    floor: QualityFloor | None = None,
 ) -> Comparison:
-    """Price every on-device run in `store` against every cloud target at one workload."""
+    """Price every on-device run in `store` against every cloud target at one workload.
+
+    With a quality `floor`, device targets that miss it, or whose quality was never measured,
+    are left out (listed in `below_floor`); cloud models are taken to meet it."""
+    floor = floor or QualityFloor()
     if (price_in_usd_per_m is None) != (price_out_usd_per_m is None):
         raise UsageError(
             "give both `price_in_usd_per_m` and `price_out_usd_per_m` (USD per 1M tokens), "
@@ -344,7 +354,14 @@ def compare(
         )
     devices, clouds, notes = _targets_from_runs(store, run_ids)
     devices = pool_idle_baselines(devices)
+    devices, below_floor = _apply_floor(devices, floor)
     clouds += _listed_clouds(cloud_models, price_in_usd_per_m, price_out_usd_per_m)
+    if below_floor and not devices:
+        reasons = "; ".join(f"{name}: {why}" for name, why in below_floor)
+        raise UsageError(
+            f"no on-device target meets the quality floor ({floor.describe()}): {reasons}; "
+            "loosen the floor, or measure with `edgeprof quality TARGET --reference REF`"
+        )
     if not devices:
         why = f" ({'; '.join(notes)})" if notes else ""
         raise ProfileDBError(
@@ -374,7 +391,24 @@ def compare(
         tuple(clouds),
         tuple(pairs),
         tuple(notes),
+        floor,
+        tuple(below_floor),
     )
+
+
+def _apply_floor(
+    devices: list[DeviceTarget], floor: QualityFloor
+) -> tuple[list[DeviceTarget], list[tuple[str, str]]]:
+    if not floor.active:
+        return devices, []
+    kept, left_out = [], []
+    for d in devices:
+        ok, why = floor.check(d.quality)
+        if ok:
+            kept.append(d)
+        else:
+            left_out.append((d.name, why))
+    return kept, left_out
 
 
 def _targets_from_runs(
@@ -393,6 +427,8 @@ def _targets_from_runs(
                 made = replace(made, latency=Latency.of(summary))
         else:
             made = _device_target(summary)
+            if isinstance(made, DeviceTarget):
+                made = replace(made, quality=_quality(store, run))
         if isinstance(made, str):
             notes.append(made)
         elif isinstance(made, DeviceTarget):
@@ -400,6 +436,13 @@ def _targets_from_runs(
         else:
             clouds.append(made)
     return devices, clouds, notes
+
+
+def _quality(store: Store, run: dict[str, Any]) -> TargetQuality | None:
+    from edgeprof.quality_store import quality_of
+
+    row = quality_of(store, run.get("model_sha256"), str(run["backend"]), run.get("quant"))
+    return TargetQuality.of(row) if row else None
 
 
 def _listed_clouds(

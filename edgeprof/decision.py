@@ -23,6 +23,7 @@ from typing import Any, Literal
 from edgeprof.compare import Comparison, Figure, compare
 from edgeprof.economics import DEPLOYMENTS, Deployment, DeviceCosts
 from edgeprof.errors import UsageError
+from edgeprof.quality_floor import QualityFloor
 
 # Low-cost and mid-tier catalog models, priced from genai-prices when no --cloud is given.
 DEFAULT_CLOUDS = (
@@ -79,6 +80,7 @@ class DecideConfig:
     base_url: str | None = None
     api_key_env: str | None = None
     max_ttft_s: float | None = None
+    floor: QualityFloor = field(default_factory=QualityFloor)
     onnx: bool = True
     fresh: bool = False
     db: Path | None = None
@@ -233,6 +235,9 @@ def _run_inputs(config: DecideConfig, clouds: Sequence[str]) -> list[Figure]:
         Figure("clouds", ", ".join(clouds), "", "assumed", cloud_source),
         Figure("max_ttft_s", config.max_ttft_s, "s", "assumed",
                "--max-ttft-s" if config.max_ttft_s is not None else "none (set --max-ttft-s)"),
+        Figure("quality_floor", config.floor.describe() or None, "", "assumed",
+               "--max-kld / --max-ppl-increase / --min-top1" if config.floor.active
+               else "none (set --max-kld, --max-ppl-increase or --min-top1)"),
     ]  # fmt: skip
 
 
@@ -270,6 +275,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
             cloud_models=[] if live else clouds,
             price_in_usd_per_m=None if live else config.price_in_usd_per_m,
             price_out_usd_per_m=None if live else config.price_out_usd_per_m,
+            floor=config.floor,
         )
         energy_notes = probe.energy_sources(store, [r.run_id for r in runs])
     tokens = [f for f in comparison.assumptions if f.name in ("input_tokens", "output_tokens")]

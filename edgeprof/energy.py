@@ -229,6 +229,23 @@ def build_series(
     return out
 
 
+def shared_energy_j(
+    series: Sequence[SensorSeries], shares: Sequence[tuple[int, int, int]]
+) -> tuple[float | None, float]:
+    """(joules, seconds) that fall to one of several requests decoded together: each piece
+    (t0_ns, t1_ns, n) of its window is shared equally by the n requests in the batch then.
+    The shares of every request in a run add up to the device's energy over the busy time;
+    the seconds are the request's share of the busy time (for the idle baseline)."""
+    total_j, share_s = 0.0, 0.0
+    for t0, t1, n in shares:
+        piece = window_energy(series, t0, t1).energy_j
+        if piece is None:
+            return None, sum((b - a) / 1e9 / k for a, b, k in shares)
+        total_j += piece / n
+        share_s += (t1 - t0) / 1e9 / n
+    return total_j, share_s
+
+
 def net_energy_j(
     energy_j: float | None, idle_power_w: float | None, duration_s: float
 ) -> float | None:

@@ -19,7 +19,7 @@ from edgeprof import formatting as f
 from edgeprof.errors import ProfileDBError
 from edgeprof.formatting import DASH
 from edgeprof.store.db import Store
-from edgeprof.summary import RunSummary
+from edgeprof.summary import RunSummary, gpu_mem, gpu_mem_notes
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
 EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
@@ -62,6 +62,7 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
     ("tokens/J", "tokens_per_j", "num2", ""),
     ("avg W", "avg_power_w", "num", ""),
     ("peak RSS MiB", "peak_rss_bytes", "mib", ""),
+    ("peak GPU MiB", "peak_gpu_mem_bytes", "gpu_mib", ""),
     ("$/request", "cost_per_request_usd", "usd", ""),
 ]
 
@@ -69,6 +70,8 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
 def _fmt(kind: str, s: RunSummary, key: str) -> str:
     """One cell; every string that came from the database is escaped."""
     v = getattr(s, key)
+    if kind == "gpu_mib":
+        return html.escape(gpu_mem(s))
     if v is None or v == "":
         return DASH
     if kind == "id":
@@ -86,6 +89,48 @@ def _fmt(kind: str, s: RunSummary, key: str) -> str:
         "usd": lambda: f.usd_exact(v),
     }
     return numbers[kind]() if kind in numbers else html.escape(str(v))
+
+
+def _quality_chart(
+    store: Store, runs: Sequence[dict[str, Any]], summaries: Sequence[RunSummary]
+) -> str:
+    """The sweep's Pareto chart for the runs whose target has a quality score (newest row per
+    target, as `compare` uses it); "" when none has."""
+    from edgeprof.plots import QualityPoint, quality_figure
+    from edgeprof.quality_store import quality_of
+
+    points = []
+    for run, s in zip(runs, summaries, strict=True):
+        row = quality_of(store, run.get("model_sha256"), str(run["backend"]), run.get("quant"))
+        kld = 0.0 if row is None and _is_reference(store, run) else (row or {}).get("kld_mean")
+        if kld is None:
+            continue
+        name = f"{s.backend}:{s.quant or Path(str(s.target)).name} ({_group_label(s, False)})"
+        points.append(
+            QualityPoint(name, float(kld), s.j_per_output_token, s.decode_tps_mean,
+                         s.model_size_bytes, s.energy_estimated)
+        )  # fmt: skip
+    if not points:
+        return ""
+    uri = _png_uri(quality_figure(points))
+    alt = "KL divergence from the reference against J per output token and decode tok/s"
+    return _img(uri, alt, alt + "; marker area is the file size")
+
+
+def _is_reference(store: Store, run: dict[str, Any]) -> bool:
+    """The run profiled the file other variants were scored against (its KLD is 0)."""
+    sha = run.get("model_sha256")
+    return run.get("backend") == "llamacpp" and bool(
+        sha and store.quality("reference_sha256 = ?", [sha])
+    )
+
+
+def _run_notes(summaries: list[RunSummary]) -> list[str]:
+    """The same notes `edgeprof report` prints under its table: why a GPU figure is missing,
+    and what differs between runs set side by side."""
+    from edgeprof.comparability import comparability_notes
+
+    return [*gpu_mem_notes(summaries), *comparability_notes(summaries)]
 
 
 def _png_uri(fig: Any) -> str:
@@ -302,6 +347,7 @@ def render_html_report(
     if any(s.energy_estimated for s in summaries):
         parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
                      "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
+    parts += [f'<p class="meta">{html.escape(n)}</p>' for n in _run_notes(summaries)]
     charts = [
         _bar_chart(summaries, "decode_tps_mean", "decode_tps_sd", "Decode speed", "tokens/s"),
         _bar_chart(summaries, "j_per_output_token", None, "Energy per output token", "J/token"),
@@ -310,6 +356,9 @@ def render_html_report(
     imgs = [_img(uri, alt, alt) for uri, alt in zip(charts, alts, strict=True) if uri]
     if imgs:
         parts += ["<h2>Per device and backend</h2>", f'<div class="charts">{"".join(imgs)}</div>']
+    quality = _quality_chart(store, runs, summaries)
+    if quality:
+        parts += ["<h2>Quality against cost</h2>", quality]
     timelines = []
     for s in sorted(summaries, key=lambda s: s.run_id, reverse=True)[:MAX_TIMELINES]:
         uri = _timeline(store, s.run_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeprof.energy import build_series, interpolate, power_points, select_domains
 from edgeprof.errors import ProfileDBError, UsageError
@@ -250,3 +250,149 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
 def _tex_safe(text: str) -> str:
     """Matplotlib reads $...$ as math; target names like "$5/$15 per 1M" must stay literal."""
     return text.replace("$", r"\$")
+
+
+@dataclass(frozen=True)
+class QualityPoint:
+    """One variant on the quality/cost chart."""
+
+    name: str
+    kld_mean: float  # 0 for the reference itself
+    j_per_output_token: float | None
+    decode_tps: float | None
+    size_bytes: int | None
+    energy_estimated: bool = False
+
+
+def pareto_front(points: list[tuple[float, float]], maximize_y: bool = False) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower x, and lower y or higher
+    y with `maximize_y`), in order of x."""
+    sign = -1.0 if maximize_y else 1.0
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], sign * points[i][1]))
+    front: list[int] = []
+    best = math.inf
+    for i in order:
+        y = sign * points[i][1]
+        if y < best:
+            front.append(i)
+            best = y
+    return front
+
+
+def quality_figure(points: list[QualityPoint]) -> object:
+    """Two panels sharing the quality axis: KL divergence from the reference against J per
+    output token, and against decode tok/s; marker area grows with file size; the Pareto
+    front (nothing both better and cheaper/faster) is joined by a line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(11, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    sizes = [p.size_bytes or 0 for p in points]
+    biggest = max(sizes) or 1
+    smallest_kld = min((p.kld_mean for p in points if p.kld_mean > 0), default=1e-3)
+    panels = (
+        ("j_per_output_token", "J per output token", False),
+        ("decode_tps", "decode tokens/s", True),
+    )
+    estimated = any(p.energy_estimated for p in points)
+    for k, (attr, label, maximize) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, k + 1)
+        shown = [p for p in points if getattr(p, attr) is not None]
+        xy = [(p.kld_mean, float(getattr(p, attr))) for p in shown]
+        for i, (p, (x, y)) in enumerate(zip(shown, xy, strict=True)):
+            area = 40 + 460 * (p.size_bytes or 0) / biggest
+            ax.scatter([x], [y], s=area, color=f"C{i % 10}", alpha=0.75, edgecolors="black")
+            ax.annotate(_tex_safe(p.name), (x, y), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8)  # fmt: skip
+        front = pareto_front(xy, maximize_y=maximize)
+        if len(front) > 1:
+            ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], color="gray",
+                    ls="--", lw=1, label="Pareto front")  # fmt: skip
+            ax.legend(loc="best", fontsize=8)
+        # symlog: the reference sits at KLD 0, the variants spread over decades above it
+        ax.set_xscale("symlog", linthresh=smallest_kld / 2)
+        ax.set_xlabel("mean KL divergence from the reference (nats; lower is better)")
+        est = " (estimated)" if estimated and attr == "j_per_output_token" else ""
+        ax.set_ylabel(label + est)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Quality lost against cost: marker area = file size")
+    return fig
+
+
+def plot_quality(points: list[QualityPoint], path: Path | str) -> Path:
+    if not points:
+        raise UsageError("no variant has both a profile and a quality score to plot")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quality_figure(points).savefig(path, dpi=110)  # type: ignore[attr-defined]
+    return path
+
+
+@dataclass(frozen=True)
+class ConcurrencyPoint:
+    concurrency: int
+    run_id: str
+    aggregate_tps: float | None  # output tokens per second, all requests together
+    requests_per_s: float | None
+    decode_tps: float | None  # as one request saw it
+    ttft_p95_s: float | None
+    j_per_output_token: float | None
+    energy_estimated: bool
+
+
+def concurrency_points(summaries: list[Any]) -> list[ConcurrencyPoint]:
+    """One point per run (RunSummary), in order of concurrency."""
+    return sorted(
+        (
+            ConcurrencyPoint(
+                s.concurrency,
+                s.run_id,
+                s.output_tps_aggregate,
+                s.requests_per_s,
+                s.decode_tps_mean,
+                s.ttft_p95_s,
+                s.j_per_output_token,
+                s.energy_estimated,
+            )
+            for s in summaries
+        ),
+        key=lambda p: p.concurrency,
+    )
+
+
+def plot_concurrency(points: list[ConcurrencyPoint], path: Path | str) -> Path:
+    """Aggregate tok/s and p95 TTFT against concurrency; J/token in a second panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = MplFigure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    xs = [p.concurrency for p in points]
+
+    def ys(attr: str) -> list[float]:
+        return [math.nan if getattr(p, attr) is None else float(getattr(p, attr)) for p in points]
+
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(xs, ys("aggregate_tps"), "o-", color="C0", label="aggregate tok/s")
+    ax.set_xlabel("requests decoded together (concurrency)")
+    ax.set_ylabel("aggregate output tokens/s", color="C0")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ttft = ax.twinx()
+    ttft.plot(xs, ys("ttft_p95_s"), "s--", color="C3", label="TTFT p95")
+    ttft.set_ylabel("time to first token, p95 (s)", color="C3")
+    ax.grid(True, alpha=0.3)
+    ax2 = fig.add_subplot(1, 2, 2)
+    est = " (estimated)" if any(p.energy_estimated for p in points) else ""
+    ax2.plot(xs, ys("j_per_output_token"), "o-", color="C2")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xticks(xs, [str(x) for x in xs])
+    ax2.set_xlabel("requests decoded together (concurrency)")
+    ax2.set_ylabel("J per output token" + est)
+    ax2.grid(True, alpha=0.3)
+    fig.suptitle("Device capacity under load")
+    fig.savefig(path, dpi=110)
+    return path

@@ -21,7 +21,7 @@ from edgeprof import __version__
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
 from edgeprof.backends.settings import settings_dict
 from edgeprof.device import environment, fingerprint
-from edgeprof.energy import net_energy_j, window_energy
+from edgeprof.energy import net_energy_j, shared_energy_j, window_energy
 from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
 from edgeprof.metrics import request_metrics
 from edgeprof.models import sha256_file
@@ -111,6 +111,8 @@ class Measured:
     t_end_ns: int
     events: list[tuple[int, int]]
     generation: Generation
+    # Batched requests: (t0_ns, t1_ns, requests in the batch) pieces of the window.
+    shares: tuple[tuple[int, int, int], ...] = ()
 
 
 def measure(
@@ -151,6 +153,7 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
     prompts = load_suite(config.prompts)
     backend = create_backend(config.backend, config.backend_options())
     backend.check()
+    batch_params = _check_concurrency(config, backend, prompts)
     env = SensorEnv.from_environ(tdp_w=config.tdp_w)
     samplers = discover(env, config.sensors)
     notify = on_progress or (lambda _p: None)
@@ -161,6 +164,8 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
     store.insert_prompts(p.row() for p in prompts)
     t0_ns = time.perf_counter_ns()
     run_id = _insert_run(store, config, backend, prompts, device_id, samplers, t0_ns)
+    if batch_params:
+        store.update_run(run_id, {"params": {**store.runs([run_id])[0]["params"], **batch_params}})
     notify(Progress("start", row={"run_id": run_id, "db": str(db_path)}))
     recorder = Recorder(samplers, db_path, run_id, t0_ns, hz=config.hz)
     status, error = "failed", None
@@ -202,6 +207,23 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
             if not raising and (problem or status == "failed"):
                 raise problem or ProfileDBError(str(error))
     return run_id
+
+
+def _check_concurrency(
+    config: RunConfig, backend: Backend, prompts: list[Prompt]
+) -> dict[str, Any]:
+    """`--concurrency` above 1 on the device: a backend that batches, and a KV cache that holds
+    that many requests at once; checked before the run is recorded."""
+    if config.concurrency == 1 or not backend.runs_locally:
+        return {}
+    if not backend.batches:
+        raise UsageError(
+            f"the {config.backend} backend cannot decode several requests in one batch; use "
+            "`concurrency` 1, or the llamacpp backend, which batches them"
+        )
+    schedule = _schedule(prompts, config.repetitions, config.warmup, config.max_tokens, config.seed)
+    measured = [request for request, _, warmup in schedule if not warmup]
+    return backend.check_concurrency(measured, config.concurrency)
 
 
 def _finish(store: Store, run_id: str, fields: dict[str, Any]) -> ProfileDBError | None:
@@ -387,8 +409,10 @@ def _measure_all(
         done += 1
         notify(Progress("warmup", done, total, row))
     timed = [s for s in schedule if not s[2]]
-    if concurrency == 1:
-        measured: Iterator[Measured] = (
+    if concurrency > 1 and backend.runs_locally:
+        measured: Iterator[Measured] = _measure_batched(backend, recorder, timed, concurrency)
+    elif concurrency == 1:
+        measured = (
             _measure_one(backend, recorder, request, rep, is_warmup)
             for request, rep, is_warmup in timed
         )
@@ -408,6 +432,25 @@ def _measure_one(
     t_start, t_end, events, gen = measure(backend, request)
     recorder.mark()
     return Measured(request, rep, is_warmup, t_start, t_end, events, gen)
+
+
+def _measure_batched(
+    backend: Backend,
+    recorder: Recorder,
+    schedule: list[tuple[Request, int, bool]],
+    concurrency: int,
+) -> Iterator[Measured]:
+    """The backend's own batching: `concurrency` requests decoded together, a new one joining
+    as each finishes. Each result carries the pieces of its window and how many requests
+    shared them, so that the device's energy is split between them, not counted N times."""
+    reps = {id(request): (rep, is_warmup) for request, rep, is_warmup in schedule}
+    recorder.reset_peaks()
+    recorder.mark()
+    for request, result in backend.serve([s[0] for s in schedule], concurrency):
+        recorder.mark()
+        rep, is_warmup = reps[id(request)]
+        yield Measured(request, rep, is_warmup, result.t_start_ns, result.t_end_ns,
+                       result.events, result.generation, tuple(result.shares))  # fmt: skip
 
 
 def _measure_concurrently(
@@ -455,13 +498,14 @@ class _Recorder:
         )
         energy_j = energy_net = method = avg_w = peak_w = None
         if self.local:
-            w = window_energy(
-                self.recorder.power_series(m.t_start_ns, m.t_end_ns), m.t_start_ns, m.t_end_ns
-            )
+            series = self.recorder.power_series(m.t_start_ns, m.t_end_ns)
+            w = window_energy(series, m.t_start_ns, m.t_end_ns)
             energy_j, method, avg_w, peak_w = w.energy_j, w.method, w.avg_power_w, w.peak_power_w
-            energy_net = net_energy_j(
-                energy_j, self.idle_power_w, (m.t_end_ns - m.t_start_ns) / 1e9
-            )
+            busy_s = (m.t_end_ns - m.t_start_ns) / 1e9
+            if m.shares:  # a batch: this request's share of the device over its window
+                energy_j, busy_s = shared_energy_j(series, m.shares)
+                avg_w = energy_j / busy_s if energy_j is not None and busy_s > 0 else None
+            energy_net = net_energy_j(energy_j, self.idle_power_w, busy_s)
         peak_rss = self.recorder.peak("rss_bytes")
         row = {
             "id": ulid(),

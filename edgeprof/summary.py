@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgeprof.formatting import mib
 from edgeprof.metrics import mean_sd, percentile
 from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
@@ -36,6 +37,7 @@ class RunSummary:
     n_warmup: int
     n_errors: int
     ttft_p50_s: float | None  # as the user felt it: from the first attempt, retries included
+    ttft_p95_s: float | None
     ttft_p99_s: float | None
     ttft_final_attempt_p50_s: float | None  # from the attempt that answered
     retried_requests: int  # requests a remote API refused (429, 5xx) at least once
@@ -65,7 +67,8 @@ class RunSummary:
     mean_input_tokens: float | None
     mean_output_tokens: float | None
     output_tokens_total: int
-    output_tps_aggregate: float | None
+    output_tps_aggregate: float | None  # output tokens over the busy span: all requests together
+    requests_per_s: float | None  # completed requests over the same span
     cost_usd_total: float | None
     cost_per_request_usd: float | None
     recorder_cpu_s_per_s: float | None
@@ -128,7 +131,10 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
     span_s = (
         (max(r["t_end_ns"] for r in ok) - min(r["t_start_ns"] for r in ok)) / 1e9 if ok else 0.0
     )
-    busy_s = sum(r["e2e_s"] or 0.0 for r in energies)
+    # Overlapping requests (a batch) share the device: their power is the energy over the
+    # span, not over the sum of their windows.
+    concurrent = int(params.get("concurrency") or 1) > 1
+    busy_s = span_s if concurrent else sum(r["e2e_s"] or 0.0 for r in energies)
     gpu_peak, gpu_note = gpu_memory(
         store, run, device, [(r["t_start_ns"], r["t_end_ns"]) for r in ok]
     )
@@ -153,6 +159,7 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         n_warmup=len(rows) - len(measured),
         n_errors=len(measured) - len(ok),
         ttft_p50_s=percentile(col("ttft_s"), 50),
+        ttft_p95_s=percentile(col("ttft_s"), 95),
         ttft_p99_s=percentile(col("ttft_s"), 99),
         ttft_final_attempt_p50_s=percentile(col("ttft_final_attempt_s"), 50),
         retried_requests=sum(1 for r in measured if (r.get("attempts") or 1) > 1),
@@ -182,6 +189,7 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         mean_output_tokens=out_tokens / len(ok) if ok else None,
         output_tokens_total=out_tokens,
         output_tps_aggregate=out_tokens / span_s if span_s > 0 else None,
+        requests_per_s=len(ok) / span_s if span_s > 0 else None,
         cost_usd_total=sum(costs) if costs else None,
         cost_per_request_usd=sum(costs) / len(costs) if costs else None,
         recorder_cpu_s_per_s=run["recorder_cpu_s_per_s"],
@@ -290,3 +298,27 @@ def _roofline_share(
     return roofline_share(
         decode_tps, bandwidth, weights_bytes_per_token(run["model_path"], run["model_size_bytes"])
     )
+
+
+def gpu_mem(s: RunSummary) -> str:
+    """This process's peak GPU memory in MiB; "in RSS" where the GPU shares the RAM; else "–",
+    with the reason in `gpu_mem_notes` (a cell too narrow for it would cut it short)."""
+    if s.peak_gpu_mem_bytes is None and s.gpu_mem_note == UNIFIED_NOTE:
+        return "in RSS"
+    return mib(s.peak_gpu_mem_bytes)
+
+
+def gpu_mem_notes(summaries: list[RunSummary]) -> list[str]:
+    """One line saying why runs have no peak GPU figure, each reason once with its runs:
+    "peak GPU MiB: unified: in RSS (run 3F9KQ2ZX); not available: no NVML (runs ...)"."""
+    by_note: dict[str, list[str]] = {}
+    for s in summaries:
+        if s.peak_gpu_mem_bytes is None and s.gpu_mem_note and not s.is_remote:
+            by_note.setdefault(s.gpu_mem_note, []).append(s.run_id[-8:])
+    if not by_note:
+        return []
+    parts = [
+        f"{note} ({'run' if len(ids) == 1 else 'runs'} {', '.join(ids)})"
+        for note, ids in by_note.items()
+    ]
+    return [f"peak GPU MiB: {'; '.join(parts)}"]

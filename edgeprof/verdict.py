@@ -14,7 +14,7 @@ from edgeprof.formatting import format_count, format_usd
 CLOSE_CALL = 0.05
 
 if TYPE_CHECKING:
-    from edgeprof.compare import Comparison, Latency
+    from edgeprof.compare import Comparison, DeviceTarget, Latency
     from edgeprof.decision import TargetRun
     from edgeprof.economics import BreakEven
 
@@ -35,6 +35,18 @@ def _latency_cells(prefix: str, latency: Latency | None) -> dict[str, Any]:
         f"{prefix}_ttft_p99_s": lat.ttft_p99_s if lat else None,
         f"{prefix}_e2e_p50_s": lat.e2e_p50_s if lat else None,
         f"{prefix}_decode_tps": lat.decode_tps if lat else None,
+    }
+
+
+def _quality_cells(c: Comparison, d: DeviceTarget) -> dict[str, Any]:
+    q = d.quality
+    return {
+        "device_quality": c.floor.check(q)[1],
+        "device_kld_mean": q.kld_mean if q else None,
+        "device_delta_ppl_pct": q.delta_ppl_pct if q else None,
+        "device_top1_agreement": q.top1_agreement if q else None,
+        "device_quality_reference": q.reference_note if q else None,
+        "device_quality_text": q.text_name if q else None,
     }
 
 
@@ -64,6 +76,7 @@ def decision_rows(c: Comparison, max_ttft_s: float | None = None) -> list[dict[s
                 "cloud_cost_per_request_usd": r.cloud_cost_per_request_usd,
                 **_latency_cells("device", d.latency),
                 "device_peak_rss_bytes": d.latency.peak_rss_bytes if d.latency else None,
+                **_quality_cells(c, d),
                 **_latency_cells("cloud", t.latency),
                 "device_meets_max_ttft": _meets(d.latency, max_ttft_s),
                 "cloud_meets_max_ttft": _meets(t.latency, max_ttft_s),
@@ -156,8 +169,34 @@ def verdict_paragraph(
         parts.append(
             f"Excluded for a first token slower than {max_ttft_s:g} s (p99): {', '.join(excluded)}."
         )
+    parts.append(_quality_sentence(c, runs, device))
     parts.append(_provenance(c, runs, energy))
     return best.name, " ".join(p for p in parts if p)
+
+
+def _quality_sentence(c: Comparison, runs: Sequence[TargetRun], device: _Option | None) -> str:
+    """What the quality floor left out, and what is known of the device's quality."""
+    names = {f"[{r.run_id[:8]}]": r.target for r in runs}
+
+    def short(name: str) -> str:
+        return next((v for k, v in names.items() if name.endswith(k)), name)
+
+    parts = []
+    if c.floor.active:
+        left = "; ".join(f"{short(n)} ({why})" for n, why in c.below_floor)
+        parts.append(
+            f"Quality floor {c.floor.describe()}"
+            + (f": left out {left}." if left else ": every device target meets it.")
+            + " Cloud models are taken to meet it (not measured here)."
+        )
+    if device is not None:
+        target = next((d for d in c.devices if d.name == device.key), None)
+        quality = target.quality if target else None
+        if quality is None:
+            parts.append(f"{device.name}: quality not measured (`edgeprof quality`).")
+        elif not c.floor.active:
+            parts.append(f"{device.name} against its reference: {quality.summary()}.")
+    return " ".join(parts)
 
 
 def _pair(c: Comparison, device: _Option, cloud: _Option) -> BreakEven:

@@ -205,3 +205,18 @@ def edgeprof_subprocess(
         env={**os.environ, "EDGEPROF_DEBUG": "", **(env or {})},
         check=False,
     )
+
+
+def quality_row(run: Row, *, kld_mean: float, delta_ppl_pct: float = 1.0,
+                top1: float = 0.95) -> Row:  # fmt: skip
+    """A hand-made `edgeprof quality` row for the target `run` measured (same model_sha256,
+    backend and quant), against a made-up F32 reference."""
+    return {
+        "id": ulid(), "target": run.get("target"), "backend": run["backend"],
+        "quant": run.get("quant"), "model_sha256": run.get("model_sha256"),
+        "file_sha256": "cd" * 32, "reference": "model.F32.gguf", "reference_sha256": "ef" * 32,
+        "reference_note": "reference: dequantized from Q4_1", "text_name": "bundled: eval.txt",
+        "text_sha256": "01" * 32, "ctx": 512, "ppl": 20.0 * (1 + delta_ppl_pct / 100),
+        "ref_ppl": 20.0, "delta_ppl_pct": delta_ppl_pct, "kld_mean": kld_mean,
+        "kld_p99": kld_mean * 8, "top1_agreement": top1,
+    }  # fmt: skip

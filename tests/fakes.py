@@ -135,4 +135,12 @@ class FakeBackend(Backend):
         self.closed = True
 
 
+class FakeRemoteBackend(FakeBackend):
+    """The same timing, as a remote endpoint: requests in parallel threads (`--concurrency`)."""
+
+    name: ClassVar[str] = "fake-remote"
+    kind: ClassVar[TargetKind] = "remote"
+
+
 register_backend("fake", FakeBackend)
+register_backend("fake-remote", FakeRemoteBackend)

@@ -111,11 +111,12 @@ def _decide(db: Path, *args: str, suite: tuple[str, ...] = FOUR) -> dict[str, An
 
 
 @pytest.fixture(scope="module")
-def first_and_second(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], ...]:
+def first_and_second(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, ...]:
+    """Two decides on one database, and the database (its runs are reused by later tests)."""
     db = tmp_path_factory.mktemp("decide") / "p.db"
     first = _decide(db, "--device", "rpi5-8gb", suite=())  # the bundled suite, as users run it
     second = _decide(db, "--device", "rpi5-8gb", suite=())
-    return first, second
+    return first, second, db
 
 
 @pytest.mark.model
@@ -173,11 +174,43 @@ def test_every_input_carries_its_provenance(first_and_second: tuple[dict[str, An
 @pytest.mark.model
 @pytest.mark.slow
 def test_a_second_decide_reuses_the_runs(first_and_second: tuple[dict[str, Any], ...]) -> None:
-    first, second = first_and_second
+    first, second, _ = first_and_second
     assert all(r["reused"] for r in second["runs"])
     assert [r["run_id"] for r in second["runs"]] == [r["run_id"] for r in first["runs"]]
     assert "2 reused from the database" in second["verdict"]
     assert second["rows"] == first["rows"]
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_quality_floor_picks_another_target(first_and_second: tuple[Any, ...]) -> None:
+    """Hand-made quality rows for the two profiled targets: the one that wins on cost loses
+    much more against its reference. `--max-kld` then leaves it out, and the verdict picks
+    the other and says why."""
+    from edgeprof.store.db import Store
+    from tests.builders import quality_row
+
+    first, _, db = first_and_second
+    owned = ("--device", "rpi5-8gb", "--deployment", "owned")  # energy only: a device wins
+    before = _decide(db, *owned, suite=())
+    assert all(r["reused"] for r in before["runs"])
+    by_target = {r["target"]: r["run_id"] for r in first["runs"]}
+    winner = before["winner"]
+    assert winner in by_target, before["verdict"]
+    (other,) = set(by_target) - {winner}
+    assert "quality not measured" in before["verdict"]
+    with Store(db) as store:
+        for name, run_id in by_target.items():
+            (run,) = store.runs([run_id])
+            store.insert_quality(quality_row(run, kld_mean=0.4 if name == winner else 0.01))
+    after = _decide(db, *owned, "--max-kld", "0.1", suite=())
+    assert after["winner"] == other, after["verdict"]
+    assert f"left out {winner} (KLD 0.4000 > 0.1)" in after["verdict"]
+    floored = {r["device"] for r in after["rows"]}
+    assert len(floored) == 1 and all(r["device_kld_mean"] == 0.01 for r in after["rows"])
+    # without a floor the cheaper one wins again, its loss stated
+    again = _decide(db, *owned, suite=())
+    assert again["winner"] == winner and "KLD 0.4000" in again["verdict"]
 
 
 @pytest.mark.model

@@ -156,3 +156,19 @@ def test_report_shows_peak_gpu_memory_beside_peak_rss(tmp_path: Path) -> None:
     assert by_id[jetson]["gpu_mem_note"] == "unified: in RSS"
     assert by_id[jetson]["provenance"] == {"environment": {"python": "3.11.7",
                                                            "llama_cpp": "0.3.36"}}  # fmt: skip
+
+
+def test_html_report_has_the_gpu_column_and_says_why_a_figure_is_missing(tmp_path: Path) -> None:
+    from edgeprof.html import render_html_report
+
+    with Store(tmp_path / "p.db") as store:
+        gpu = _gpu_run(store, [(1100 * MS, "nvml:gpu0", 3 * GIB), (1100 * MS, "nvml:gpu1", GIB)])
+        jetson = add_run(store, device_row("orin", label="NVIDIA Jetson AGX Orin Developer Kit"))
+        page = render_html_report(store)
+    head = page[page.index('<table id="runs">') : page.index("</thead>", page.index("runs"))]
+    assert head.index("peak GPU MiB") > head.index("peak RSS MiB")
+    row = page[page.index(f'data-run-id="{gpu}"') :]
+    assert "4,096" in row[: row.index("</tr>")]
+    row = page[page.index(f'data-run-id="{jetson}"') :]
+    assert "in RSS" in row[: row.index("</tr>")]
+    assert f"peak GPU MiB: unified: in RSS (run {jetson[-8:]})" in page

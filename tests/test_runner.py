@@ -191,7 +191,8 @@ def test_recorder_samples_and_estimated_energy_cover_each_request(db: Path, prom
 
 
 def test_concurrent_requests_overlap_and_every_row_lands(db: Path, prompts: Path) -> None:
-    run_id = profile(config(db, prompts, repetitions=3, concurrency=3))
+    """A remote endpoint: `concurrency` requests in flight from parallel threads."""
+    run_id = profile(config(db, prompts, repetitions=3, concurrency=3, backend="fake-remote"))
     with Store(db) as store:
         (run,) = store.runs([run_id])
         rows = store.requests(run_id)
@@ -206,6 +207,15 @@ def test_concurrent_requests_overlap_and_every_row_lands(db: Path, prompts: Path
     assert FakeBackend.last is not None and FakeBackend.last.max_in_flight == 3
     warm = next(r for r in rows if r["warmup"])
     assert warm["t_end_ns"] <= min(r["t_start_ns"] for r in measured)
+
+
+def test_a_device_backend_that_cannot_batch_refuses_concurrency(db: Path, prompts: Path) -> None:
+    """N threads on one device context would measure contention, not serving: refused before
+    anything is recorded (llama.cpp batches instead, tests/test_llama_batch.py)."""
+    with pytest.raises(UsageError, match="cannot decode several requests in one batch"):
+        profile(config(db, prompts, concurrency=2))
+    with Store(db) as store:
+        assert not store.runs()
 
 
 def test_ctrl_c_leaves_an_aborted_run_with_its_rows(db: Path, prompts: Path) -> None:

@@ -20,16 +20,19 @@ from edgeprof.store import Store, migrations
 from edgeprof.store.export import export
 from edgeprof.store.ids import ulid
 from edgeprof.store.share import merge
-from tests.builders import add_run, cli, device_row
+from tests.builders import add_run, cli, device_row, quality_row
 
-TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
+TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples", "quality")
 HOME = str(Path.home())
 
 
 def make_db(path: Path, hostname: str, n_runs: int = 2, **run_kw: Any) -> list[str]:
+    """Runs on one device, and a quality score for the target of the first."""
     with Store(path) as store:
         dev = device_row(hostname)
-        return [add_run(store, dev, **run_kw) for _ in range(n_runs)]
+        ids = [add_run(store, dev, **run_kw) for _ in range(n_runs)]
+        store.insert_quality(quality_row(store.runs([ids[0]])[0], kld_mean=0.02))
+        return ids
 
 
 def counts(path: Path) -> dict[str, int]:
@@ -69,8 +72,9 @@ def test_merge_two_devices_then_again_adds_nothing(
         assert cd[table] == expected, table
         assert result.added[table] == expected, table
     assert cd["devices"] == 2 and cd["runs"] == 5
-    for table in ("samples", "requests", "runs", "sensors"):
+    for table in ("samples", "requests", "runs", "sensors", "quality"):
         assert rows(dest, table) == rows(a, table) | rows(b, table)
+    assert cd["quality"] == 2
     assert seen and seen[-1][0] == seen[-1][1]  # the bar ends full
     assert all(d1 <= d2 for (d1, _), (d2, _) in itertools.pairwise(seen))
 
@@ -294,6 +298,10 @@ def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path: Path) -> None:
                          "note": "run by alice", "llama_cpp": "0.3.36"},
         )  # fmt: skip
         add_run(store, device_row(me, label="Pi 5 kitchen"), label="pi-run")
+        quality = quality_row(store.runs()[0], kld_mean=0.01)
+        alice = {"python": "/home/alice/.venv/bin/python"}
+        path = "/home/alice/models/smollm2.gguf"
+        store.insert_quality({**quality, "model_path": path, "environment": alice})
         store.db.execute(
             "UPDATE requests SET error = 'cannot open /home/alice/x.txt on alice-laptop'"
         )
@@ -310,6 +318,8 @@ def test_anonymize_leaves_no_hostname_user_or_home_path(tmp_path: Path) -> None:
         assert {r["model_path"] for r in runs} == {"smollm2.gguf"}
         params = [json.loads(r["params"]) for r in runs]
         assert any(p.get("model") == "smollm2.gguf" and p["threads"] == 4 for p in params)
+        (q,) = _read_back(files["quality"], fmt)
+        assert q["model_path"] == "smollm2.gguf"
     assert counts(db)["devices"] == 2  # the source is only read
 
 

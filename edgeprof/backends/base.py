@@ -10,7 +10,7 @@ and *returns* the final `Generation` (exact token counts, finish reason, error).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -120,6 +120,20 @@ class Backend(ABC):
         with `time.perf_counter_ns()`, and *return* the `Generation` with exact token counts.
         A failure of this request (a broken stream) is returned as `Generation.error`; raise
         only for failures that end the run. Greedy decoding, `request.max_tokens` at most."""
+
+    # An on-device backend that decodes several requests in one batch sets this and implements
+    # `check_concurrency` and `serve`; the others answer `--concurrency` above 1 with an error.
+    batches: ClassVar[bool] = False
+
+    def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
+        """Before the run: whether `concurrency` sequences of these requests fit (raise a
+        `UsageError` naming the fix if not); returns what to record (the KV cache's size)."""
+        raise NotImplementedError
+
+    def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
+        """Answer the requests `concurrency` at a time in one batch; yield `(request,
+        edgeprof.backends.llama_batch.BatchResult)` as each finishes."""
+        raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
         """Settings recorded with the run (never secrets)."""

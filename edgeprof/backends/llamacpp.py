@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -145,7 +145,9 @@ class LlamaCppBackend(Backend):
         llm = self._llm
         meta = llm.metadata
         file_type = meta.get("general.file_type")
-        quant = FILE_TYPES.get(int(file_type), f"ftype {file_type}") if file_type else None
+        quant = (
+            FILE_TYPES.get(int(file_type), f"ftype {file_type}") if file_type is not None else None
+        )
         return ModelInfo(
             target=self.path.name,
             path=str(self.path),
@@ -205,6 +207,44 @@ class LlamaCppBackend(Backend):
             )
         return (yield from self._decoder().run(tokens, request.max_tokens))
 
+    batches: ClassVar[bool] = True
+
+    def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
+        """The KV cache `concurrency` sequences of these requests need at once, against `ctx`,
+        from the vocabulary alone (milliseconds; nothing is loaded yet)."""
+        from edgeprof.backends.llama_batch import BatchJob, kv_cells_needed
+        from edgeprof.tokens import load_vocab
+
+        vocab = load_vocab(self.path)
+        try:
+            jobs = [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages), r.max_tokens)
+                    for r in requests]  # fmt: skip
+        finally:
+            vocab.close()
+        cells = kv_cells_needed(jobs, concurrency)
+        ctx = self.options.ctx
+        if cells > ctx:
+            raise UsageError(
+                f"`concurrency` {concurrency} needs {cells:,} KV cells ({concurrency} sequences "
+                f"of {cells // concurrency:,}: the longest request, prompt + `max_tokens`), more "
+                f"than `ctx` {ctx:,}; raise `ctx` to {cells} or lower `concurrency`"
+            )
+        per_cell = kv_bytes_per_cell(self.path)
+        return {"kv_cache": {"sequences": concurrency, "cells": ctx, "cells_needed": cells,
+                             "bytes": per_cell * ctx if per_cell else None}}  # fmt: skip
+
+    def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
+        from edgeprof.backends.llama_batch import BatchDecoder, BatchJob
+
+        llm = self.llm
+        jobs = [BatchJob(r, prompt_tokens(llm, r.messages), r.max_tokens) for r in requests]
+        batch = BatchDecoder(llm, concurrency, self.options.ctx, self.settings.ignore_eos)
+        try:
+            for result in batch.serve(jobs):
+                yield result.key, result
+        finally:
+            batch.close()
+
     def _decoder(self) -> _Decoder:
         if self._dec is None:
             self._dec = _Decoder(self.llm, self.options.keep_cache, self.settings.ignore_eos)
@@ -215,6 +255,24 @@ class LlamaCppBackend(Backend):
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+def kv_bytes_per_cell(path: Path) -> int | None:
+    """Bytes one KV cell takes (K and V of every layer, f16, llama.cpp's default cache type),
+    from the GGUF's header; None when the header does not say."""
+    from edgeprof.gguf_header import read_gguf_header
+
+    meta = read_gguf_header(path).metadata
+    arch = meta.get("general.architecture")
+    n_layer = meta.get(f"{arch}.block_count")
+    n_head = meta.get(f"{arch}.attention.head_count")
+    n_kv = meta.get(f"{arch}.attention.head_count_kv", n_head)
+    n_embd = meta.get(f"{arch}.embedding_length")
+    if not (n_layer and n_head and n_kv and n_embd):
+        return None
+    k_len = meta.get(f"{arch}.attention.key_length", n_embd // n_head)
+    v_len = meta.get(f"{arch}.attention.value_length", n_embd // n_head)
+    return int(n_layer) * int(n_kv) * (int(k_len) + int(v_len)) * 2
 
 
 class _Decoder:

@@ -16,9 +16,12 @@ from edgeprof.cli import (  # noqa: F401 - each module registers its commands
     devices,
     prices,
     probe,
+    quality,
+    quantize,
     report,
     run,
     share,
+    sweep,
 )
 from edgeprof.cli.app import app, cli_message, debug_enabled, one_line
 from edgeprof.errors import EdgeprofError

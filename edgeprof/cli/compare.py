@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from edgeprof.cli.app import app, err, out
+from edgeprof.cli.floor_options import MAX_KLD, MAX_PPL_INCREASE, MIN_TOP1, floor_lines
 from edgeprof.formatting import format_count, format_usd
 
 if TYPE_CHECKING:
@@ -68,12 +69,16 @@ def compare_command(
         None, "--html", help="Write the HTML report of these runs, with the verdicts."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
+    max_kld: float | None = MAX_KLD,
+    max_ppl_increase: float | None = MAX_PPL_INCREASE,
+    min_top1: float | None = MIN_TOP1,
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
     from edgeprof.compare import compare, to_dict
     from edgeprof.economics import DeviceCosts
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.plots import plot_costs
+    from edgeprof.quality_floor import QualityFloor
     from edgeprof.store.db import Store, default_db_path
 
     path = db or default_db_path()
@@ -91,6 +96,7 @@ def compare_command(
     costs = DeviceCosts(
         device_price, lifetime_years, electricity, utilization, mode, battery_wh=battery_wh
     )
+    floor = QualityFloor(max_kld, max_ppl_increase, min_top1)
     with Store(path) as store:
         result = compare(
             store,
@@ -102,6 +108,7 @@ def compare_command(
             cloud_models=cloud or (),
             price_in_usd_per_m=price_in,
             price_out_usd_per_m=price_out,
+            floor=floor,
         )
         if html is not None:
             from edgeprof.html import write_html_report
@@ -139,7 +146,7 @@ def _render(c: Comparison) -> None:
         summaries = summarize(store, [d.run_id for d in c.devices]) if c.devices else []
     # Targets are named by their run id's first 8 characters (`backend:model [01J...]`).
     notes = comparability_notes(summaries, id_of=lambda run_id: run_id[:8])
-    for note in [*c.notes, *notes]:
+    for note in [*c.notes, *notes, *floor_lines(c)]:
         err.print(f"note: {note}", highlight=False)
 
 
@@ -189,9 +196,12 @@ def _targets_table(c: Comparison) -> Table:
         "busy s/request",
         "capacity req/day",
         "$/day",
+        "quality vs reference",
     ):
-        targets.add_column(col, justify="left" if col == "target" else "right")
+        targets.add_column(col, justify="left" if col in ("target", "quality vs reference")
+                           else "right")  # fmt: skip
     device_rows = {p.device: p.result for p in c.pairs}
+    quality = {d.name: c.floor.check(d.quality)[1] for d in c.devices}
     for name, r in device_rows.items():
         targets.add_row(
             f"device: {name}",
@@ -200,6 +210,7 @@ def _targets_table(c: Comparison) -> Table:
             f"{r.device_busy_s_per_request:.3g}",
             format_count(r.device_capacity_requests_per_day),
             format_usd(r.device_cost_per_day_usd),
+            quality[name],
         )
     cloud_rows = {p.cloud: p.result for p in c.pairs}
     for name, r in cloud_rows.items():
@@ -210,6 +221,7 @@ def _targets_table(c: Comparison) -> Table:
             "-",
             "-",
             format_usd(r.cloud_cost_per_day_usd),
+            "not measured" + (" (taken to meet the floor)" if c.floor.active else ""),
         )
     return targets
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from edgeprof.cli.app import app, err, out
+from edgeprof.cli.floor_options import MAX_KLD, MAX_PPL_INCREASE, MIN_TOP1, floor_lines
 from edgeprof.formatting import format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
@@ -79,6 +80,9 @@ def decide_command(
     max_ttft_s: float | None = typer.Option(
         None, "--max-ttft-s", help="Latency requirement: time to first token, p99, seconds."
     ),
+    max_kld: float | None = MAX_KLD,
+    max_ppl_increase: float | None = MAX_PPL_INCREASE,
+    min_top1: float | None = MIN_TOP1,
     onnx: bool = typer.Option(
         True, "--onnx/--no-onnx", help="Also profile ONNX Runtime on an int4 export."
     ),
@@ -110,6 +114,7 @@ def decide_command(
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
     from edgeprof.decision import DecideConfig, decide
+    from edgeprof.quality_floor import QualityFloor
 
     config = DecideConfig(
         requests_per_day=requests_per_day, model=model, prompts=prompts, deployment=deployment,
@@ -118,6 +123,7 @@ def decide_command(
         input_tokens=input_tokens, output_tokens=output_tokens, owned_devices=owned_devices,
         clouds=cloud or (), price_in_usd_per_m=price_in, price_out_usd_per_m=price_out,
         base_url=base_url, api_key_env=api_key_env, max_ttft_s=max_ttft_s, onnx=onnx,
+        floor=QualityFloor(max_kld, max_ppl_increase, min_top1),
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, ctx=ctx, sensors=[s.strip() for s in sensors.split(",") if s.strip()]
         if sensors else None, tdp_w=tdp_w, idle_seconds=idle_seconds,
@@ -163,7 +169,7 @@ def _render(decision: Decision) -> None:
         "every input above, with its provenance: --json; the report with charts: --html FILE",
         style="dim",
     )
-    for note in decision.notes:
+    for note in [*decision.notes, *_comparability(decision), *floor_lines(decision.comparison)]:
         err.print(f"note: {note}", highlight=False)
     # the last word is the answer: long tables above must not bury it
     volume = format_count(decision.comparison.workload.requests_per_day)
@@ -177,6 +183,23 @@ def _render(decision: Decision) -> None:
         "by how much, and how sure.",
         highlight=False,
     )
+
+
+def _comparability(decision: Decision) -> list[str]:
+    """What differs between the device runs the verdict sets side by side (threads, build,
+    provider, offload), as `report` and `compare` say it."""
+    from edgeprof.comparability import comparability_notes
+    from edgeprof.store.db import Store
+    from edgeprof.summary import summarize
+
+    ids = [d.run_id for d in decision.comparison.devices]
+    if len(ids) < 2:
+        return []
+    with Store(decision.comparison.db_path) as store:
+        summaries = summarize(store, ids)
+    names = _names(decision)
+    by_run = {d.run_id: names.get(d.name, d.name) for d in decision.comparison.devices}
+    return comparability_notes(summaries, id_of=lambda run_id: by_run.get(run_id, run_id[:8]))
 
 
 def _names(decision: Decision) -> dict[str, str]:
@@ -275,6 +298,8 @@ _LABELS = {
     "convert": "int4 export for ONNX Runtime",
     "verify": "verify the export against llama.cpp",
     "compare": "price and compare",
+    "quantize": "quantize (llama.cpp)",
+    "quality": "score quality against the reference",
 }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rich.table import Table
 
 from edgeprof.formatting import DASH, j_per_token, mean_sd, mib, ms, num, pct, usd_exact
-from edgeprof.summary import UNIFIED_NOTE, RunSummary
+from edgeprof.summary import RunSummary, gpu_mem
 
 COLUMNS: list[tuple[str, Callable[[RunSummary], str]]] = [
     ("run", lambda s: s.run_id[-8:]),
@@ -48,30 +48,6 @@ def runs_table(summaries: list[RunSummary], title: str = "edgeprof runs", width:
     for name, fmt in COLUMNS[1:]:
         table.add_row(name, *(fmt(s) for s in summaries))
     return table
-
-
-def gpu_mem(s: RunSummary) -> str:
-    """This process's peak GPU memory in MiB; "in RSS" where the GPU shares the RAM; else "–",
-    with the reason in `gpu_mem_notes` (a cell too narrow for it would cut it short)."""
-    if s.peak_gpu_mem_bytes is None and s.gpu_mem_note == UNIFIED_NOTE:
-        return "in RSS"
-    return mib(s.peak_gpu_mem_bytes)
-
-
-def gpu_mem_notes(summaries: list[RunSummary]) -> list[str]:
-    """One line saying why runs have no peak GPU figure, each reason once with its runs:
-    "peak GPU MiB: unified: in RSS (run 3F9KQ2ZX); not available: no NVML (runs ...)"."""
-    by_note: dict[str, list[str]] = {}
-    for s in summaries:
-        if s.peak_gpu_mem_bytes is None and s.gpu_mem_note and not s.is_remote:
-            by_note.setdefault(s.gpu_mem_note, []).append(s.run_id[-8:])
-    if not by_note:
-        return []
-    parts = [
-        f"{note} ({'run' if len(ids) == 1 else 'runs'} {', '.join(ids)})"
-        for note, ids in by_note.items()
-    ]
-    return [f"peak GPU MiB: {'; '.join(parts)}"]
 
 
 def run_notes(summaries: list[RunSummary]) -> list[str]:

@@ -64,8 +64,9 @@ def report_command(
         ]
         out.print_json(json.dumps(payload, default=str))
         return
-    from edgeprof.cli.render import gpu_mem_notes, run_notes, runs_table
+    from edgeprof.cli.render import run_notes, runs_table
     from edgeprof.comparability import comparability_notes
+    from edgeprof.summary import gpu_mem_notes
 
     out.print(runs_table(summaries, width=out.width))
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]

@@ -54,7 +54,15 @@ def run_command(
     api_key_env: str | None = typer.Option(
         None, help="Cloud backends: the environment variable holding the API key."
     ),
-    concurrency: int = typer.Option(1, help="Requests in flight at once (cloud backends)."),
+    concurrency: str = typer.Option(
+        "1",
+        help="Requests at once: llamacpp decodes them together in one batch, a cloud backend "
+        "sends them in parallel. Several levels (1,2,4,8) make one run each and the "
+        "throughput curve.",
+    ),
+    plot: Path | None = typer.Option(
+        None, help="With several --concurrency levels: write the throughput curve here (PNG)."
+    ),
     price_in: float | None = typer.Option(None, help="Override: input price, USD per 1M tokens."),
     price_out: float | None = typer.Option(None, help="Override: output price, USD per 1M tokens."),
     providers: str | None = typer.Option(
@@ -96,7 +104,7 @@ def run_command(
     from edgeprof.backends import backend_class
     from edgeprof.backends.settings import settings_from_strings
     from edgeprof.errors import UsageError
-    from edgeprof.runner import RunConfig, profile
+    from edgeprof.runner import RunConfig
     from edgeprof.store import open_store
     from edgeprof.summary import summarize_run
 
@@ -122,23 +130,29 @@ def run_command(
         settings["providers"] = providers
     if (price_in is None) != (price_out is None):
         raise UsageError("give both --price-in and --price-out, or neither")
-    config = RunConfig(
-        backend=backend, model=model, prompts=prompts, repetitions=repetitions, warmup=warmup,
-        max_tokens=max_tokens, threads=threads, ctx=ctx, hz=hz, db=db, label=label,
-        tdp_w=tdp_w, sensors=_split(sensors),
-        idle_seconds=idle_seconds, keep_cache=keep_cache, seed=seed, concurrency=concurrency,
-        settings=settings,
-    )  # fmt: skip
-    live = _LiveProgress()
-    try:
-        with live:
-            run_id = profile(config, on_progress=live.update)
-    except KeyboardInterrupt:
-        kept = f"run {live.run_id} kept as aborted with {live.done} requests" if live.run_id else ""
-        err.print(f"edgeprof: interrupted; {kept}".rstrip("; "))
-        raise typer.Exit(130) from None
-    with open_store(live.db_path or config.db) as store:
-        summary = summarize_run(store, run_id)
+    levels = _levels(concurrency)
+    if plot is not None and len(levels) < 2:
+        raise UsageError("--plot draws the curve over several --concurrency levels, e.g. 1,2,4,8")
+    configs = [
+        RunConfig(
+            backend=backend, model=model, prompts=prompts, repetitions=repetitions,
+            warmup=warmup, max_tokens=max_tokens, threads=threads, ctx=ctx, hz=hz, db=db,
+            label=label, tdp_w=tdp_w, sensors=_split(sensors), idle_seconds=idle_seconds,
+            keep_cache=keep_cache, seed=seed, concurrency=n, settings=settings,
+        )
+        for n in levels
+    ]  # fmt: skip
+    run_ids, db_path = _profile_each(configs)
+    with open_store(db_path) as store:
+        summaries = [summarize_run(store, r) for r in run_ids]
+    if len(levels) > 1:
+        _curve(summaries, plot, as_json)
+        return
+    _print_run(summaries[0], as_json)
+
+
+def _print_run(summary: Any, as_json: bool) -> None:
+    run_id = summary.run_id
     if as_json:
         out.print_json(json.dumps(summary.to_dict(), default=str))
     else:
@@ -152,6 +166,75 @@ def run_command(
                 "[yellow]energy is estimated[/yellow] (no power sensor was readable): "
                 "see `edgeprof probe`; pass --tdp-w to refine the estimate"
             )
+
+
+def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
+    """One run per config, each with its live progress; every bad input first."""
+    from edgeprof.runner import profile
+
+    for c in configs:
+        c.validate()  # every level's bad input before the first run starts
+    run_ids: list[str] = []
+    db_path = configs[0].db
+    for config in configs:
+        live = _LiveProgress()
+        try:
+            with live:
+                run_ids.append(profile(config, on_progress=live.update))
+        except KeyboardInterrupt:
+            kept = f"run {live.run_id} kept as aborted with {live.done} requests"
+            done = f"; finished: {', '.join(run_ids)}" if run_ids else ""
+            err.print(f"edgeprof: interrupted; {kept if live.run_id else ''}".rstrip("; ") + done)
+            raise typer.Exit(130) from None
+        db_path = live.db_path or config.db
+    return run_ids, db_path
+
+
+def _levels(value: str) -> list[int]:
+    from edgeprof.errors import UsageError
+
+    try:
+        levels = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        levels = []
+    if not levels or any(n < 1 for n in levels):
+        raise UsageError(
+            f"--concurrency takes counts of 1 or more, e.g. 4 or 1,2,4,8 (got {value!r})"
+        )
+    return list(dict.fromkeys(levels))
+
+
+def _curve(summaries: list[Any], plot: Path | None, as_json: bool) -> None:
+    """The throughput/latency curve over the concurrency levels, one run each."""
+    from edgeprof.plots import concurrency_points, plot_concurrency
+
+    points = concurrency_points(summaries)
+    if plot is not None:
+        plot_concurrency(points, plot)
+        err.print(f"wrote {plot}")
+    if as_json:
+        print(json.dumps([p.__dict__ for p in points], indent=2))
+        return
+    from rich.table import Table
+
+    from edgeprof.formatting import DASH
+
+    def num(v: float | None, fmt: str) -> str:
+        return DASH if v is None else format(v, fmt)
+
+    table = Table(title="throughput against concurrency", title_justify="left")
+    for head in ("concurrency", "run", "aggregate tok/s", "× N=1", "requests/s",
+                 "decode tok/s per request", "TTFT p95 s", "J/token"):  # fmt: skip
+        table.add_column(head, justify="right")
+    base = points[0].aggregate_tps
+    for p in points:
+        ratio = p.aggregate_tps / base if p.aggregate_tps and base else None
+        table.add_row(
+            str(p.concurrency), p.run_id[-8:], num(p.aggregate_tps, ".1f"), num(ratio, ".2f"),
+            num(p.requests_per_s, ".2f"), num(p.decode_tps, ".1f"), num(p.ttft_p95_s, ".3f"),
+            num(p.j_per_output_token, ".3f") + (" est." if p.energy_estimated else ""),
+        )  # fmt: skip
+    out.print(table)
 
 
 # The typed flags that fill llamacpp settings, as `--set NAME=VALUE` would: flag -> setting.

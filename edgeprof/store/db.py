@@ -250,7 +250,21 @@ class Store:
                 rows,
             )
 
+    @_writes
+    def insert_quality(self, row: dict[str, Any]) -> None:
+        self.db.table("quality").insert(_jsonify(row, ("environment",)))
+
     # -- reads ---------------------------------------------------------------------------
+
+    @_reads
+    def quality(
+        self,
+        where: str = "",
+        args: Sequence[Any] = (),
+    ) -> list[dict[str, Any]]:
+        """Quality rows, newest first; `where` filters with `?` placeholders."""
+        rows = self.db.table("quality").rows_where(where or None, list(args), order_by="id desc")
+        return [_unjsonify(r, ("environment",)) for r in rows]
 
     @_reads
     def runs(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:

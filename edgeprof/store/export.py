@@ -103,9 +103,9 @@ class _Scrubber:
                 out[i] = None
             elif table == "devices" and col == "label" and isinstance(v, str) and self._is_host(v):
                 out[i] = f"device-{str(row[cols.index('id')])[:8]}"
-            elif table == "runs" and col == "model_path" and isinstance(v, str):
+            elif table in ("runs", "quality") and col == "model_path" and isinstance(v, str):
                 out[i] = _file_name(v)
-            elif table == "runs" and col in ("params", "environment"):
+            elif table in ("runs", "quality") and col in ("params", "environment"):
                 out[i] = self._json(v)
             elif isinstance(v, str):
                 out[i] = self.text(v)

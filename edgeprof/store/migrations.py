@@ -169,6 +169,61 @@ def m004_liveness_and_retries(db: sqlite_utils.Database) -> None:
             requests.add_column(name, kind)
 
 
+@migration
+def m005_quality(db: sqlite_utils.Database) -> None:
+    """What a model variant loses, measured by `edgeprof quality` on a text.
+
+    `model_sha256`, `backend` and `quant` mean what they mean in `runs` (an ONNX export's
+    model_sha256 is its source GGUF's), so a quality row joins the runs of the same target;
+    `file_sha256` is the evaluated file's own. One row per evaluation; rows are only written
+    complete. Reused when target, reference, text and ctx match.
+    """
+    db.table("quality").create(
+        {
+            "id": str,  # ULID
+            "device_id": str,  # where it was computed: numerics differ slightly by CPU
+            "created_at": str,
+            "edgeprof_version": str,
+            "target": str,
+            "model_path": str,
+            "backend": str,
+            "quant": str,
+            "model_sha256": str,
+            "file_sha256": str,
+            "size_bytes": int,
+            "reference": str,
+            "reference_sha256": str,
+            "reference_note": str,  # "reference: dequantized from Q4_1"
+            "text_name": str,
+            "text_sha256": str,
+            "text_tokens": int,
+            "ctx": int,
+            "n_chunks": int,
+            "n_scored": int,
+            "ppl": float,
+            "ppl_se": float,
+            "ref_ppl": float,
+            "ref_ppl_se": float,
+            "delta_ppl": float,
+            "delta_ppl_pct": float,
+            "delta_ppl_pct_se": float,
+            "kld_mean": float,
+            "kld_se": float,
+            "kld_p99": float,
+            "kld_max": float,
+            "top1_agreement": float,
+            "top1_se": float,
+            "threads": int,
+            "seconds": float,
+            "peak_rss_bytes": int,
+            "environment": str,  # JSON: library versions
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db.table("quality").create_index(["model_sha256", "backend", "quant"], if_not_exists=True)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -33,7 +33,7 @@ from edgeprof.errors import ProfileDBError
 from edgeprof.store import migrations
 from edgeprof.store.trust import DB_ERRORS, check_columns, check_schema, harden
 
-TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples")
+TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples", "quality")
 RUN_TABLES = ("requests", "sensors", "samples")
 # How far a run got; unknown statuses rank lowest.
 STATUS_RANK = (
@@ -214,6 +214,7 @@ class _Merger:
                 where = "WHERE run_id IN (SELECT id FROM temp.merge_runs)"
                 self._insert_new(table, "INSERT OR IGNORE", where, label)
             self._samples(label)
+            self._insert_new("quality", "INSERT OR IGNORE", "", label)
             c.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):  # the work file is discarded anyway

@@ -1,0 +1,123 @@
+"""Batched decoding on llama.cpp (`run --concurrency N`): the same greedy tokens as each request
+alone, energy shared between requests decoded together, the KV cache checked before a run, and
+the throughput curve end to end on the demo model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeprof.backends.base import BackendOptions, Request
+from edgeprof.backends.llama_batch import BatchJob, kv_cells_needed
+from edgeprof.backends.llamacpp import LlamaCppBackend, kv_bytes_per_cell
+from edgeprof.energy import SensorSeries, shared_energy_j
+from edgeprof.workload import load_suite
+from tests.builders import cli
+from tests.onnx_builders import export_once
+
+FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"
+S = 1_000_000_000
+
+
+def _requests(max_tokens: int) -> list[Request]:
+    return [Request(p.id, p.messages, max_tokens=max_tokens) for p in load_suite(str(FOUR))]
+
+
+def test_kv_cells_are_one_longest_request_per_sequence() -> None:
+    jobs = [BatchJob(i, [0] * n, 10) for i, n in enumerate((5, 50, 20, 30))]
+    assert kv_cells_needed(jobs, 1) == 60
+    assert kv_cells_needed(jobs, 2) == 120
+    assert kv_cells_needed(jobs, 8) == 480
+
+
+def test_a_batch_shares_the_energy_of_its_window() -> None:
+    """10 W for 4 s; one request alone for 1 s, then with another for 2 s (each gets half),
+    then alone again for 1 s: 10 + 10 + 10 = 30 J, over 1 + 1 + 1 = 3 s of the device."""
+    watts = SensorSeries("est", "package", "power_w", "estimated",
+                         [(t * S // 10, 10.0) for t in range(0, 41)])  # fmt: skip
+    energy, seconds = shared_energy_j([watts], [(0, S, 1), (S, 3 * S, 2), (3 * S, 4 * S, 1)])
+    assert energy == pytest.approx(30.0, rel=1e-6)
+    assert seconds == pytest.approx(3.0)
+
+
+@pytest.fixture(scope="module")
+def backend(demo_model: Path) -> LlamaCppBackend:
+    b = LlamaCppBackend(BackendOptions(model=str(demo_model), threads=2, ctx=4096))
+    b.load()
+    yield b
+    b.close()
+
+
+def _alone(backend: LlamaCppBackend, request: Request) -> str:
+    gen = backend.generate(request)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return str(stop.value.text)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("concurrency", [4, 3])
+def test_batched_greedy_tokens_match_each_request_alone(
+    backend: LlamaCppBackend, concurrency: int
+) -> None:
+    """All four at once, and three at a time (the fourth joins as the first finishes)."""
+    requests = _requests(max_tokens=24)
+    alone = [_alone(backend, r) for r in requests]
+    results = {id(request): res for request, res in backend.serve(requests, concurrency)}
+    assert [results[id(r)].generation.text for r in requests] == alone
+    for r in requests:
+        res = results[id(r)]
+        assert res.generation.output_tokens == len(res.events) > 0
+        assert res.t_start_ns < res.events[0][0] <= res.events[-1][0] <= res.t_end_ns
+        assert max(n for _, _, n in res.shares) <= concurrency
+    # the shares tile the busy span: every instant is split among the requests running then
+    start = min(res.t_start_ns for res in results.values())
+    end = max(res.t_end_ns for res in results.values())
+    shared_s = sum((t1 - t0) / n for res in results.values() for t0, t1, n in res.shares) / 1e9
+    assert shared_s == pytest.approx((end - start) / 1e9, rel=1e-6)
+
+
+@pytest.mark.model
+def test_kv_cache_too_small_is_refused_before_the_run(demo_model: Path, tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    res = cli("run", "--concurrency", "8", "--ctx", "256", "--prompts", FOUR, "--db", db)
+    assert res.exit_code == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("edgeprof: error: --concurrency 8 needs"), line
+    assert "raise --ctx to" in line and "lower --concurrency" in line
+    assert not db.exists()  # nothing recorded
+    assert kv_bytes_per_cell(demo_model) == 30 * 3 * (64 + 64) * 2  # 30 layers, 3 KV heads
+
+
+@pytest.mark.model
+def test_a_backend_that_cannot_batch_says_so(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    export = export_once(tmp_path_factory, "fp32")
+    db = tmp_path / "p.db"
+    res = cli("run", "--backend", "onnx", "--model", export, "--concurrency", "2", "--db", db)
+    assert res.exit_code == 2
+    assert "cannot decode several requests in one batch" in res.stderr
+    assert not db.exists()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_concurrency_curve_end_to_end(tmp_path: Path) -> None:
+    png = tmp_path / "curve.png"
+    res = cli("run", "--concurrency", "1,4", "--max-tokens", "16", "--repetitions", "1",
+              "--warmup", "1", "--prompts", FOUR, "--threads", "2", "--idle-seconds", "0",
+              "--db", tmp_path / "p.db", "--plot", png, "--json")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    one, four = json.loads(res.stdout)
+    assert (one["concurrency"], four["concurrency"]) == (1, 4)
+    for p in (one, four):
+        assert p["aggregate_tps"] > 0 and p["j_per_output_token"] > 0 and p["ttft_p95_s"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads(cli("report", tmp_path / "p.db", "--json").stdout)
+    batched = next(r for r in report if r["concurrency"] == 4)
+    assert batched["n_requests"] == 4 and batched["output_tps_aggregate"] > 0
