@@ -5,6 +5,7 @@ the throughput curve end to end on the demo model."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_a_batch_shares_the_energy_of_its_window() -> None:
 
 
 @pytest.fixture(scope="module")
-def backend(demo_model: Path) -> LlamaCppBackend:
+def backend(demo_model: Path) -> Iterator[LlamaCppBackend]:
     b = LlamaCppBackend(BackendOptions(model=str(demo_model), threads=2, ctx=4096))
     b.load()
     yield b
