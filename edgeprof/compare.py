@@ -24,6 +24,9 @@ from edgeprof.store.db import Store
 from edgeprof.summary import RunSummary
 
 Provenance = Literal["measured", "estimated", "assumed"]
+# The p95 time to first token a device may take when `compare` picks its concurrency from a
+# throughput curve and no --max-ttft-s is given: an interactive feature's patience.
+CURVE_MAX_TTFT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Latency:
     e2e_p50_s: float | None
     decode_tps: float | None
     peak_rss_bytes: int | None = None  # on-device: the memory the feature takes
+    ttft_p95_s: float | None = None
 
     @classmethod
     def of(cls, summary: RunSummary) -> Latency:
@@ -53,6 +57,7 @@ class Latency:
             summary.e2e_p50_s,
             summary.decode_tps_mean,
             summary.peak_rss_bytes,
+            summary.ttft_p95_s,
         )
 
 
@@ -71,6 +76,8 @@ class DeviceTarget:
     energy_method: str | None = None  # "measured", "estimated", or both joined with "+"
     device_id: str | None = None
     quality: TargetQuality | None = None  # from `edgeprof quality`; None: not measured
+    # runs of the same target at other concurrencies share this key (a throughput curve)
+    curve_key: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,9 @@ class Pair:
     cloud: str  # CloudTarget.name
     result: BreakEven
     sensitivity: tuple[ec.SensitivityRow, ...]
+    # with a shared prefix: what caching it saves each side a day (0 without one)
+    device_caching_saves_usd_per_day: float = 0.0
+    cloud_caching_saves_usd_per_day: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,9 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
     capacity model, and a workload with other in/out counts than the profile's is charged
     for the time it really keeps the device busy. Prefill is compute-bound and often draws
     more than the average, so input tokens may be under-charged a little: an estimate.
+
+    A run at concurrency N measured each request's speeds under that load while N shared the
+    device: each is charged P / N, and the device serves N at once.
     """
     run_id = summary.run_id
     name = f"{summary.backend}:{Path(summary.target or '?').name} [{run_id[:8]}]"
@@ -140,6 +153,11 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
         Figure("prefill_tps", prefill, "tokens/s", "measured", f"run {run_id}"),
         Figure("decode_tps", decode, "tokens/s", "measured", f"run {run_id}"),
     ]
+    n = max(1, int(summary.concurrency or 1))
+    if n > 1:
+        inputs.append(Figure("concurrency", n, "requests at once", "measured",
+                             f"run {run_id}: speeds per request under that load"))  # fmt: skip
+        power_w = power_w / n if power_w else power_w
     if power_w:
         j_in, j_out_decode = power_w / prefill, power_w / decode
         inputs += [
@@ -211,7 +229,7 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
         model=str(summary.target),
         device_label=summary.device_label,
         performance=DevicePerformance(
-            float(prefill), float(decode), float(j_out_decode), float(j_in), idle_w
+            float(prefill), float(decode), float(j_out_decode), float(j_in), idle_w, n
         ),
         mean_input_tokens=mean_in,
         mean_output_tokens=mean_out,
@@ -303,9 +321,13 @@ def _priced(
         Figure("price_in_usd_per_m", mp.input_usd_per_m, "USD/1M tokens", "assumed", source),
         Figure("price_out_usd_per_m", mp.output_usd_per_m, "USD/1M tokens", "assumed", source),
     ]
-    return CloudTarget(
-        name, kind, CloudPrice(mp.input_usd_per_m, mp.output_usd_per_m), run_id, tuple(figs)
-    )
+    cached = getattr(mp, "cached_input_usd_per_m", None)
+    if cached is not None:
+        figs.append(
+            Figure("price_cached_in_usd_per_m", cached, "USD/1M tokens", "assumed", source)
+        )
+    price = CloudPrice(mp.input_usd_per_m, mp.output_usd_per_m, cached_input_usd_per_m=cached)
+    return CloudTarget(name, kind, price, run_id, tuple(figs))
 
 
 def _summaries(
@@ -341,11 +363,20 @@ def compare(
     price_in_usd_per_m: float | None = None,
     price_out_usd_per_m: float | None = None,
     floor: QualityFloor | None = None,
+    shared_prefix_tokens: float = 0.0,
+    cache_device: bool = True,
+    cache_cloud: bool = True,
+    max_ttft_s: float | None = None,
 ) -> Comparison:
     """Price every on-device run in `store` against every cloud target at one workload.
 
     With a quality `floor`, device targets that miss it, or whose quality was never measured,
-    are left out (listed in `below_floor`); cloud models are taken to meet it."""
+    are left out (listed in `below_floor`); cloud models are taken to meet it.
+
+    `shared_prefix_tokens` of every request's input are the same (a system prompt): the cloud
+    bills them at its cached-input price where it lists one (`cache_cloud`), and the device
+    keeps their KV state instead of prefilling them again (`cache_device`); each pair says
+    what caching saved each side."""
     floor = floor or QualityFloor()
     if (price_in_usd_per_m is None) != (price_out_usd_per_m is None):
         raise UsageError(
@@ -353,6 +384,8 @@ def compare(
             "or neither"
         )
     devices, clouds, notes = _targets_from_runs(store, run_ids)
+    devices, curve_notes = pick_from_curves(devices, max_ttft_s)
+    notes += curve_notes
     devices = pool_idle_baselines(devices)
     devices, below_floor = _apply_floor(devices, floor)
     clouds += _listed_clouds(cloud_models, price_in_usd_per_m, price_out_usd_per_m)
@@ -375,13 +408,30 @@ def compare(
         )
     assumptions = _cost_assumptions(costs, requests_per_day)
     tokens = _token_counts(devices, input_tokens, output_tokens, assumptions)
-    workload = Workload(requests_per_day, tokens[0], tokens[1])
+    plain = Workload(requests_per_day, tokens[0], tokens[1])
+    workload = replace(
+        plain,
+        cached_input_tokens=shared_prefix_tokens if cache_cloud else 0.0,
+        device_cached_input_tokens=shared_prefix_tokens if cache_device else 0.0,
+    )
+    if shared_prefix_tokens:
+        assumptions.append(_prefix_figure(shared_prefix_tokens, cache_device, cache_cloud))
     pairs = []
     for d in devices:
         for c in clouds:
             res = ec.break_even(workload, d.performance, costs, c.price, cloud_name=c.name)
             sens = ec.sensitivity(workload, d.performance, costs, c.price)
-            pairs.append(Pair(d.name, c.name, res, tuple(sens)))
+            pair = Pair(d.name, c.name, res, tuple(sens))
+            if shared_prefix_tokens:
+                base = ec.break_even(plain, d.performance, costs, c.price, cloud_name=c.name)
+                pair = replace(
+                    pair,
+                    device_caching_saves_usd_per_day=base.device_cost_per_day_usd
+                    - res.device_cost_per_day_usd,
+                    cloud_caching_saves_usd_per_day=base.cloud_cost_per_day_usd
+                    - res.cloud_cost_per_day_usd,
+                )
+            pairs.append(pair)
     return Comparison(
         str(store.path),
         workload,
@@ -394,6 +444,14 @@ def compare(
         floor,
         tuple(below_floor),
     )
+
+
+def _prefix_figure(tokens: float, device: bool, cloud: bool) -> Figure:
+    sides = [side for side, on in (("device KV cache", device), ("cloud cached-input price",
+                                                                 cloud)) if on]  # fmt: skip
+    how = " and ".join(sides) or "not cached on either side"
+    return Figure("shared_prefix_tokens", tokens, "tokens/request", "assumed",
+                  f"--shared-prefix-tokens; cached by {how}")  # fmt: skip
 
 
 def _apply_floor(
@@ -428,7 +486,7 @@ def _targets_from_runs(
         else:
             made = _device_target(summary)
             if isinstance(made, DeviceTarget):
-                made = replace(made, quality=_quality(store, run))
+                made = replace(made, quality=_quality(store, run), curve_key=_curve_key(run))
         if isinstance(made, str):
             notes.append(made)
         elif isinstance(made, DeviceTarget):
@@ -436,6 +494,54 @@ def _targets_from_runs(
         else:
             clouds.append(made)
     return devices, clouds, notes
+
+
+def _curve_key(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What must match for runs to be points of one throughput curve: all but concurrency."""
+    p = run.get("params") or {}
+    return (run.get("device_id"), run["backend"], run.get("model_sha256"), run.get("quant"),
+            p.get("threads"), p.get("max_tokens"), p.get("suite_sha256"))  # fmt: skip
+
+
+def pick_from_curves(
+    devices: list[DeviceTarget], max_ttft_s: float | None
+) -> tuple[list[DeviceTarget], list[str]]:
+    """Where a target was profiled at several concurrencies, keep the run at the highest one
+    whose p95 TTFT meets `max_ttft_s` (CURVE_MAX_TTFT_S when not given): the device's
+    capacity under that latency requirement. Returns the targets and a note per curve."""
+    limit = CURVE_MAX_TTFT_S if max_ttft_s is None else max_ttft_s
+    groups: dict[Any, list[DeviceTarget]] = {}
+    for d in devices:
+        groups.setdefault(d.curve_key or d.name, []).append(d)
+    kept, notes = [], []
+    for group in groups.values():
+        levels = {d.performance.concurrency for d in group}
+        if len(levels) < 2:
+            kept += group
+            continue
+        by_n = sorted(group, key=lambda d: (d.performance.concurrency, d.run_id))
+        ok = [d for d in by_n if _p95(d) is not None and _p95(d) <= limit]  # type: ignore[operator]
+        chosen = ok[-1] if ok else by_n[0]
+        kept.append(chosen)
+        points = ", ".join(f"{d.performance.concurrency}: {_p95_text(d)}" for d in by_n)
+        source = "--max-ttft-s" if max_ttft_s is not None else "default; set --max-ttft-s"
+        why = (f"the highest whose p95 TTFT meets {limit:g} s ({source})" if ok else
+               f"none meets {limit:g} s p95 TTFT ({source}); the lowest")  # fmt: skip
+        n = chosen.performance.concurrency
+        notes.append(
+            f"{chosen.name}: throughput curve (concurrency: p95 TTFT) {points}; capacity at "
+            f"concurrency {n}, {why}"
+        )
+    return kept, notes
+
+
+def _p95(d: DeviceTarget) -> float | None:
+    return d.latency.ttft_p95_s if d.latency else None
+
+
+def _p95_text(d: DeviceTarget) -> str:
+    v = _p95(d)
+    return "–" if v is None else f"{v:.2f} s"
 
 
 def _quality(store: Store, run: dict[str, Any]) -> TargetQuality | None:

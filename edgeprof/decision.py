@@ -81,6 +81,9 @@ class DecideConfig:
     api_key_env: str | None = None
     max_ttft_s: float | None = None
     floor: QualityFloor = field(default_factory=QualityFloor)
+    shared_prefix_tokens: float = 0.0  # cached on both sides (see compare())
+    cache_device: bool = True
+    cache_cloud: bool = True
     onnx: bool = True
     fresh: bool = False
     db: Path | None = None
@@ -276,9 +279,14 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
             price_in_usd_per_m=None if live else config.price_in_usd_per_m,
             price_out_usd_per_m=None if live else config.price_out_usd_per_m,
             floor=config.floor,
+            shared_prefix_tokens=config.shared_prefix_tokens,
+            cache_device=config.cache_device,
+            cache_cloud=config.cache_cloud,
+            max_ttft_s=config.max_ttft_s,
         )
         energy_notes = probe.energy_sources(store, [r.run_id for r in runs])
-    tokens = [f for f in comparison.assumptions if f.name in ("input_tokens", "output_tokens")]
+    tokens = [f for f in comparison.assumptions
+              if f.name in ("input_tokens", "output_tokens", "shared_prefix_tokens")]  # fmt: skip
     inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
     comparison = replace(comparison, assumptions=tuple(inputs))
     rows = decision_rows(comparison, config.max_ttft_s)

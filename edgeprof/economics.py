@@ -64,6 +64,9 @@ class Workload:
     input_tokens: float
     output_tokens: float
     cached_input_tokens: float = 0.0  # part of input_tokens billed at the cached price
+    # part of input_tokens whose KV state the device keeps between requests (a shared system
+    # prompt): neither prefilled nor charged again
+    device_cached_input_tokens: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class DevicePerformance:
     j_per_output_token: float
     j_per_input_token: float = 0.0
     idle_power_w: float | None = None  # the device's draw doing nothing; None: not measured
+    # Requests decoded together when these figures were measured: the speeds are each
+    # request's under that load, the J/token its share of the device's energy, and the device
+    # serves this many at once (capacity N × a day / busy seconds)
+    concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -180,8 +187,17 @@ def validate(
     _check("input tokens", workload.input_tokens, flag="`input_tokens`")
     _check("output tokens", workload.output_tokens, flag="`output_tokens`", positive=True)
     _check("cached input tokens", workload.cached_input_tokens, flag="the cached token count")
-    if workload.cached_input_tokens > workload.input_tokens:
-        raise UsageError("cached input tokens exceed input tokens; lower the cached count")
+    _check("device-cached input tokens", workload.device_cached_input_tokens,
+           flag="`shared_prefix_tokens`")  # fmt: skip
+    if max(workload.cached_input_tokens, workload.device_cached_input_tokens) > (
+        workload.input_tokens
+    ):
+        raise UsageError(
+            "cached input tokens exceed input tokens; lower `shared_prefix_tokens` below "
+            f"{workload.input_tokens:g}"
+        )
+    if device.concurrency < 1:
+        raise UsageError(f"concurrency must be 1 or more (got {device.concurrency})")
     _check("prefill tok/s", device.prefill_tps, flag="the run (re-profile it)", positive=True)
     _check("decode tok/s", device.decode_tps, flag="the run (re-profile it)", positive=True)
     _check("J per output token", device.j_per_output_token, flag="the run's energy figures")
@@ -238,13 +254,20 @@ def cloud_cost_per_request_usd(workload: Workload, cloud: CloudPrice) -> float:
     ) / TOKENS_PER_M
 
 
+def prefilled_tokens(workload: Workload) -> float:
+    """Input tokens the device computes for each request: all but a prefix it keeps cached."""
+    return workload.input_tokens - workload.device_cached_input_tokens
+
+
 def busy_s_per_request(workload: Workload, device: DevicePerformance) -> float:
-    return workload.input_tokens / device.prefill_tps + workload.output_tokens / device.decode_tps
+    return prefilled_tokens(workload) / device.prefill_tps + (
+        workload.output_tokens / device.decode_tps
+    )
 
 
 def energy_j_per_request(workload: Workload, device: DevicePerformance) -> float:
     return (
-        workload.input_tokens * device.j_per_input_token
+        prefilled_tokens(workload) * device.j_per_input_token
         + workload.output_tokens * device.j_per_output_token
     )
 
@@ -362,8 +385,9 @@ def _device_day(workload: Workload, device: DevicePerformance, costs: DeviceCost
     busy = busy_s_per_request(workload, device)
     gross = energy_j_per_request(workload, device)
     idle_w = device.idle_power_w or 0.0
-    net = net_energy_j(gross, idle_w, busy)
-    capacity = capacity_requests_per_day(busy, costs.utilization)
+    # N requests share the device's seconds: each is charged 1/N of the idle draw it overlaps
+    net = net_energy_j(gross, idle_w, busy / device.concurrency)
+    capacity = device.concurrency * capacity_requests_per_day(busy, costs.utilization)
     user = costs.deployment == "user-device"
     needed = 0 if user else devices_needed(workload.requests_per_day, capacity)
     return _DeviceDay(

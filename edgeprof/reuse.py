@@ -2,8 +2,9 @@
 
 Two runs measure the same thing when the device, the backend, the model's bytes (for an ONNX
 export: the GGUF it came from), its weight format, the threads used, the tokens generated, the
-prompts' content and the backend's settings are all equal. Runs recorded before the runner
-kept the suite's hash (`params.suite_sha256`) never match: their prompts cannot be told apart.
+prompts' content, the backend's settings and the concurrency are all equal. Runs recorded
+before the runner kept the suite's hash (`params.suite_sha256`) never match: their prompts
+cannot be told apart.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class RunKey:
     # backend settings (params.settings), else among its params (`ctx`, `keep_cache`). Empty:
     # settings are not compared.
     settings: Settings = ()
+    concurrency: int = 1  # requests decoded together: another point of the throughput curve
 
 
 def settings_key(backend: str, given: Mapping[str, Any] | None = None) -> Settings:
@@ -86,6 +88,7 @@ def _matches(run: dict[str, Any], key: RunKey) -> bool:
         and params.get("threads") == key.threads
         and params.get("max_tokens") == key.max_tokens
         and params.get("suite_sha256") == key.suite_sha256
+        and int(params.get("concurrency") or 1) == key.concurrency
         and all(_recorded(params, name) == value for name, value in key.settings)
     )
 

@@ -31,7 +31,7 @@ from edgeprof.samplers.recorder import Recorder
 from edgeprof.store.db import Store, default_db_path
 from edgeprof.store.ids import ulid
 from edgeprof.store.liveness import this_process
-from edgeprof.workload import Prompt, load_suite, suite_sha256
+from edgeprof.workload import Prompt, load_suite, suite_sha256, with_system_prompt
 
 
 @dataclass
@@ -53,6 +53,9 @@ class RunConfig:
     keep_cache: bool = False
     seed: int = 0
     concurrency: int = 1
+    # A shared system prompt given to every request (replacing the suite's own): the prefix
+    # prompt caching reuses (`keep_cache` on the device)
+    system_prompt: str | None = None
     # Backend-specific settings by name (see each backend's `Settings` dataclass).
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -151,6 +154,8 @@ def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
     bad input before any work starts; KeyboardInterrupt leaves an `aborted` run behind."""
     config.validate()
     prompts = load_suite(config.prompts)
+    if config.system_prompt is not None:
+        prompts = with_system_prompt(prompts, config.system_prompt)
     backend = create_backend(config.backend, config.backend_options())
     backend.check()
     batch_params = _check_concurrency(config, backend, prompts)
@@ -515,6 +520,7 @@ class _Recorder:
             "repetition": m.repetition,
             "warmup": int(m.warmup),
             "input_tokens": g.input_tokens,
+            "cached_input_tokens": g.cached_input_tokens,
             "output_tokens": g.output_tokens,
             "token_count_method": g.token_count_method,
             "t_start_ns": m.t_start_ns - self.t0_ns,

@@ -66,6 +66,7 @@ class RunSummary:
     energy_sensors: list[str]
     mean_input_tokens: float | None
     mean_output_tokens: float | None
+    mean_cached_input_tokens: float | None  # input tokens not computed again (prefix caching)
     output_tokens_total: int
     output_tps_aggregate: float | None  # output tokens over the busy span: all requests together
     requests_per_s: float | None  # completed requests over the same span
@@ -187,6 +188,9 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         energy_sensors=_power_sensors(store, run_id),
         mean_input_tokens=in_tokens / len(ok) if ok else None,
         mean_output_tokens=out_tokens / len(ok) if ok else None,
+        mean_cached_input_tokens=(
+            sum(r.get("cached_input_tokens") or 0 for r in ok) / len(ok) if ok else None
+        ),
         output_tokens_total=out_tokens,
         output_tps_aggregate=out_tokens / span_s if span_s > 0 else None,
         requests_per_s=len(ok) / span_s if span_s > 0 else None,

@@ -125,3 +125,26 @@ def _messages(obj: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
         raise UsageError(f'{where}: "system" must be a string')
     head = ({"role": "system", "content": system},) if system else ()
     return (*head, {"role": "user", "content": prompt})
+
+
+def with_system_prompt(prompts: Sequence[Prompt], system: str) -> list[Prompt]:
+    """Every prompt with `system` as its system message (replacing its own), so that all
+    requests start with the same prefix, as a feature's requests do: what prompt caching
+    reuses. The prompts get new ids, and the suite a new hash."""
+    if not system.strip():
+        raise UsageError("the system prompt file is empty; pass a file with the shared prompt")
+    out = []
+    for p in prompts:
+        rest = tuple(m for m in p.messages if m["role"] != "system")
+        messages = ({"role": "system", "content": system}, *rest)
+        out.append(Prompt(prompt_id(messages), p.suite, p.name, messages))
+    return out
+
+
+def load_system_prompt(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--system-prompt {path} not found; pass a UTF-8 text file") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise UsageError(f"--system-prompt {path} is not a UTF-8 text file") from None

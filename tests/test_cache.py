@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,39 @@ def test_second_repetition_is_not_a_prompt_cache_hit_unless_kept(tmp_path: Path)
     # The reused cache gives the same greedy tokens as a full prefill.
     assert kept_text == fresh_text
     assert fresh_text[0] == fresh_text[1]
+
+
+def test_a_shared_system_prompt_is_kept_between_requests_and_counted(tmp_path: Path) -> None:
+    """Every request starts with the same ~320-token system prompt. With --keep-cache llama.cpp
+    keeps that prefix's KV state: each measured request records how many input tokens it did
+    not compute again; without it, none."""
+    from edgeprof.models import demo_model_path
+    from edgeprof.tokens import load_vocab
+
+    data = Path(__file__).parent / "data"
+    system = (data / "system_prompt_300.txt").read_text("utf-8")
+    vocab = load_vocab(demo_model_path())
+    system_tokens = len(vocab.tokenize(system.encode(), add_bos=False))
+    vocab.close()
+    db = tmp_path / "p.db"
+    cached: dict[bool, list[dict[str, Any]]] = {}
+    for keep in (False, True):
+        run_id = profile(
+            RunConfig(
+                prompts=str(data / "four_prompts.jsonl"),
+                max_tokens=4,
+                repetitions=1,
+                warmup=1,
+                threads=2,
+                db=db,
+                idle_seconds=0,
+                system_prompt=system,
+                keep_cache=keep,
+            )
+        )
+        with Store(db) as store:
+            cached[keep] = [r for r in store.requests(run_id) if not r["warmup"]]
+    assert all(r["cached_input_tokens"] == 0 for r in cached[False])
+    for r in cached[True]:
+        assert system_tokens <= r["cached_input_tokens"] < r["input_tokens"], r
+    assert [r["input_tokens"] for r in cached[True]] == [r["input_tokens"] for r in cached[False]]

@@ -42,6 +42,7 @@ def _add_run(
     energy_j: float | None = 55.0,
     cost_usd: float | None = None,
     params: dict[str, Any] | None = None,
+    ttft_s: float = 0.5,
 ) -> str:
     store.upsert_device({"id": "dev1", "label": "test box", "cpu_model": "x", "cores": 2})
     run_id = uuid.uuid4().hex
@@ -61,7 +62,7 @@ def _add_run(
             request_row(
                 run_id, seq, warmup=int(seq == 0), input_tokens=100, output_tokens=50,
                 t_start_ns=seq * 6_000_000_000, t_end_ns=seq * 6_000_000_000 + 5_500_000_000,
-                ttft_s=0.5, prefill_tps=200.0, decode_tps=9.8, e2e_s=5.5,
+                ttft_s=ttft_s, prefill_tps=200.0, decode_tps=9.8, e2e_s=5.5,
                 energy_j=energy_j if seq else 999.0,  # the warm-up must not count
                 energy_method="measured" if energy_j is not None else None,
                 cost_usd=cost_usd,
@@ -401,3 +402,76 @@ def test_real_llamacpp_run_of_the_demo_model(tmp_path: Path) -> None:
                 r["device_fixed_usd_per_device_day"] + be * r["device_energy_cost_per_request_usd"]
             )
             assert device_day == pytest.approx(be * r["cloud_cost_per_request_usd"])
+
+
+def test_a_cached_shared_prefix_by_hand(db: Path) -> None:
+    """100 input tokens of which 60 are a shared system prompt, 50 output. The cloud bills the
+    60 at its cached-input price; the device keeps their KV state and prefills only 40."""
+    model = prices.lookup_price("openai:gpt-4o-mini")
+    assert model.cached_input_usd_per_m is not None  # the catalog lists one for this model
+    args: dict[str, Any] = {"requests_per_day": 1000, "input_tokens": 100, "output_tokens": 50,
+                            "cloud_models": ["openai:gpt-4o-mini"]}  # fmt: skip
+    with Store(db) as store:
+        cold = compare(store, COSTS, **args)
+        cached = compare(store, COSTS, shared_prefix_tokens=60, **args)
+        device_only = compare(store, COSTS, shared_prefix_tokens=60, cache_cloud=False, **args)
+    (p0,), (p1,), (p2,) = cold.pairs, cached.pairs, device_only.pairs
+    cloud_cold = (100 * model.input_usd_per_m + 50 * model.output_usd_per_m) / 1e6
+    cloud_cached = (40 * model.input_usd_per_m + 60 * model.cached_input_usd_per_m
+                    + 50 * model.output_usd_per_m) / 1e6  # fmt: skip
+    assert p0.result.cloud_cost_per_request_usd == pytest.approx(cloud_cold)
+    assert p1.result.cloud_cost_per_request_usd == pytest.approx(cloud_cached)
+    assert p2.result.cloud_cost_per_request_usd == pytest.approx(cloud_cold)
+    # device: prefill 200 tok/s, decode 9.8 tok/s (the builder's run)
+    assert p0.result.device_busy_s_per_request == pytest.approx(100 / 200 + 50 / 9.8)
+    assert p1.result.device_busy_s_per_request == pytest.approx(40 / 200 + 50 / 9.8)
+    assert p1.cloud_caching_saves_usd_per_day == pytest.approx(1000 * (cloud_cold - cloud_cached))
+    assert p1.device_caching_saves_usd_per_day == pytest.approx(
+        p0.result.device_cost_per_day_usd - p1.result.device_cost_per_day_usd
+    )
+    assert p1.device_caching_saves_usd_per_day > 0
+    assert p0.cloud_caching_saves_usd_per_day == 0 and p2.cloud_caching_saves_usd_per_day == 0
+    (prefix,) = [f for f in cached.assumptions if f.name == "shared_prefix_tokens"]
+    assert prefix.value == 60 and "device KV cache and cloud cached-input price" in prefix.source
+
+
+def test_compare_says_what_caching_saved(db: Path) -> None:
+    res = cli("compare", db, "--requests-per-day", "1000", "--device-price", "100",
+              "--lifetime-years", "3", "--electricity", "0.2", "--input-tokens", "100",
+              "--output-tokens", "50", "--cloud", "openai:gpt-4o-mini",
+              "--shared-prefix-tokens", "60")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert "caching 60 shared tokens saves" in res.stdout
+    assert "openai:gpt-4o-mini (at its cached-input price)" in res.stdout
+    res = cli("compare", db, "--requests-per-day", "1000", "--electricity", "0.2",
+              "--deployment", "owned", "--input-tokens", "100", "--output-tokens", "50",
+              "--cloud", "openai:gpt-4o-mini", "--shared-prefix-tokens", "200")  # fmt: skip
+    assert res.exit_code == 2 and "--shared-prefix-tokens" in res.stderr
+
+
+def test_capacity_comes_from_the_throughput_curve(tmp_path: Path) -> None:
+    """One target profiled at concurrency 1, 4 and 8 (each request: 200/9.8 tok/s under that
+    load, as the builder writes it; 55 J per request). p95 TTFT 0.5, 1.5 and 3 s: with the
+    default 2 s the curve gives concurrency 4, and the device serves 4 at once."""
+    with Store(tmp_path / "p.db") as store:
+        for n, ttft in ((1, 0.5), (4, 1.5), (8, 3.0)):
+            _add_run(store, "llamacpp", "/models/demo.gguf", ttft_s=ttft,
+                     params={"threads": 2, "concurrency": n, "max_tokens": 50})  # fmt: skip
+        c = compare(store, COSTS, requests_per_day=1000, input_tokens=100, output_tokens=50,
+                    price_in_usd_per_m=5, price_out_usd_per_m=15)  # fmt: skip
+        strict = compare(store, COSTS, requests_per_day=1000, input_tokens=100,
+                         output_tokens=50, price_in_usd_per_m=5, price_out_usd_per_m=15,
+                         max_ttft_s=1.0)  # fmt: skip
+    (dev,) = c.devices
+    assert dev.performance.concurrency == 4
+    (pair,) = c.pairs
+    assert pair.result.device_capacity_requests_per_day == pytest.approx(4 * 86_400 / BUSY_S)
+    # each request's share of the device: the run's power (3 × 55 J over the span of its
+    # measured requests, 6 s to 23.5 s) over 4 requests at once, per decoded token
+    assert dev.performance.j_per_output_token == pytest.approx(3 * 55 / 17.5 / 4 / 9.8)
+    (note,) = [n for n in c.notes if "throughput curve" in n]
+    assert "1: 0.50 s, 4: 1.50 s, 8: 3.00 s" in note and "concurrency 4" in note
+    assert "default; set --max-ttft-s" in note
+    (one,) = strict.devices
+    assert one.performance.concurrency == 1
+    assert strict.pairs[0].result.device_capacity_requests_per_day == pytest.approx(86_400 / BUSY_S)

@@ -108,6 +108,7 @@ def test_a_run_of_the_same_measurement_is_found(store: Store) -> None:
         {"suite_sha256": "00" * 32},
         {"settings": settings_key("llamacpp", {"n_gpu_layers": -1})},
         {"settings": (("ctx", "2048"),)},
+        {"concurrency": 4},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items())[:40],
 )

@@ -49,6 +49,9 @@ class Generation:
     attempts: int = 1
     retry_wait_s: float = 0.0
     last_attempt_ns: int | None = None  # perf_counter_ns when the final attempt began
+    # Input tokens not computed again: a prefix kept in llama.cpp's KV cache, or the cached
+    # tokens a cloud API reports (billed at its cached-input price)
+    cached_input_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -348,6 +348,7 @@ class _Decoder:
             output_tokens=n_out,
             text="".join(pieces) + decoder.decode(b"", final=True),
             finish_reason=finish,
+            cached_input_tokens=keep,
         )
 
     def _decode(self, tokens: list[int]) -> None:

@@ -270,4 +270,5 @@ def generation(
         attempts=max(1, state.http_attempts),
         retry_wait_s=state.retry_wait_s,
         last_attempt_ns=state.last_attempt_ns,
+        cached_input_tokens=min(state.cached_input_tokens, input_tokens),
     )

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from edgeprof.cli.app import app, err, out
-from edgeprof.cli.floor_options import MAX_KLD, MAX_PPL_INCREASE, MIN_TOP1, floor_lines
+from edgeprof.cli.floor_options import (
+    CACHE_CLOUD,
+    CACHE_DEVICE,
+    MAX_KLD,
+    MAX_PPL_INCREASE,
+    MIN_TOP1,
+    SHARED_PREFIX,
+    caching_lines,
+    floor_lines,
+)
 from edgeprof.formatting import format_count, format_usd
 
 if TYPE_CHECKING:
@@ -72,6 +81,15 @@ def compare_command(
     max_kld: float | None = MAX_KLD,
     max_ppl_increase: float | None = MAX_PPL_INCREASE,
     min_top1: float | None = MIN_TOP1,
+    shared_prefix_tokens: float = SHARED_PREFIX,
+    device_cache: bool = CACHE_DEVICE,
+    cloud_cache: bool = CACHE_CLOUD,
+    max_ttft_s: float | None = typer.Option(
+        None,
+        "--max-ttft-s",
+        help="Where a target was profiled at several --concurrency levels: the p95 TTFT its "
+        "capacity must meet (default 2 s).",
+    ),
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
     from edgeprof.compare import compare, to_dict
@@ -109,6 +127,10 @@ def compare_command(
             price_in_usd_per_m=price_in,
             price_out_usd_per_m=price_out,
             floor=floor,
+            shared_prefix_tokens=shared_prefix_tokens,
+            cache_device=device_cache,
+            cache_cloud=cloud_cache,
+            max_ttft_s=max_ttft_s,
         )
         if html is not None:
             from edgeprof.html import write_html_report
@@ -146,6 +168,8 @@ def _render(c: Comparison) -> None:
         summaries = summarize(store, [d.run_id for d in c.devices]) if c.devices else []
     # Targets are named by their run id's first 8 characters (`backend:model [01J...]`).
     notes = comparability_notes(summaries, id_of=lambda run_id: run_id[:8])
+    for line in caching_lines(c):
+        out.print(line, highlight=False)
     for note in [*c.notes, *notes, *floor_lines(c)]:
         err.print(f"note: {note}", highlight=False)
 

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from edgeprof.cli.app import app, err, out
-from edgeprof.cli.floor_options import MAX_KLD, MAX_PPL_INCREASE, MIN_TOP1, floor_lines
+from edgeprof.cli.floor_options import (
+    CACHE_CLOUD,
+    CACHE_DEVICE,
+    MAX_KLD,
+    MAX_PPL_INCREASE,
+    MIN_TOP1,
+    SHARED_PREFIX,
+    caching_lines,
+    floor_lines,
+)
 from edgeprof.formatting import format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
@@ -83,6 +92,9 @@ def decide_command(
     max_kld: float | None = MAX_KLD,
     max_ppl_increase: float | None = MAX_PPL_INCREASE,
     min_top1: float | None = MIN_TOP1,
+    shared_prefix_tokens: float = SHARED_PREFIX,
+    device_cache: bool = CACHE_DEVICE,
+    cloud_cache: bool = CACHE_CLOUD,
     onnx: bool = typer.Option(
         True, "--onnx/--no-onnx", help="Also profile ONNX Runtime on an int4 export."
     ),
@@ -124,6 +136,8 @@ def decide_command(
         clouds=cloud or (), price_in_usd_per_m=price_in, price_out_usd_per_m=price_out,
         base_url=base_url, api_key_env=api_key_env, max_ttft_s=max_ttft_s, onnx=onnx,
         floor=QualityFloor(max_kld, max_ppl_increase, min_top1),
+        shared_prefix_tokens=shared_prefix_tokens, cache_device=device_cache,
+        cache_cloud=cloud_cache,
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, ctx=ctx, sensors=[s.strip() for s in sensors.split(",") if s.strip()]
         if sensors else None, tdp_w=tdp_w, idle_seconds=idle_seconds,
@@ -169,6 +183,8 @@ def _render(decision: Decision) -> None:
         "every input above, with its provenance: --json; the report with charts: --html FILE",
         style="dim",
     )
+    for line in caching_lines(decision.comparison):
+        out.print(line, highlight=False)
     for note in [*decision.notes, *_comparability(decision), *floor_lines(decision.comparison)]:
         err.print(f"note: {note}", highlight=False)
     # the last word is the answer: long tables above must not bury it

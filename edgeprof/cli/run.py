@@ -63,6 +63,11 @@ def run_command(
     plot: Path | None = typer.Option(
         None, help="With several --concurrency levels: write the throughput curve here (PNG)."
     ),
+    system_prompt: Path | None = typer.Option(
+        None,
+        help="A shared system prompt for every request (replacing the suite's): with "
+        "--keep-cache llama.cpp keeps its KV state between requests, as a feature would.",
+    ),
     price_in: float | None = typer.Option(None, help="Override: input price, USD per 1M tokens."),
     price_out: float | None = typer.Option(None, help="Override: output price, USD per 1M tokens."),
     providers: str | None = typer.Option(
@@ -130,6 +135,9 @@ def run_command(
         settings["providers"] = providers
     if (price_in is None) != (price_out is None):
         raise UsageError("give both --price-in and --price-out, or neither")
+    from edgeprof.workload import load_system_prompt
+
+    system = load_system_prompt(system_prompt) if system_prompt else None
     levels = _levels(concurrency)
     if plot is not None and len(levels) < 2:
         raise UsageError("--plot draws the curve over several --concurrency levels, e.g. 1,2,4,8")
@@ -139,6 +147,7 @@ def run_command(
             warmup=warmup, max_tokens=max_tokens, threads=threads, ctx=ctx, hz=hz, db=db,
             label=label, tdp_w=tdp_w, sensors=_split(sensors), idle_seconds=idle_seconds,
             keep_cache=keep_cache, seed=seed, concurrency=n, settings=settings,
+            system_prompt=system,
         )
         for n in levels
     ]  # fmt: skip

@@ -86,6 +86,11 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "repetition": ("Repetition number", ""),
             "warmup": ("1: warm-up, recorded but excluded from statistics", ""),
             "input_tokens": ("Prompt tokens (from the tokenizer or API usage)", ""),
+            "cached_input_tokens": (
+                "Input tokens not computed again: a prefix kept in llama.cpp's KV cache, or "
+                "the cached tokens the API reported",
+                "",
+            ),
             "output_tokens": ("Generated tokens", ""),
             "token_count_method": ("tokenizer, api or estimated", ""),
             "t_start_ns": ("Request start, since the run's t0", "nanosecond"),

@@ -224,6 +224,15 @@ def m005_quality(db: sqlite_utils.Database) -> None:
     db.table("quality").create_index(["model_sha256", "backend", "quant"], if_not_exists=True)
 
 
+@migration
+def m006_request_cached_input_tokens(db: sqlite_utils.Database) -> None:
+    """requests.cached_input_tokens: input tokens not computed again (a prefix llama.cpp kept
+    in its KV cache under --keep-cache, or the cached tokens a cloud API reported)."""
+    requests = db.table("requests")
+    if "cached_input_tokens" not in requests.columns_dict:
+        requests.add_column("cached_input_tokens", int)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
