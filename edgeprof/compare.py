@@ -323,9 +323,7 @@ def _priced(
     ]
     cached = getattr(mp, "cached_input_usd_per_m", None)
     if cached is not None:
-        figs.append(
-            Figure("price_cached_in_usd_per_m", cached, "USD/1M tokens", "assumed", source)
-        )
+        figs.append(Figure("price_cached_in_usd_per_m", cached, "USD/1M tokens", "assumed", source))
     price = CloudPrice(mp.input_usd_per_m, mp.output_usd_per_m, cached_input_usd_per_m=cached)
     return CloudTarget(name, kind, price, run_id, tuple(figs))
 
