@@ -164,6 +164,7 @@ def verdict_paragraph(
     parts = [_winner_sentence(c, head, options, best, device, cloud, device_name)]
     if device is not None and cloud is not None:
         parts.append(_break_even_sentence(c, device, cloud))
+    parts.append(_concurrency_sentence(c, device))
     parts.append(_latency_sentence(c, device, cloud))
     if excluded:
         parts.append(
@@ -172,6 +173,18 @@ def verdict_paragraph(
     parts.append(_quality_sentence(c, runs, device))
     parts.append(_provenance(c, runs, energy))
     return best.name, " ".join(p for p in parts if p)
+
+
+def _concurrency_sentence(c: Comparison, device: _Option | None) -> str:
+    """The concurrency the device's capacity assumes, when it is not one request at a time."""
+    target = next((d for d in c.devices if device and d.name == device.key), None)
+    if target is None or target.performance.concurrency == 1:
+        return ""
+    assert device is not None
+    return (
+        f"{device.name}'s capacity assumes {target.performance.concurrency} requests decoded "
+        "together, as its throughput curve measured them."
+    )
 
 
 def _quality_sentence(c: Comparison, runs: Sequence[TargetRun], device: _Option | None) -> str:

@@ -472,6 +472,11 @@ def test_capacity_comes_from_the_throughput_curve(tmp_path: Path) -> None:
     (note,) = [n for n in c.notes if "throughput curve" in n]
     assert "1: 0.50 s, 4: 1.50 s, 8: 3.00 s" in note and "concurrency 4" in note
     assert "default; set --max-ttft-s" in note
+    from edgeprof.verdict import decision_rows, verdict_paragraph
+
+    _, words = verdict_paragraph(c, decision_rows(c), runs=[], device_name="test box",
+                                 energy=[], max_ttft_s=None, suite="demo")  # fmt: skip
+    assert "capacity assumes 4 requests decoded together" in words
     (one,) = strict.devices
     assert one.performance.concurrency == 1
     assert strict.pairs[0].result.device_capacity_requests_per_day == pytest.approx(86_400 / BUSY_S)

@@ -200,11 +200,9 @@ class BatchDecoder:
         return int(self.np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).argmax())
 
     def _piece(self, token: int) -> bytes:
-        piece = self.pieces.get(token)
-        if piece is None:
-            piece = self.llm.detokenize([token])
-            self.pieces[token] = piece
-        return piece
+        from edgeprof.backends.llamacpp import token_piece
+
+        return token_piece(self.llm, self.pieces, token)
 
     def _result(self, s: _Seq, t_end_ns: int, spans: list[tuple[int, int]]) -> BatchResult:
         shares = []

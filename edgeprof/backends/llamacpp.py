@@ -275,6 +275,14 @@ def kv_bytes_per_cell(path: Path) -> int | None:
     return int(n_layer) * int(n_kv) * (int(k_len) + int(v_len)) * 2
 
 
+def token_piece(llm: Llama, cache: dict[int, bytes], token: int) -> bytes:
+    """A token's bytes, detokenized once per token id (the decode loops' hot path)."""
+    piece = cache.get(token)
+    if piece is None:
+        piece = cache[token] = llm.detokenize([token])
+    return piece
+
+
 class _Decoder:
     """The token loop on llama.cpp's C API, without llama-cpp-python's Python-level generate.
 
@@ -374,8 +382,4 @@ class _Decoder:
         return int(self.logits_at[1].argmax())
 
     def _piece(self, token: int) -> bytes:
-        piece = self.pieces.get(token)
-        if piece is None:
-            piece = self.llm.detokenize([token])
-            self.pieces[token] = piece
-        return piece
+        return token_piece(self.llm, self.pieces, token)
