@@ -91,7 +91,10 @@ class DecideConfig:
     repetitions: int = 3
     warmup: int = 1
     threads: int | None = None
-    ctx: int = 4096
+    ctx: int = 4096  # per request: a batch of N gets N × ctx
+    # llama.cpp profiled at each level (requests decoded together): a throughput curve, from
+    # which the comparator takes the capacity that meets max_ttft_s
+    concurrency: tuple[int, ...] = (1,)
     sensors: list[str] | None = None
     tdp_w: float | None = None
     idle_seconds: float = 3.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,9 +132,12 @@ def profile_devices(
     sha = sha256_file(gguf)
     runs = [
         _target(
-            config, probe, db_path, step, LLAMACPP_TARGET, "llamacpp", config.model,
-            (sha, _gguf_quant(gguf), suite),
+            # each sequence of a batch gets the context one request alone has
+            replace(config, ctx=config.ctx * n), probe, db_path, step,
+            LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
+            config.model, (sha, _gguf_quant(gguf), suite), concurrency=n,
         )
+        for n in config.concurrency
     ]  # fmt: skip
     if not config.onnx:
         return runs
@@ -202,6 +205,7 @@ def _target(
     backend: str,
     model: str | None,
     identity: tuple[str, str | None, str],
+    concurrency: int = 1,
 ) -> TargetRun:
     """A matching earlier run, or a new one."""
     from edgeprof.decision import TargetRun
@@ -221,6 +225,7 @@ def _target(
         # decide runs each backend with its default settings; a run with others (a GPU offload,
         # another batch size) or another context size measured something else
         settings=(*settings_key(backend), ("ctx", json.dumps(config.ctx))),
+        concurrency=concurrency,
     )
     if not config.fresh and db_path.exists():
         with Store(db_path) as store:
@@ -229,7 +234,8 @@ def _target(
                 words = describe_reuse(store, found)
                 step(_event(name, "reused", detail=words, run_id=found))
                 return TargetRun(name, backend, found, True, words)
-    run_id = _profile(_run_config(config, probe, backend, model, db_path), name, step)
+    run = replace(_run_config(config, probe, backend, model, db_path), concurrency=concurrency)
+    run_id = _profile(run, name, step)
     return TargetRun(name, backend, run_id, False, f"new run {run_id}")
 
 

@@ -6,6 +6,7 @@ Each round profiles the bundled suite with the same ~320-token system prompt
 alternate so background load hits both. Run:
 
     flock /tmp/edgeprof-bench.lock .venv/bin/python scripts/bench_prefix_cache.py --rounds 3
+    ... --concurrency 4   # in the batched engine: the prefix computed once, copied per request
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--concurrency", type=int, default=1, help="requests decoded together")
     ap.add_argument("--system-prompt", type=Path, default=ROOT / "tests/data/system_prompt_300.txt")
     a = ap.parse_args()
 
@@ -42,7 +44,8 @@ def main() -> int:
                     RunConfig(
                         max_tokens=a.max_tokens, repetitions=1, warmup=1, threads=a.threads,
                         db=db, idle_seconds=0, system_prompt=system,
-                        keep_cache=mode == "cached", label=mode,
+                        keep_cache=mode == "cached", label=mode, concurrency=a.concurrency,
+                        ctx=4096 * (a.concurrency + 1),
                     )
                 )  # fmt: skip
                 with Store(db) as store:
@@ -55,8 +58,10 @@ def main() -> int:
                       f"{statistics.median(x['ttft_s'] for x in rows) * 1000:.0f} ms",
                       file=sys.stderr, flush=True)  # fmt: skip
     cold, warm = statistics.median(ttft["cold"]), statistics.median(ttft["cached"])
-    print(f"prefix cache: demo model, {a.threads} threads, bundled suite with a shared system "
-          f"prompt, {a.rounds} rounds x 12 requests each way")  # fmt: skip
+    print(
+        f"prefix cache: demo model, {a.threads} threads, concurrency {a.concurrency}, bundled "
+        f"suite with a shared system prompt, {a.rounds} rounds x 12 requests each way"
+    )
     print(f"input tokens per request (median)   {statistics.median(input_tokens):.0f}")
     print(f"kept in the KV cache (median)       {statistics.median(cached_tokens):.0f}")
     print(f"TTFT cold   median {cold * 1000:7.1f} ms  (p90 "

@@ -251,6 +251,21 @@ def test_user_device_reports_battery_and_memory(tmp_path: Path) -> None:
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_concurrency_levels_make_a_curve_and_capacity_comes_from_it(tmp_path: Path) -> None:
+    """llama.cpp profiled one at a time and two at a time; with a latency requirement both
+    meet, the comparator takes the higher level and the verdict says so."""
+    d = _decide(tmp_path / "p.db", "--device", "rpi5-8gb", "--no-onnx", "--concurrency", "1,2",
+                "--max-ttft-s", "100")  # fmt: skip
+    assert [r["target"] for r in d["runs"]] == ["llama.cpp", "llama.cpp ×2"]
+    (device,) = d["comparison"]["devices"]
+    assert device["performance"]["concurrency"] == 2
+    assert device["run_id"] == d["runs"][1]["run_id"]
+    assert "capacity assumes 2 requests decoded together" in d["verdict"]
+    assert any("throughput curve" in n for n in d["notes"])
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_a_latency_requirement_excludes_slower_targets(tmp_path: Path) -> None:
     d = _decide(tmp_path / "p.db", "--device", "rpi5-8gb", "--no-onnx", "--max-ttft-s", "1e-6")
     (device_row, *_) = d["rows"]

@@ -122,3 +122,34 @@ def test_concurrency_curve_end_to_end(tmp_path: Path) -> None:
     report = json.loads(cli("report", tmp_path / "p.db", "--json").stdout)
     batched = next(r for r in report if r["concurrency"] == 4)
     assert batched["n_requests"] == 4 and batched["output_tps_aggregate"] > 0
+
+
+@pytest.mark.model
+def test_a_shared_prefix_is_computed_once_and_copied(demo_model: Path) -> None:
+    """With --keep-cache the batch prefills the prompts' common start (a ~320-token system
+    prompt and the template's opening) once, in a stream of its own, and copies it to each
+    request's stream: every request records those tokens as cached and reads only the rest."""
+    from edgeprof.backends.llamacpp import LlamaCppSettings
+    from edgeprof.workload import with_system_prompt
+
+    system = (Path(__file__).parent / "data" / "system_prompt_300.txt").read_text("utf-8")
+    prompts = with_system_prompt(load_suite(str(FOUR)), system)
+    requests = [Request(p.id, p.messages, max_tokens=16) for p in prompts]
+    results = {}
+    for keep in (False, True):
+        b = LlamaCppBackend(
+            BackendOptions(model=str(demo_model), threads=2, ctx=8192, keep_cache=keep),
+            LlamaCppSettings(),
+        )
+        b.load()
+        try:
+            results[keep] = {id(r): res for r, res in b.serve(requests, 4)}
+        finally:
+            b.close()
+    for r in requests:
+        cold, warm = results[False][id(r)], results[True][id(r)]
+        assert cold.generation.cached_input_tokens == 0
+        assert 320 <= warm.generation.cached_input_tokens < warm.generation.input_tokens
+        assert warm.generation.input_tokens == cold.generation.input_tokens
+        # the copied K/V are what the request would have computed: the same greedy tokens
+        assert warm.generation.text == cold.generation.text

@@ -51,6 +51,7 @@ class _Seq:
     t_start_ns: int
     fed: int = 0  # prompt tokens already in the batch or the cache
     n_past: int = 0  # the next position
+    cached: int = 0  # prompt tokens copied from the shared prefix, not computed again
     next_token: int | None = None  # generated, not yet decoded
     logits_at: int = -1  # its row in the current batch's logits
     n_out: int = 0
@@ -78,18 +79,30 @@ def kv_cells_needed(jobs: Iterable[BatchJob], n_seq: int) -> int:
 class BatchDecoder:
     """Serve jobs `n_seq` at a time on a context of its own (freed by `close`)."""
 
-    def __init__(self, llm: Any, n_seq: int, n_ctx: int, ignore_eos: bool = False) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        n_seq: int,
+        n_ctx: int,
+        ignore_eos: bool = False,
+        share_prefix: bool = False,
+    ) -> None:
+        """`share_prefix`: the jobs' common leading tokens (a shared system prompt) are
+        prefilled once, in a stream of their own, and copied to each request's stream as it
+        starts; each request then reads only the rest of its prompt."""
         import llama_cpp
         import numpy as np
 
         self.lc, self.np = llama_cpp, np
         self.llm, self.n_seq, self.ignore_eos = llm, n_seq, ignore_eos
+        self.share_prefix = share_prefix
+        self.n_streams = n_seq + (1 if share_prefix else 0)  # the prefix has a stream of its own
         params = llama_cpp.llama_context_default_params()
         base = llm.context_params
         for name, _ in params._fields_:  # the loaded context's settings, then ours
             setattr(params, name, getattr(base, name))
         params.n_ctx = n_ctx
-        params.n_seq_max = n_seq
+        params.n_seq_max = self.n_streams
         # A stream of n_ctx / n_seq cells per sequence. A unified pool would let short and long
         # requests share cells, but a sequence's attention would then run over a cell layout
         # set by the other requests, and its greedy tokens would change with what it was
@@ -121,20 +134,25 @@ class BatchDecoder:
         """Results in the order requests finish."""
         queue = deque(jobs)
         need = max((len(j.tokens) + j.max_tokens for j in queue), default=0)
-        per_seq = self.n_ctx // self.n_seq
+        per_seq = self.n_ctx // self.n_streams
         if need > per_seq:
             raise UsageError(
                 f"a request needs {need} KV cells, more than the {per_seq} each of "
-                f"`concurrency` {self.n_seq} sequences gets from `ctx` {self.n_ctx}; raise `ctx`"
+                f"{self.n_streams} sequences gets from `ctx` {self.n_ctx}; raise `ctx`"
             )
         self.lc.llama_memory_clear(self.mem, True)
+        prefix = self._prefill_prefix(list(queue)) if self.share_prefix else 0
         free = list(range(self.n_seq - 1, -1, -1))
         active: list[_Seq] = []
         spans: list[tuple[int, int]] = []  # (t_ns, sequences active from then on)
         while queue or active:
             while queue and free:
-                active.append(_Seq(queue.popleft(), free.pop(), time.perf_counter_ns()))
-                spans.append((active[-1].t_start_ns, len(active)))
+                seq = _Seq(queue.popleft(), free.pop(), time.perf_counter_ns())
+                if prefix:  # a copy of the prefix's stream: its cells, not its computation
+                    self.lc.llama_memory_seq_cp(self.mem, self.n_seq, seq.seq_id, -1, -1)
+                    seq.fed = seq.n_past = seq.cached = prefix
+                active.append(seq)
+                spans.append((seq.t_start_ns, len(active)))
             self._step(active)
             for s in [s for s in active if s.finish != "running"]:
                 active.remove(s)
@@ -144,6 +162,25 @@ class BatchDecoder:
                 spans.append((t_end, len(active)))
                 yield self._result(s, t_end, spans)
             _forget_before(spans, min((s.t_start_ns for s in active), default=None))
+
+    def _prefill_prefix(self, jobs: list[BatchJob]) -> int:
+        """Decode the tokens every job starts with into the prefix's stream (sequence n_seq),
+        before any request's window opens; return their count. At least one token of each
+        prompt is left to read, so that every request computes its own first logits."""
+        if not jobs:
+            return 0
+        first = jobs[0].tokens
+        common = min(len(j.tokens) for j in jobs) - 1
+        for job in jobs[1:]:
+            common = next((k for k in range(common) if job.tokens[k] != first[k]), common)
+        for start in range(0, max(common, 0), self.n_batch):
+            n = 0
+            for i in range(start, min(start + self.n_batch, common)):
+                n = self._add(n, first[i], i, self.n_seq, False)
+            self.batch.n_tokens = n
+            if self.lc.llama_decode(self.ctx, self.batch) != 0:
+                raise RuntimeError("llama_decode failed on the shared prefix")
+        return max(common, 0)
 
     # -- one step -----------------------------------------------------------------------
     def _step(self, active: list[_Seq]) -> None:
@@ -215,5 +252,6 @@ class BatchDecoder:
             output_tokens=s.n_out,
             text="".join(s.pieces) + s.decoder.decode(b"", final=True),
             finish_reason=s.finish,
+            cached_input_tokens=s.cached,
         )
         return BatchResult(s.job.key, s.t_start_ns, t_end_ns, s.events, gen, shares)

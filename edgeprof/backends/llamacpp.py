@@ -221,12 +221,14 @@ class LlamaCppBackend(Backend):
                     for r in requests]  # fmt: skip
         finally:
             vocab.close()
-        cells = kv_cells_needed(jobs, concurrency)
+        # with --keep-cache the shared prefix has a stream of its own
+        streams = concurrency + (1 if self.options.keep_cache else 0)
+        cells = kv_cells_needed(jobs, streams)
         ctx = self.options.ctx
         if cells > ctx:
             raise UsageError(
-                f"`concurrency` {concurrency} needs {cells:,} KV cells ({concurrency} sequences "
-                f"of {cells // concurrency:,}: the longest request, prompt + `max_tokens`), more "
+                f"`concurrency` {concurrency} needs {cells:,} KV cells ({streams} sequences "
+                f"of {cells // streams:,}: the longest request, prompt + `max_tokens`), more "
                 f"than `ctx` {ctx:,}; raise `ctx` to {cells} or lower `concurrency`"
             )
         per_cell = kv_bytes_per_cell(self.path)
@@ -238,7 +240,8 @@ class LlamaCppBackend(Backend):
 
         llm = self.llm
         jobs = [BatchJob(r, prompt_tokens(llm, r.messages), r.max_tokens) for r in requests]
-        batch = BatchDecoder(llm, concurrency, self.options.ctx, self.settings.ignore_eos)
+        batch = BatchDecoder(llm, concurrency, self.options.ctx, self.settings.ignore_eos,
+                             share_prefix=self.options.keep_cache)  # fmt: skip
         try:
             for result in batch.serve(jobs):
                 yield result.key, result

@@ -110,7 +110,14 @@ def decide_command(
     repetitions: int = typer.Option(3, "--repetitions", help="Measured passes over the suite."),
     warmup: int = typer.Option(1, "--warmup", help="Warm-up requests, recorded, not counted."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all)."),
-    ctx: int = typer.Option(4096, "--ctx", help="Context size in tokens."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context size in tokens, per request."),
+    concurrency: str = typer.Option(
+        "1",
+        "--concurrency",
+        help="llama.cpp at each level, e.g. 1,2,4,8 (requests decoded together): the "
+        "throughput curve; capacity is the highest level whose p95 TTFT meets --max-ttft-s "
+        "(default 2 s).",
+    ),
     sensors: str | None = typer.Option(
         None,
         "--sensors",
@@ -125,6 +132,7 @@ def decide_command(
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
+    from edgeprof.cli.run import parse_levels
     from edgeprof.decision import DecideConfig, decide
     from edgeprof.quality_floor import QualityFloor
 
@@ -139,8 +147,9 @@ def decide_command(
         shared_prefix_tokens=shared_prefix_tokens, cache_device=device_cache,
         cache_cloud=cloud_cache,
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
-        threads=threads, ctx=ctx, sensors=[s.strip() for s in sensors.split(",") if s.strip()]
-        if sensors else None, tdp_w=tdp_w, idle_seconds=idle_seconds,
+        threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
+        sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
+        tdp_w=tdp_w, idle_seconds=idle_seconds,
     )  # fmt: skip
     steps = _Steps()
     try:

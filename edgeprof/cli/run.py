@@ -138,7 +138,7 @@ def run_command(
     from edgeprof.workload import load_system_prompt
 
     system = load_system_prompt(system_prompt) if system_prompt else None
-    levels = _levels(concurrency)
+    levels = parse_levels(concurrency)
     if plot is not None and len(levels) < 2:
         raise UsageError("--plot draws the curve over several --concurrency levels, e.g. 1,2,4,8")
     configs = [
@@ -199,7 +199,8 @@ def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
     return run_ids, db_path
 
 
-def _levels(value: str) -> list[int]:
+def parse_levels(value: str) -> list[int]:
+    """`--concurrency` 4 or 1,2,4,8: the levels, each once, in the order given."""
     from edgeprof.errors import UsageError
 
     try:
