@@ -92,9 +92,14 @@ def quality_table(rows: list[dict[str, Any]], reused: set[str]) -> Any:
     table = Table(title="quality", title_justify="left")
     for name in ("target", "backend", "quant", "size MiB", "PPL", "Δ PPL", "KLD mean",
                  "KLD p99", "top-1", ""):  # fmt: skip
-        table.add_column(
-            name, justify="left" if name in ("target", "backend", "quant") else "right"
-        )
+        if name == "target":  # the name tells variants apart: fold it, never cut it
+            table.add_column(name, overflow="fold", min_width=24)
+            continue
+        left = name in ("backend", "quant")
+        # "11.597 ± 0.476" may wrap at its spaces; a bare number never
+        wraps = name in ("PPL", "Δ PPL")
+        table.add_column(name, justify="left" if left else "right", no_wrap=not wraps)
+
     for r in rows:
 
         def num(key: str, fmt: str, r: dict[str, Any] = r) -> str:
