@@ -46,6 +46,7 @@ def comparability_notes(
             continue
         compared += device_runs
         notes += _differ(device_runs, "threads", _threads, id_of)
+        notes += _differ(device_runs, "power setup", _power_setup, id_of)
         backends = _groups(device_runs, lambda s: s.backend)
         for runs in backends:
             notes += _backend_notes(runs, id_of)
@@ -158,6 +159,11 @@ def _differ(runs: list[RunSummary], what: str, value: Value, id_of: IdFormat) ->
         return []
     values = " vs ".join(v for _, v in known)
     return [f"{_runs([s for s, _ in known], id_of)} differ in {what} ({values})"]
+
+
+def _power_setup(s: RunSummary) -> str | None:
+    """Governor, AC or battery, nvpmodel mode ...: the same board runs at another speed."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(s.power_setup.items())) or None
 
 
 def _runtime(runs: list[RunSummary]) -> str:

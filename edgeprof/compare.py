@@ -19,6 +19,7 @@ from typing import Any, Literal
 from edgeprof import economics as ec
 from edgeprof.economics import BreakEven, CloudPrice, DeviceCosts, DevicePerformance, Workload
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
+from edgeprof.metrics import Interval
 from edgeprof.quality_floor import QualityFloor, TargetQuality
 from edgeprof.store.db import Store
 from edgeprof.summary import RunSummary
@@ -78,6 +79,13 @@ class DeviceTarget:
     quality: TargetQuality | None = None  # from `edgeprof quality`; None: not measured
     # runs of the same target at other concurrencies share this key (a throughput curve)
     curve_key: tuple[Any, ...] | None = None
+    # the performance at the slow and the fast end of the runs' 95 % intervals of prefill and
+    # decode tok/s (energy per token follows the speed at the measured power); None with a
+    # single repetition, where no interval exists
+    bounds: tuple[DevicePerformance, DevicePerformance] | None = None
+    repetitions: int = 0
+    # a soak's target: where its (sustained) figures come from; None for a short run
+    sustained: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,8 @@ class Pair:
     # with a shared prefix: what caching it saves each side a day (0 without one)
     device_caching_saves_usd_per_day: float = 0.0
     cloud_caching_saves_usd_per_day: float = 0.0
+    # the device's $/day at the two ends of its speeds' 95 % intervals (low, high)
+    device_cost_per_day_ci_usd: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,9 +159,12 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
     method = summary.energy_method or "estimated"
     energy_prov: Provenance = "measured" if method == "measured" else "estimated"
     mean_in, mean_out = summary.mean_input_tokens, summary.mean_output_tokens
+    pre_src, dec_src = (
+        _ci_source(run_id, ci) for ci in (summary.prefill_tps_ci, summary.decode_tps_ci)
+    )
     inputs = [
-        Figure("prefill_tps", prefill, "tokens/s", "measured", f"run {run_id}"),
-        Figure("decode_tps", decode, "tokens/s", "measured", f"run {run_id}"),
+        Figure("prefill_tps", prefill, "tokens/s", "measured", pre_src),
+        Figure("decode_tps", decode, "tokens/s", "measured", dec_src),
     ]
     n = max(1, int(summary.concurrency or 1))
     if n > 1:
@@ -222,15 +235,18 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
                 "not measured (run with --idle-seconds > 0): idle draw is not charged",
             )
         )
+    performance = DevicePerformance(
+        float(prefill), float(decode), float(j_out_decode), float(j_in), idle_w, n
+    )
     return DeviceTarget(
         name=name,
         run_id=run_id,
         backend=summary.backend,
         model=str(summary.target),
         device_label=summary.device_label,
-        performance=DevicePerformance(
-            float(prefill), float(decode), float(j_out_decode), float(j_in), idle_w, n
-        ),
+        performance=performance,
+        bounds=performance_bounds(performance, summary),
+        repetitions=summary.n_repetitions,
         mean_input_tokens=mean_in,
         mean_output_tokens=mean_out,
         inputs=tuple(inputs),
@@ -238,6 +254,38 @@ def _device_target(summary: RunSummary) -> DeviceTarget | str:
         energy_method=method,
         device_id=summary.device_id,
     )
+
+
+def _ci_source(run_id: str, ci: Interval | None) -> str:
+    if ci is None:
+        return f"run {run_id} (one repetition: no interval)"
+    return f"run {run_id}; 95% interval {ci.low:,.1f}-{ci.high:,.1f} over {ci.n} repetitions"
+
+
+def performance_bounds(
+    p: DevicePerformance, summary: RunSummary
+) -> tuple[DevicePerformance, DevicePerformance] | None:
+    """The performance at the slow and the fast ends of the run's 95 % intervals of prefill
+    and decode tok/s. Power is taken as measured, so energy per token moves with the speed:
+    on a CPU the time a token takes, not the draw, is what varies between repetitions."""
+    pre, dec = summary.prefill_tps_ci, summary.decode_tps_ci
+    if pre is None or dec is None or pre.low <= 0 or dec.low <= 0:
+        return None
+
+    def at(prefill_tps: float, decode_tps: float) -> DevicePerformance:
+        return replace(
+            p,
+            prefill_tps=prefill_tps,
+            decode_tps=decode_tps,
+            j_per_input_token=p.j_per_input_token * p.prefill_tps / prefill_tps,
+            j_per_output_token=p.j_per_output_token * p.decode_tps / decode_tps,
+        )
+
+    # scaled to the target's own figures (the means the interval is centred on may differ
+    # from the per-request means a little when a repetition was cut short)
+    slow = at(p.prefill_tps * pre.low / pre.mean, p.decode_tps * dec.low / dec.mean)
+    fast = at(p.prefill_tps * pre.high / pre.mean, p.decode_tps * dec.high / dec.mean)
+    return slow, fast
 
 
 def pool_idle_baselines(devices: Sequence[DeviceTarget]) -> list[DeviceTarget]:
@@ -264,7 +312,11 @@ def pool_idle_baselines(devices: Sequence[DeviceTarget]) -> list[DeviceTarget]:
         )
         inputs = tuple(figure if f is old else f for f in d.inputs)
         perf = replace(d.performance, idle_power_w=mean_w)
-        pooled.append(replace(d, performance=perf, inputs=inputs))
+        bounds = d.bounds and (
+            replace(d.bounds[0], idle_power_w=mean_w),
+            replace(d.bounds[1], idle_power_w=mean_w),
+        )
+        pooled.append(replace(d, performance=perf, inputs=inputs, bounds=bounds))
     return pooled
 
 
@@ -419,7 +471,8 @@ def compare(
         for c in clouds:
             res = ec.break_even(workload, d.performance, costs, c.price, cloud_name=c.name)
             sens = ec.sensitivity(workload, d.performance, costs, c.price)
-            pair = Pair(d.name, c.name, res, tuple(sens))
+            pair = Pair(d.name, c.name, res, tuple(sens),
+                        device_cost_per_day_ci_usd=_cost_range(workload, d, costs, c))  # fmt: skip
             if shared_prefix_tokens:
                 base = ec.break_even(plain, d.performance, costs, c.price, cloud_name=c.name)
                 pair = replace(
@@ -442,6 +495,16 @@ def compare(
         floor,
         tuple(below_floor),
     )
+
+
+def _cost_range(
+    workload: Workload, d: DeviceTarget, costs: DeviceCosts, cloud: CloudTarget
+) -> tuple[float, float] | None:
+    if d.bounds is None:
+        return None
+    ends = [ec.break_even(workload, b, costs, cloud.price) for b in d.bounds]
+    days = [e.device_cost_per_day_usd for e in ends]
+    return min(days), max(days)
 
 
 def _prefix_figure(tokens: float, device: bool, cloud: bool) -> Figure:
@@ -482,7 +545,11 @@ def _targets_from_runs(
             if isinstance(made, CloudTarget):
                 made = replace(made, latency=Latency.of(summary))
         else:
+            summary, sustained = _sustained(store, run, summary)
             made = _device_target(summary)
+            if isinstance(made, DeviceTarget) and sustained:
+                soak = Figure("duration_s", run["params"]["duration_s"], "s", "measured", sustained)
+                made = replace(made, sustained=sustained, inputs=(*made.inputs, soak))
             if isinstance(made, DeviceTarget):
                 made = replace(made, quality=_quality(store, run), curve_key=_curve_key(run))
         if isinstance(made, str):
@@ -491,7 +558,50 @@ def _targets_from_runs(
             devices.append(made)
         else:
             clouds.append(made)
-    return devices, clouds, notes
+    devices, soak_notes = prefer_soaks(devices)
+    return devices, clouds, notes + soak_notes
+
+
+def _sustained(
+    store: Store, run: dict[str, Any], summary: RunSummary
+) -> tuple[RunSummary, str | None]:
+    """A soak (`run --duration`) stands for what the device sustains: its later half's
+    figures replace the whole run's. Returns the summary to price and where its figures
+    came from (None: not a soak)."""
+    if not (run.get("params") or {}).get("duration_s"):
+        return summary, None
+    from edgeprof.soak import sustained_figures
+
+    s = sustained_figures(store, run["id"])
+    if s is None or not s.decode_tps_mean or not s.prefill_tps_mean:
+        return summary, None
+    figures = replace(
+        summary,
+        decode_tps_mean=s.decode_tps_mean,
+        prefill_tps_mean=s.prefill_tps_mean,
+        decode_tps_ci=s.decode_tps_ci,
+        prefill_tps_ci=s.prefill_tps_ci,
+        avg_power_w=s.avg_power_w if s.avg_power_w is not None else summary.avg_power_w,
+        j_per_output_token=s.j_per_output_token or summary.j_per_output_token,
+        energy_method=s.energy_method or summary.energy_method,
+    )
+    return figures, (
+        f"sustained: {s.definition} of a {run['params']['duration_s']:g} s soak "
+        f"({s.t0_s:.0f}-{s.t1_s:.0f} s, {s.n_requests} requests)"
+    )
+
+
+def prefer_soaks(devices: list[DeviceTarget]) -> tuple[list[DeviceTarget], list[str]]:
+    """Where one target (same device, model, backend, settings, concurrency) has a soak, its
+    short runs are left out: a burst overstates what a device that heats up sustains."""
+    soaked = {(d.curve_key, d.performance.concurrency) for d in devices if d.sustained}
+    kept, notes = [], []
+    for d in devices:
+        if d.sustained is None and (d.curve_key, d.performance.concurrency) in soaked:
+            notes.append(f"{d.name}: left out; a soak of the same target says what it sustains")
+        else:
+            kept.append(d)
+    return kept, notes
 
 
 def _curve_key(run: dict[str, Any]) -> tuple[Any, ...]:

@@ -4,6 +4,7 @@ format numbers, units and gaps through these functions. No rich, no HTML: plain 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 DASH = "–"  # a figure that was not measured
 
@@ -16,6 +17,18 @@ def mean_sd(mean: float | None, sd: float | None, digits: int = 1) -> str:
     if mean is None:
         return DASH
     return f"{mean:,.{digits}f} ± {sd:,.{digits}f}" if sd is not None else f"{mean:,.{digits}f}"
+
+
+def interval(ci: Any, digits: int = 1, scale: float = 1.0) -> str:
+    """A 95 % interval as `[low–high] n=N`; `n=1` alone where none exists (one repetition)."""
+    if ci is None:
+        return ""
+    return f"[{ci.low * scale:,.{digits}f}–{ci.high * scale:,.{digits}f}] n={ci.n}"
+
+
+def with_interval(value: str, ci: Any, digits: int = 1, scale: float = 1.0) -> str:
+    """A figure followed by its interval (terminal and HTML alike)."""
+    return f"{value} {interval(ci, digits, scale)}" if ci is not None and value != DASH else value
 
 
 def pct(share: float | None) -> str:

@@ -56,9 +56,9 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
     ("requests", "requests_done", "text", ""),
     ("errors", "n_errors", "int", ""),
     ("TTFT p50 ms", "ttft_p50_s", "ms", ""),
-    ("prefill tok/s", "prefill_tps_mean", "num", ""),
-    ("decode tok/s", "decode_tps_mean", "decode", ""),
-    ("J/token", "j_per_output_token", "jpt", ""),
+    ("prefill tok/s [95% CI]", "prefill_tps_mean", "prefill", ""),
+    ("decode tok/s [95% CI]", "decode_tps_mean", "decode", ""),
+    ("J/token [95% CI]", "j_per_output_token", "jpt", ""),
     ("tokens/J", "tokens_per_j", "num2", ""),
     ("avg W", "avg_power_w", "num", ""),
     ("peak RSS MiB", "peak_rss_bytes", "mib", ""),
@@ -83,8 +83,11 @@ def _fmt(kind: str, s: RunSummary, key: str) -> str:
         "ms": lambda: f.ms(v),
         "num": lambda: f.num(v),
         "num2": lambda: f.num(v, 2),
-        "decode": lambda: f.mean_sd(v, s.decode_tps_sd),
-        "jpt": lambda: f.j_per_token(v, s.energy_method, mark=EST_MARK),
+        "prefill": lambda: f.with_interval(f.num(v), s.prefill_tps_ci),
+        "decode": lambda: f.with_interval(f.num(v), s.decode_tps_ci),
+        "jpt": lambda: f.with_interval(
+            f.j_per_token(v, s.energy_method, mark=EST_MARK), s.j_per_output_token_ci, 3
+        ),
         "mib": lambda: f.mib(v),
         "usd": lambda: f.usd_exact(v),
     }
@@ -240,6 +243,48 @@ def _runs_table(summaries: Sequence[RunSummary]) -> str:
     return f'<div class="scroll">{table}</div>'
 
 
+def _runs_section(summaries: list[RunSummary]) -> list[str]:
+    parts = ["<h2>Runs</h2>", _runs_table(summaries)]
+    if any(s.energy_estimated for s in summaries):
+        parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
+                     "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
+    return parts + [f'<p class="meta">{html.escape(n)}</p>' for n in _run_notes(summaries)]
+
+
+def _by_device_section(store: Store, summaries: Sequence[RunSummary]) -> str:
+    """`report --by device` as HTML: one table per comparable group, its notes under it."""
+    from edgeprof.pooled import pooled_report
+
+    report = pooled_report(store, summaries=summaries)
+    parts = ["<h2>By device</h2>",
+             '<p class="meta">One row per device for each group of comparable runs (same model, '
+             "prompts, max tokens, backend, quant, threads, offload and build); each figure is "
+             "the median of the device's runs.</p>"]  # fmt: skip
+    head = "".join(
+        f'<th class="{"t" if h in ("device", "energy basis") else ""}">{h}</th>'
+        for h in ("device", "runs", "decode tok/s", "prefill tok/s", "TTFT p50 ms",
+                  "J/token", "W", "energy basis")
+    )  # fmt: skip
+    for g in report.groups:
+        rows = "".join(
+            f'<tr><td class="t">{html.escape(r.name)}</td><td>{r.n_runs}</td>'
+            f"<td>{f.num(r.decode_tps)}</td><td>{f.num(r.prefill_tps)}</td>"
+            f"<td>{f.ms(r.ttft_p50_s)}</td>"
+            f"<td>{f.j_per_token(r.j_per_output_token, r.energy_basis, mark=EST_MARK)}</td>"
+            f'<td>{f.num(r.avg_power_w)}</td><td class="t">{html.escape(r.energy_basis or DASH)}'
+            "</td></tr>"
+            for r in g.rows
+        )
+        parts += [
+            f"<h3>{html.escape(g.title)}</h3>",
+            f'<div class="scroll"><table class="by-device" data-group="{g.key.key_id}">'
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>",
+            *(f'<p class="meta">{html.escape(n)}</p>' for n in g.notes),
+        ]
+    parts += [f'<p class="meta">{html.escape(n)}</p>' for n in report.notes]
+    return "\n".join(parts)
+
+
 def _money(v: Any, digits: int = 6) -> str:
     return f.usd_exact(None if v is None else float(v), digits)
 
@@ -343,11 +388,9 @@ def render_html_report(
         parts.append(f'<div class="verdict decision"><b>Verdict.</b> {html.escape(headline)}</div>')
     if compare is not None:
         parts.append(_compare_section(compare))
-    parts += ["<h2>Runs</h2>", _runs_table(summaries)]
-    if any(s.energy_estimated for s in summaries):
-        parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
-                     "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
-    parts += [f'<p class="meta">{html.escape(n)}</p>' for n in _run_notes(summaries)]
+    parts += _runs_section(summaries)
+    if devices > 1:
+        parts.append(_by_device_section(store, summaries))
     charts = [
         _bar_chart(summaries, "decode_tps_mean", "decode_tps_sd", "Decode speed", "tokens/s"),
         _bar_chart(summaries, "j_per_output_token", None, "Energy per output token", "J/token"),

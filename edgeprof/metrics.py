@@ -112,3 +112,72 @@ def mean_sd(values: Sequence[float | None]) -> Stat:
 
 def j_per_token(energy_j: float | None, tokens: int) -> float | None:
     return energy_j / tokens if energy_j is not None and tokens > 0 else None
+
+
+# Student's t, two-sided 95 %, for 1..30 degrees of freedom (any statistics table); above 30
+# the Cornish-Fisher expansion below is within 1e-4 of the exact quantile.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+        2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+        2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+_Z975 = 1.959964
+
+
+def t95(df: int) -> float:
+    """The two-sided 95 % quantile of Student's t with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError("a t quantile needs at least one degree of freedom")
+    if df <= len(_T95):
+        return _T95[df - 1]
+    z = _Z975
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A 95 % confidence interval of a mean over `n` independent values (repetitions)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def relative(self) -> float:
+        """Half-width as a share of the mean: `--target-ci 3%` stops at 0.03."""
+        return self.half_width / abs(self.mean) if self.mean else math.inf
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def scaled(self, factor: float) -> Interval:
+        """The interval of `factor × mean` (a positive factor keeps low below high)."""
+        lo, hi = sorted((self.low * factor, self.high * factor))
+        return Interval(self.mean * factor, lo, hi, self.n)
+
+
+def confidence_interval(values: Sequence[float | None]) -> Interval | None:
+    """The t interval of the mean; None below two values, where no interval exists."""
+    xs = [v for v in values if v is not None]
+    if len(xs) < 2:
+        return None
+    mean = statistics.fmean(xs)
+    half = t95(len(xs) - 1) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return Interval(mean, mean - half, mean + half, len(xs))
+
+
+def first_differs(values: Sequence[float]) -> float | None:
+    """When the first value lies outside the 95 % interval of the others (a warm-up too
+    short), its relative difference from their mean; otherwise None."""
+    rest = confidence_interval(values[1:])
+    if rest is None or rest.low <= values[0] <= rest.high:
+        return None
+    return (values[0] - rest.mean) / rest.mean if rest.mean else None

@@ -396,3 +396,133 @@ def plot_concurrency(points: list[ConcurrencyPoint], path: Path | str) -> Path:
     fig.suptitle("Device capacity under load")
     fig.savefig(path, dpi=110)
     return path
+
+
+# -- soak (sustained performance) ------------------------------------------------------------
+
+SOAK_MARKS = {"first": ("tab:blue", "first minute"), "last": ("tab:orange", "last minute")}
+
+
+def soak_figure(soak: Any) -> Any:
+    """A soak (`edgeprof.soak.Soak`) over time, one panel each: output tok/s per window (and
+    each request's decode tok/s), power per window, then temperature and CPU clock when
+    sampled. Throttle events are red vertical lines across every panel; the first and last
+    full windows are shaded; the partial tail window is drawn lighter. Minutes on the x axis
+    since the first measured request."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    has_temp = any(w.temp_c_mean for w in soak.windows)
+    has_clock = any(w.clock_hz is not None for w in soak.windows)
+    n = 2 + has_temp + has_clock
+    fig = MplFigure(figsize=(11, 2.3 * n + 1), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0])
+    _soak_tps_panel(axes[0], soak)
+    _soak_window_steps(axes[1], soak, lambda w: w.power_w, "tab:red", "mean W per window")
+    est = " (estimated)" if soak.power_method == "estimated" else ""
+    axes[1].set_ylabel(f"power (W){est}")
+    # from zero, as the run timeline: a drop looks its real size; room above a flat line
+    top = max((w.power_w for w in soak.windows if w.power_w is not None), default=1.0)
+    axes[1].set_ylim(0, top * 1.2 or 1.0)
+    if not any(w.power_w is not None for w in soak.windows):
+        axes[1].text(0.5, 0.5, "no power samples in this run", ha="center",
+                     transform=axes[1].transAxes)  # fmt: skip
+    k = 2
+    if has_temp:
+        _soak_temp_panel(axes[k], soak)
+        k += 1
+    if has_clock:
+        _soak_window_steps(axes[k], soak, lambda w: w.clock_hz and w.clock_hz / 1e9,
+                           "tab:purple", "fastest CPU clock, mean")  # fmt: skip
+        _soak_window_steps(axes[k], soak, lambda w: w.freq_hz_min and w.freq_hz_min / 1e9,
+                           "tab:purple", "lowest sample", ls=":")  # fmt: skip
+        axes[k].set_ylabel("clock (GHz)")
+        axes[k].legend(fontsize=7, loc="lower left")
+    for ax in axes:
+        _soak_marks(ax, soak)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("minutes since the first measured request")
+    fig.suptitle(_soak_title(soak), fontsize=9)
+    return fig
+
+
+def _soak_title(soak: Any) -> str:
+    title = f"soak of run {soak.run_id[:12]}: {len(soak.full_windows)} full windows of "
+    title += f"{soak.window_s:.0f} s"
+    fl = soak.first_last
+    if fl is not None and fl.output_tps_change_pct is not None:
+        title += f"; last minute {fl.output_tps_change_pct:+.0f}% tok/s against the first"
+    if soak.events:
+        title += f"; throttled {len(soak.events)}×"
+    return title
+
+
+def _soak_window_steps(
+    ax: Any, soak: Any, value: Any, color: str, label: str, ls: str = "-"
+) -> None:
+    """One horizontal segment per window at its value; the partial tail lighter."""
+    labelled = False
+    for w in soak.windows:
+        v = value(w)
+        if v is None:
+            continue
+        ax.hlines(v, w.t0_s / 60, w.t1_s / 60, colors=color, lw=2, ls=ls,
+                  alpha=0.35 if w.partial else 1.0, label=None if labelled else label)  # fmt: skip
+        labelled = True
+
+
+def _soak_tps_panel(ax: Any, soak: Any) -> None:
+    _soak_window_steps(ax, soak, lambda w: w.output_tps, "tab:green",
+                       "output tok/s per window (all requests, wall time)")  # fmt: skip
+    if soak.request_points:
+        ax.plot([t / 60 for t, _ in soak.request_points], [v for _, v in soak.request_points],
+                ".", ms=3, color="0.45", label="decode tok/s, each request")  # fmt: skip
+        _soak_window_steps(ax, soak, lambda w: w.decode_tps_median, "0.3",
+                           "decode tok/s, window median", ls=":")  # fmt: skip
+    s = soak.sustained
+    if s is not None:
+        ax.hlines(s.output_tps, s.t0_s / 60, s.t1_s / 60, colors="black", ls="--", lw=1.2,
+                  label=f"sustained {s.output_tps:.1f} tok/s ({s.definition})")  # fmt: skip
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("tokens/s")
+    ax.legend(fontsize=7, loc="best")
+
+
+def _soak_temp_panel(ax: Any, soak: Any) -> None:
+    for sensor, pts in sorted(soak.temp_points.items()):
+        ax.plot([t / 60 for t, _ in pts], [c for _, c in pts], lw=1, label=_tex_safe(sensor))
+    ax.set_ylabel("temperature (°C)")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _soak_marks(ax: Any, soak: Any) -> None:
+    fl = soak.first_last
+    if fl is not None:
+        for key, w in (("first", fl.first), ("last", fl.last)):
+            color, text = SOAK_MARKS[key]
+            ax.axvspan(w.t0_s / 60, w.t1_s / 60, color=color, alpha=0.08, lw=0)
+            if ax is ax.figure.axes[0]:
+                ax.text((w.t0_s + w.t1_s) / 120, 1.01, text, color=color, fontsize=8,
+                        ha="center", va="bottom", transform=ax.get_xaxis_transform())  # fmt: skip
+    for e in soak.events:
+        ax.axvline(e.t_s / 60, color="tab:red", ls="--", lw=1)
+        if ax is ax.figure.axes[0]:
+            why = ", ".join(e.reasons) or "throttled"
+            ax.text(e.t_s / 60, 0.02, f" {why}", color="tab:red", fontsize=7, rotation=90,
+                    va="bottom", transform=ax.get_xaxis_transform())  # fmt: skip
+
+
+def plot_soak(store: Store, run_id: str, path: Path | str) -> Path:
+    """Write a soak run's figure (format from the suffix); `report --plot` on a soak run."""
+    from edgeprof.soak import load_soak
+
+    out = Path(path)
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"cannot write a plot to {out}; use a .png, .svg or .pdf path")
+    soak = load_soak(store, run_id)
+    if soak is None:
+        raise UsageError(f"run {run_id[:12]} has no measured requests to plot over time")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    soak_figure(soak).savefig(out, dpi=110)
+    return out

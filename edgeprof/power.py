@@ -35,8 +35,17 @@ Domain = Literal[
     "process",
     "system",
     "cpu",
+    "thermal",  # temperatures and throttling flags
+    "clock",  # CPU and GPU clock frequencies
 ]
 DOMAINS: tuple[Domain, ...] = get_args(Domain)
+
+# What the thermal, clock and throttling samplers read: context for a run's speed (a hot or
+# throttled board decodes slower), never power, so energy attribution never sees them.
+# throttled: 1 while the board reports any throttling condition now, else 0; throttle_mask:
+# the board's raw bit field (a Raspberry Pi's get_throttled), kept so nothing is lost.
+ResourceMetric = Literal["temp_c", "freq_hz", "throttled", "throttle_mask"]
+RESOURCE_METRICS: tuple[ResourceMetric, ...] = get_args(ResourceMetric)
 
 WHOLE_DEVICE: tuple[Domain, ...] = ("board", "battery", "wall")
 # Each stands alone (it includes the CPU package and DRAM); a discrete GPU adds to it.
@@ -53,8 +62,10 @@ __all__ = [
     "DISCRETE_GPU",
     "DOMAINS",
     "POWER_METRICS",
+    "RESOURCE_METRICS",
     "WHOLE_DEVICE",
     "WHOLE_SOC",
     "Domain",
     "PowerMetric",
+    "ResourceMetric",
 ]

@@ -25,6 +25,7 @@ from edgeprof.energy import net_energy_j, shared_energy_j, window_energy
 from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
 from edgeprof.metrics import request_metrics
 from edgeprof.models import sha256_file
+from edgeprof.passes import Passes, schedule
 from edgeprof.samplers import SensorEnv, discover
 from edgeprof.samplers.base import Sampler, unit_of
 from edgeprof.samplers.recorder import Recorder
@@ -56,6 +57,14 @@ class RunConfig:
     # A shared system prompt given to every request (replacing the suite's own): the prefix
     # prompt caching reuses (`keep_cache` on the device)
     system_prompt: str | None = None
+    # Open-ended runs (edgeprof.passes): a soak repeats the suite until `duration_s` is up;
+    # `target_ci` repeats it (at least `repetitions`, at most `max_repetitions` times) until
+    # the 95 % intervals of decode tok/s and J/token are that narrow (0.03 = ±3 %).
+    duration_s: float | None = None
+    target_ci: float | None = None
+    max_repetitions: int = 30
+    # what the user says of the setup (`--note cooling=passive`): stored in params["notes"]
+    notes: dict[str, str] = field(default_factory=dict)
     # Backend-specific settings by name (see each backend's `Settings` dataclass).
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -78,10 +87,22 @@ class RunConfig:
                 "`threads` must be between 1 and 4096",
             ),
             (16 <= self.ctx <= 2**24, "`ctx` must be between 16 and 16777216 tokens"),
+            (
+                2 <= self.max_repetitions <= 100_000,
+                "`max_repetitions` must be between 2 and 100000",
+            ),
+            (
+                self.concurrency == 1 or not self.passes().open_ended,
+                "--duration and --target-ci repeat the suite one request at a time; use "
+                "--concurrency 1 with them",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+
+    def passes(self) -> Passes:
+        return Passes(self.repetitions, self.duration_s, self.target_ci, self.max_repetitions)
 
     def backend_options(self) -> BackendOptions:
         return BackendOptions(
@@ -98,8 +119,9 @@ class RunConfig:
 class Progress:
     phase: str  # "start" | "idle" | "load" | "warmup" | "measure" | "done"
     done: int = 0
-    total: int = 0
+    total: int = 0  # 0: open-ended (a soak, --target-ci)
     row: dict[str, Any] | None = None  # the request row just written
+    detail: str = ""  # how far an open-ended run is: "soak 1:20 of 3:00", "±4.1% (target ±3%)"
 
 
 ProgressFn = Callable[[Progress], None]
@@ -274,6 +296,8 @@ def _insert_run(
     t0_ns: int,
 ) -> str:
     """The run's row (status `running`) and its sensors, before any measurement."""
+    from edgeprof.power_setup import power_setup
+
     run_id = ulid()
     store.insert_run(
         {
@@ -290,7 +314,11 @@ def _insert_run(
                 "repetitions": config.repetitions,
                 "warmup": config.warmup,
                 "concurrency": config.concurrency,
-                "planned_requests": len(prompts) * config.repetitions,  # warm-up not counted
+                "planned_requests": config.passes().planned_requests(len(prompts)),
+                "duration_s": config.duration_s,
+                "target_ci": config.target_ci,
+                "max_repetitions": config.max_repetitions if config.target_ci else None,
+                "notes": config.notes,
                 "idle_seconds": config.idle_seconds,
                 "sensors": config.sensors,
                 "tdp_w": config.tdp_w,
@@ -298,6 +326,8 @@ def _insert_run(
                 # the suite's name, and every backend setting, including those params() omits.
                 "suite_sha256": suite_sha256(prompts),
                 **_settings_params(backend),
+                # Governor, nvpmodel mode, AC or battery: they change speed and energy.
+                **({"power_setup": power_setup()} if backend.runs_locally else {}),
             },
             "environment": environment(),
             "edgeprof_version": __version__,
@@ -357,11 +387,21 @@ def _run(
     fields["params"] = {**run_params, **fields.pop("model_params")}
     store.update_run(run_id, fields)
 
-    schedule = list(
-        _schedule(prompts, config.repetitions, config.warmup, config.max_tokens, config.seed)
-    )
     record = _Recorder(store, recorder, run_id, t0_ns, idle_power_w, backend.runs_locally)
-    _measure_all(backend, recorder, schedule, config.concurrency, record, notify)
+    passes = config.passes()
+    if not passes.open_ended:
+        planned = _schedule(
+            prompts, config.repetitions, config.warmup, config.max_tokens, config.seed
+        )
+        _measure_all(backend, recorder, list(planned), config.concurrency, record, notify)
+        return fields
+    try:
+        _measure_passes(backend, recorder, config, prompts, passes, record, notify)
+    finally:
+        # how the passes ended, written now so that an interrupted soak keeps it too
+        fields["params"] = {**fields["params"], **passes.params()}
+        with contextlib.suppress(ProfileDBError):
+            store.update_run(run_id, {"params": fields["params"]})
     return fields
 
 
@@ -380,6 +420,12 @@ def _measure_idle(recorder: Recorder, seconds: float, fields: dict[str, Any]) ->
 
 def _load_model(backend: Backend, recorder: Recorder) -> dict[str, Any]:
     """Load in its own timed and metered window; the file is hashed after it, outside."""
+    from edgeprof.page_cache import model_cached_fraction
+
+    # Cold (read from storage) or warm (page cache): measured just before the load. llama.cpp
+    # maps the file, so a cold start shows in the first request more than in load_s.
+    model_file = getattr(backend, "path", None) or backend.options.model
+    cached = model_cached_fraction(model_file) if backend.runs_locally and model_file else None
     a = recorder.mark()
     info = backend.load()
     b = recorder.mark()
@@ -393,7 +439,11 @@ def _load_model(backend: Backend, recorder: Recorder) -> dict[str, Any]:
         "quant": info.quant,
         "load_s": (b - a) / 1e9,
         "load_energy_j": load.energy_j if load else None,
-        "model_params": {**backend.params(), **dict(info.extra)},
+        "model_params": {
+            **backend.params(),
+            **dict(info.extra),
+            **({"page_cache_fraction": round(cached, 4)} if cached is not None else {}),
+        },
     }
 
 
@@ -427,6 +477,38 @@ def _measure_all(
         row = record(m)
         done += 1
         notify(Progress("measure", done, total, row))
+
+
+def _measure_passes(
+    backend: Backend,
+    recorder: Recorder,
+    config: RunConfig,
+    prompts: list[Prompt],
+    passes: Passes,
+    record: _Recorder,
+    notify: ProgressFn,
+) -> None:
+    """An open-ended run, one request at a time: warm-up, then passes over the suite until
+    `passes` says stop (the clock, or an interval narrow enough)."""
+    warmups = list(_schedule(prompts, 0, config.warmup, config.max_tokens, config.seed))
+    done = 0
+    for request, rep, is_warmup in warmups:
+        notify(Progress("warmup", done, len(warmups)))
+        row = record(_measure_one(backend, recorder, request, rep, is_warmup))
+        done += 1
+        notify(Progress("warmup", done, len(warmups), row))
+    start_ns = time.perf_counter_ns()
+
+    def elapsed_s() -> float:
+        return (time.perf_counter_ns() - start_ns) / 1e9
+
+    for rep, i in schedule(passes, len(prompts), elapsed_s):
+        p = prompts[i]
+        request = Request(p.id, p.messages, max_tokens=config.max_tokens, seed=config.seed)
+        row = record(_measure_one(backend, recorder, request, rep, False))
+        passes.observe(row)
+        done += 1
+        notify(Progress("measure", done, 0, row, passes.status(elapsed_s())))
 
 
 def _measure_one(

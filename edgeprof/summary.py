@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeprof.formatting import mib
-from edgeprof.metrics import mean_sd, percentile
+from edgeprof.metrics import Interval, confidence_interval, first_differs, mean_sd, percentile
 from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
 
@@ -47,6 +47,24 @@ class RunSummary:
     decode_tps_mean: float | None
     decode_tps_sd: float | None
     decode_tps_values: list[float]
+    # 95 % intervals over complete repetitions of the suite (None below two): see
+    # `repetition_figures` for what each repetition contributes
+    n_repetitions: int
+    decode_tps_ci: Interval | None
+    prefill_tps_ci: Interval | None
+    ttft_p50_ci: Interval | None  # of the repetitions' TTFT medians
+    j_per_output_token_ci: Interval | None
+    avg_power_w_ci: Interval | None
+    # the first repetition's decode tok/s against the others' mean, when outside their interval
+    first_repetition_differs: float | None
+    # an open-ended run (edgeprof.passes): duration_s or target_ci, and how it ended
+    # (stopped_by, repetitions_done, ci_reached); empty for a fixed count of repetitions
+    passes: dict[str, Any]
+    notes: dict[str, str]  # `run --note KEY=VALUE`: the setup as the user describes it
+    # what the system said of its power setup (governor, AC or battery, nvpmodel mode, ...)
+    power_setup: dict[str, str]
+    # the share of the model file in the page cache just before the load (0: a cold start)
+    page_cache_fraction: float | None
     e2e_p50_s: float | None
     itl_p50_s: float | None
     itl_p99_s: float | None
@@ -135,6 +153,8 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
     # Overlapping requests (a batch) share the device: their power is the energy over the
     # span, not over the sum of their windows.
     concurrent = int(params.get("concurrency") or 1) > 1
+    per_rep = repetition_figures(ok, concurrent)
+    decode_reps = per_rep["decode_tps"]
     busy_s = span_s if concurrent else sum(r["e2e_s"] or 0.0 for r in energies)
     gpu_peak, gpu_note = gpu_memory(
         store, run, device, [(r["t_start_ns"], r["t_end_ns"]) for r in ok]
@@ -170,6 +190,17 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         decode_tps_mean=decode.mean,
         decode_tps_sd=decode.sd,
         decode_tps_values=col("decode_tps"),
+        n_repetitions=len(decode_reps),
+        decode_tps_ci=confidence_interval(decode_reps),
+        prefill_tps_ci=confidence_interval(per_rep["prefill_tps"]),
+        ttft_p50_ci=confidence_interval(per_rep["ttft_p50_s"]),
+        j_per_output_token_ci=confidence_interval(per_rep["j_per_output_token"]),
+        avg_power_w_ci=confidence_interval(per_rep["avg_power_w"]),
+        first_repetition_differs=first_differs(decode_reps) if len(decode_reps) > 2 else None,
+        passes={k: params[k] for k in PASSES_PARAMS if params.get(k) is not None},
+        notes=dict(params.get("notes") or {}),
+        power_setup=dict(params.get("power_setup") or {}),
+        page_cache_fraction=params.get("page_cache_fraction"),
         e2e_p50_s=percentile(col("e2e_s"), 50),
         itl_p50_s=percentile(col("itl_p50_s"), 50),
         itl_p99_s=max(col("itl_p99_s"), default=None),
@@ -201,7 +232,54 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         mem_bandwidth_gbs=device.get("mem_bandwidth_gbs"),
         decode_roofline_share=_roofline_share(run, device, decode.mean),
         provenance=_provenance(run, params),
+        # an import (edgeprof.importer): the tool, its test and its definitions, in --json
+        extra={"imported": params["imported"]} if params.get("imported") else {},
     )
+
+
+PASSES_PARAMS = (
+    "duration_s", "target_ci", "max_repetitions", "stopped_by", "repetitions_done", "ci_reached"
+)  # fmt: skip
+FIGURES = ("decode_tps", "prefill_tps", "ttft_p50_s", "j_per_output_token", "avg_power_w")
+
+
+def complete_repetitions(ok: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The measured requests grouped by repetition, keeping only repetitions that answered
+    every prompt (a soak's last pass is cut off by the clock; a failed request leaves a gap)."""
+    reps: dict[int, list[Mapping[str, Any]]] = {}
+    for r in ok:
+        reps.setdefault(r["repetition"], []).append(r)
+    full = max((len(v) for v in reps.values()), default=0)
+    return [v for _, v in sorted(reps.items()) if len(v) == full]
+
+
+def repetition_figures(
+    ok: Sequence[Mapping[str, Any]], concurrent: bool = False
+) -> dict[str, list[float]]:
+    """One value per complete repetition and figure: the unit a confidence interval counts.
+    Requests within a pass differ by prompt, so they are not repeated measurements of one
+    thing; whole passes over the suite are (as llama-bench's and pyperf's repetitions)."""
+    out: dict[str, list[float]] = {name: [] for name in FIGURES}
+    for rows in complete_repetitions(ok):
+        decode = [r["decode_tps"] for r in rows if r.get("decode_tps") is not None]
+        prefill = [r["prefill_tps"] for r in rows if r.get("prefill_tps") is not None]
+        ttft = percentile([r["ttft_s"] for r in rows if r.get("ttft_s") is not None], 50)
+        metered = [r for r in rows if r.get("energy_j") is not None]
+        energy_j = sum(r["energy_j"] for r in metered)
+        tokens = sum(r["output_tokens"] or 0 for r in metered)
+        busy_s = sum(r["e2e_s"] or 0.0 for r in metered)
+        values = {
+            "decode_tps": sum(decode) / len(decode) if decode else None,
+            "prefill_tps": sum(prefill) / len(prefill) if prefill else None,
+            "ttft_p50_s": ttft,
+            "j_per_output_token": energy_j / tokens if metered and tokens else None,
+            # overlapping requests' windows do not add up to the time the device was busy
+            "avg_power_w": energy_j / busy_s if metered and busy_s > 0 and not concurrent else None,
+        }
+        for name, value in values.items():
+            if value is not None:
+                out[name].append(value)
+    return out
 
 
 def summarize(store: Store, run_ids: list[str] | None = None) -> list[RunSummary]:
@@ -240,6 +318,8 @@ def gpu_memory(
     """
     if run.get("target_kind") == "remote":
         return None, "not applicable: remote target"
+    if (run.get("params") or {}).get("imported"):
+        return None, "not recorded: imported results"
     peak = peak_gpu_mem_bytes(store, run["id"], windows)
     if peak is not None:
         return peak, None

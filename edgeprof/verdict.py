@@ -70,6 +70,8 @@ def decision_rows(c: Comparison, max_ttft_s: float | None = None) -> list[dict[s
                 "devices_needed": r.devices_needed,
                 "devices_bought": r.devices_bought,
                 "device_cost_per_day_usd": r.device_cost_per_day_usd,
+                # the device's $/day at the ends of its measured speeds' 95 % intervals
+                "device_cost_per_day_ci_usd": p.device_cost_per_day_ci_usd,
                 "cloud_cost_per_day_usd": r.cloud_cost_per_day_usd,
                 "saving_usd_per_day": r.saving_usd_per_day,
                 "device_cost_per_request_usd": r.device_cost_per_request_usd,
@@ -102,6 +104,17 @@ class _Option:
     side: str  # "device" | "cloud"
     cost_per_day_usd: float
     meets: bool | None
+    # (low, high) $/day over the 95 % intervals of what was measured; None: no interval
+    # (one repetition). A cloud's bill is a price list: its own cost, exactly.
+    cost_ci: tuple[float, float] | None = None
+
+    def overlaps(self, other: _Option) -> bool:
+        """Whether the two costs' intervals overlap: the gap is inside the noise."""
+        a = self.cost_ci or (self.cost_per_day_usd,) * 2
+        b = other.cost_ci or (other.cost_per_day_usd,) * 2
+        if self.cost_ci is None and other.cost_ci is None:
+            return False
+        return a[0] <= b[1] and b[0] <= a[1]
 
 
 def _options(c: Comparison, rows: Sequence[dict[str, Any]], names: dict[str, str]) -> list[_Option]:
@@ -110,12 +123,14 @@ def _options(c: Comparison, rows: Sequence[dict[str, Any]], names: dict[str, str
         for side in ("device", "cloud"):
             key = row[side]
             if key not in seen:
+                ci = row["device_cost_per_day_ci_usd"] if side == "device" else None
                 seen[key] = _Option(
                     names.get(key, key),
                     key,
                     side,
                     row[f"{side}_cost_per_day_usd"],
                     row[f"{side}_meets_max_ttft"],
+                    tuple(ci) if ci else None,
                 )
     return list(seen.values())
 
@@ -253,18 +268,37 @@ def _winner_sentence(
         )
     other_label = f"{other.name} {where}" if other.side == "device" else other.name
     diff = other.cost_per_day_usd - best.cost_per_day_usd
-    close = (
-        f" That is within {CLOSE_CALL:.0%}: too close to call on these figures, so weigh "
-        "latency and what was estimated."
-        if diff <= CLOSE_CALL * other.cost_per_day_usd
-        else ""
-    )
+    close = _noise(best, other, diff)
     return (
         f"{head}, the cheapest option is {label}: {format_usd(best.cost_per_day_usd)}/day "
         f"against {format_usd(other.cost_per_day_usd)}/day for {other_label}, the cheapest "
         f"on the other side (saving {format_usd(diff)}/day, {format_usd(diff * 365)}/year)."
         f"{close}{_same_side_ties(options, best)}{_same_side_ties(options, other)}"
     )
+
+
+def _noise(best: _Option, other: _Option, diff: float) -> str:
+    """Whether the winner's lead is inside the noise: the two costs' 95 % intervals overlap,
+    or (where no interval exists) they are within CLOSE_CALL of each other."""
+    if best.overlaps(other):
+        return (
+            f" The 95% intervals of the two overlap ({_ci_text(best)}; {_ci_text(other)}): the "
+            "difference is inside the noise of the measurements, so this is no winner; repeat "
+            "the profiles (`edgeprof run --target-ci 3%`) or weigh latency and what was estimated."
+        )
+    if diff <= CLOSE_CALL * other.cost_per_day_usd:
+        return (
+            f" That is within {CLOSE_CALL:.0%}: too close to call on these figures, so weigh "
+            "latency and what was estimated."
+        )
+    return ""
+
+
+def _ci_text(o: _Option) -> str:
+    if o.cost_ci is None:
+        return f"{o.name} {format_usd(o.cost_per_day_usd)}/day, a price-list figure"
+    low, high = o.cost_ci
+    return f"{o.name} {format_usd(low)}-{format_usd(high)}/day"
 
 
 def _same_side_ties(options: Sequence[_Option], best: _Option) -> str:
@@ -275,12 +309,20 @@ def _same_side_ties(options: Sequence[_Option], best: _Option) -> str:
         if o.side == best.side
         and o is not best
         and o.meets is not False
-        and o.cost_per_day_usd - best.cost_per_day_usd <= CLOSE_CALL * o.cost_per_day_usd
+        and (
+            o.overlaps(best)
+            or o.cost_per_day_usd - best.cost_per_day_usd <= CLOSE_CALL * o.cost_per_day_usd
+        )
     ]
     if not ties:
         return ""
     names = ", ".join(f"{o.name} ({format_usd(o.cost_per_day_usd)}/day)" for o in ties)
-    return f" {names} costs about the same (within {CLOSE_CALL:.0%})."
+    how = (
+        "their 95% intervals overlap"
+        if all(o.overlaps(best) for o in ties)
+        else f"within {CLOSE_CALL:.0%}"
+    )
+    return f" {names} costs about the same as {best.name} ({how}): not a win by itself."
 
 
 def _break_even_sentence(c: Comparison, device: _Option, cloud: _Option) -> str:

@@ -71,11 +71,84 @@ class FakeSys:
     def set_energy(self, zone: str, energy_uj: int) -> None:
         self.write(f"/sys/class/powercap/{zone}/energy_uj", energy_uj)
 
-    def hwmon(self, n: int, name: str, files: dict[str, object], mode: int = 0o444) -> Path:
+    def hwmon(
+        self,
+        n: int,
+        name: str,
+        files: dict[str, object],
+        mode: int = 0o444,
+        device: str | None = None,
+    ) -> Path:
+        """hwmonN with `name` and `files`; `device`: where its `device` link points (an
+        absolute device path, e.g. the thermal zone the kernel mirrors as this chip)."""
         base = f"/sys/class/hwmon/hwmon{n}"
         self.write(f"{base}/name", name)
         for fname, value in files.items():
             self.write(f"{base}/{fname}", value, mode=0o444 if fname.endswith("_label") else mode)
+        if device is not None:
+            self.path(device).mkdir(parents=True, exist_ok=True)
+            (self.path(base) / "device").symlink_to(self.path(device))
+        return self.path(base)
+
+    def thermal_zone(self, n: int, zone_type: str, temp_mc: object, mode: int = 0o444) -> Path:
+        """/sys/class/thermal/thermal_zoneN: `type` and `temp` (millidegrees C)."""
+        base = f"/sys/class/thermal/thermal_zone{n}"
+        self.write(f"{base}/type", zone_type)
+        self.write(f"{base}/temp", temp_mc, mode=mode)
+        return self.path(base)
+
+    def cpufreq_policy(
+        self,
+        n: int,
+        cpus: str,
+        cur_khz: object,
+        governor: str = "schedutil",
+        max_khz: int = 2_400_000,
+        **files: object,
+    ) -> Path:
+        """/sys/devices/system/cpu/cpufreq/policyN covering `cpus` ("0 1 2 3"); `files`: more
+        of its files (energy_performance_preference, ...)."""
+        base = f"/sys/devices/system/cpu/cpufreq/policy{n}"
+        self.write(f"{base}/related_cpus", cpus)
+        self.write(f"{base}/scaling_cur_freq", cur_khz)
+        self.write(f"{base}/scaling_governor", governor)
+        self.write(f"{base}/cpuinfo_max_freq", max_khz)
+        for fname, value in files.items():
+            self.write(f"{base}/{fname}", value)
+        return self.path(base)
+
+    def cpu_cpufreq(self, cpu: int, cur_khz: object, governor: str = "ondemand") -> Path:
+        """The per-CPU layout of kernels without policy directories: cpuN/cpufreq/."""
+        base = f"/sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        self.write(f"{base}/affected_cpus", cpu)
+        self.write(f"{base}/scaling_cur_freq", cur_khz)
+        self.write(f"{base}/scaling_governor", governor)
+        return self.path(base)
+
+    def cpu_throttle(self, cpu: int, core_count: int, package_count: int, package: int = 0) -> Path:
+        """Intel's /sys/devices/system/cpu/cpuN/thermal_throttle counters and the CPU's package."""
+        base = f"/sys/devices/system/cpu/cpu{cpu}"
+        self.write(f"{base}/topology/physical_package_id", package)
+        self.write(f"{base}/thermal_throttle/core_throttle_count", core_count)
+        self.write(f"{base}/thermal_throttle/package_throttle_count", package_count)
+        return self.path(f"{base}/thermal_throttle")
+
+    def devfreq(
+        self, name: str, cur_hz: object, max_hz: int, governor: str = "nvhost_podgov"
+    ) -> Path:
+        """/sys/class/devfreq/<name> (a Jetson GPU is `17000000.gpu`), clocks in Hz."""
+        base = f"/sys/class/devfreq/{name}"
+        self.write(f"{base}/cur_freq", cur_hz)
+        self.write(f"{base}/max_freq", max_hz)
+        self.write(f"{base}/governor", governor)
+        return self.path(base)
+
+    def power_supply(self, name: str, supply_type: str, **files: object) -> Path:
+        """/sys/class/power_supply/<name> of `supply_type` (Mains, USB, Battery)."""
+        base = f"/sys/class/power_supply/{name}"
+        self.write(f"{base}/type", supply_type)
+        for fname, value in files.items():
+            self.write(f"{base}/{fname}", value)
         return self.path(base)
 
     def battery(self, name: str, status: str, **files: object) -> Path:
@@ -104,14 +177,35 @@ class FakeSys:
         p.write_text(value if isinstance(value, str) else json.dumps(value))
         p.chmod(0o644)
 
-    def vcgencmd(self, output: str, rc: int = 0) -> Path:
-        self.data("vcgencmd", {"out": output, "rc": rc})
+    def vcgencmd(
+        self, output: str | None = None, rc: int = 0, **commands: tuple[str, int] | str
+    ) -> Path:
+        """`vcgencmd pmic_read_adc` prints `output` and exits `rc`; each of `commands`
+        (get_throttled="throttled=0x0", measure_temp=("...", 1)) answers its own command;
+        any other command (or pmic_read_adc without `output`) gets firmware's "Invalid"."""
+        answers = {k: (v, 0) if isinstance(v, str) else v for k, v in commands.items()}
+        if output is not None:
+            answers["pmic_read_adc"] = (output, rc)
+        self.data("vcgencmd", answers)
         return self.exe(
             "vcgencmd",
             """
             d = json.load(open(DATA))
-            if sys.argv[1:] != ["pmic_read_adc"]:
+            if len(sys.argv) != 2 or sys.argv[1] not in d:
                 print("error=2 error_msg=\\"Invalid arguments\\""); sys.exit(2)
+            out, rc = d[sys.argv[1]]
+            sys.stdout.write(out); sys.exit(rc)
+            """,
+        )
+
+    def command(self, name: str, output: str, rc: int = 0) -> Path:
+        """An executable `name` that prints `output` and exits `rc` whatever its arguments
+        (nvpmodel -q, pmset -g batt)."""
+        self.data(name, {"out": output, "rc": rc})
+        return self.exe(
+            name,
+            """
+            d = json.load(open(DATA))
             sys.stdout.write(d["out"]); sys.exit(d["rc"])
             """,
         )

@@ -143,3 +143,29 @@ def test_compare_warns_too(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr
     assert f"note: runs {a[:8]}, {b[:8]} differ in threads (2 vs 4)" in res.stderr
+
+
+def test_runs_on_another_power_setup_are_flagged_and_the_setup_is_shown(base: RunSummary) -> None:
+    from edgeprof.cli.render import run_notes
+
+    ac = replace(llama(1, base), power_setup={"cpu_governor": "performance", "power_source": "ac"})
+    battery = replace(
+        llama(2, base),
+        power_setup={"cpu_governor": "powersave", "power_source": "battery"},
+        notes={"cooling": "passive"},
+        page_cache_fraction=0.02,
+    )
+    assert comparability_notes([ac, battery]) == [
+        "runs run00001, run00002 differ in power setup (cpu_governor performance, power_source"
+        " ac vs cpu_governor powersave, power_source battery)"
+    ]
+    assert comparability_notes([ac, replace(battery, run_id="run00003", **_same(ac))]) == []
+    (note,) = [n for n in run_notes([battery]) if "setup:" in n]
+    assert note == (
+        "run run00002: setup: cpu governor powersave; power source battery; cooling=passive; "
+        "model file 2% cached before the load (a cold start, from storage)"
+    )
+
+
+def _same(s: RunSummary) -> dict[str, Any]:
+    return {"power_setup": s.power_setup, "notes": {}, "page_cache_fraction": None}

@@ -19,7 +19,8 @@ def test_migrations_from_an_empty_file(tmp_path: Path) -> None:
         assert mig.applied(store.db) == [name for name, _ in mig.MIGRATIONS]
         assert mig.schema_version(store.db) == SCHEMA_VERSION
         tables = set(store.db.table_names())
-        assert {"devices", "runs", "requests", "samples", "sensors", "prompts"} <= tables
+        assert {"devices", "runs", "requests", "series", "sample_points", "sensors"} <= tables
+        assert "prompts" in tables and store.db.view_names() == ["samples"]
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = {c.name for c in store.db.table("requests").columns}
         assert {"ttft_s", "prefill_tps", "decode_tps", "itl_p99_s", "energy_net_j"} <= columns

@@ -68,7 +68,7 @@ def test_a_cheap_cloud_wins_and_a_device_tie_is_called_a_tie() -> None:
     c = _comparison(devices, [_cloud("cheap", 0.2)], DEDICATED)
     winner, text = _say(c)
     assert winner == "cheap"
-    assert "costs about the same (within 5%)" in text
+    assert "costs about the same as" in text and "(within 5%)" in text
 
 
 def test_a_latency_limit_excludes_the_slow_device() -> None:

@@ -219,21 +219,23 @@ def _targets_table(c: Comparison) -> Table:
         "$/1M out tokens",
         "busy s/request",
         "capacity req/day",
-        "$/day",
+        "$/day [95% CI]",
         "quality vs reference",
     ):
         targets.add_column(col, justify="left" if col in ("target", "quality vs reference")
                            else "right")  # fmt: skip
-    device_rows = {p.device: p.result for p in c.pairs}
+    device_pairs = {p.device: p for p in c.pairs}
     quality = {d.name: c.floor.check(d.quality)[1] for d in c.devices}
-    for name, r in device_rows.items():
+    for name, pair in device_pairs.items():
+        r, ci = pair.result, pair.device_cost_per_day_ci_usd
+        day = format_usd(r.device_cost_per_day_usd)
         targets.add_row(
             f"device: {name}",
             format_usd(r.device_cost_per_request_usd),
             format_usd(r.device_cost_per_m_output_tokens_usd),
             f"{r.device_busy_s_per_request:.3g}",
             format_count(r.device_capacity_requests_per_day),
-            format_usd(r.device_cost_per_day_usd),
+            f"{day} [{format_usd(ci[0])}–{format_usd(ci[1])}]" if ci else day,
             quality[name],
         )
     cloud_rows = {p.cloud: p.result for p in c.pairs}

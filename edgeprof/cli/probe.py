@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -21,7 +22,8 @@ def probe_command(
         True, help="Measure memory bandwidth (~1 s copy benchmark) for the decode roofline."
     ),
 ) -> None:
-    """Show the device fingerprint and every known power source: available, or why not."""
+    """Show the device fingerprint, every known power source (available, or why not), the
+    temperature, clock and throttling sensors, and the power setup (governor, AC/battery)."""
     from edgeprof.device import fingerprint
     from edgeprof.samplers import SensorEnv, probe_all
     from edgeprof.store import open_store
@@ -35,6 +37,10 @@ def probe_command(
         with open_store(db) as store:
             store.upsert_device(device)
     sources = [asdict(p) for p in probe_all(env)]
+    context = [asdict(p) for p in probe_all(env, role="resource") if p.source != "process"]
+    from edgeprof.power_setup import power_setup
+
+    setup = power_setup(env)
     from edgeprof.ort_providers import build_summary, summary_lines
 
     onnxruntime = build_summary()  # which execution providers this build has
@@ -44,6 +50,8 @@ def probe_command(
     if as_json:
         found = {"device": device, "power_sources": sources, "onnxruntime": onnxruntime}
         found["llama_cpp"] = llama_cpp
+        found["context_sensors"] = context
+        found["power_setup"] = setup
         out.print_json(json.dumps(found, default=str))
         return
     from rich.table import Table
@@ -57,15 +65,14 @@ def probe_command(
         info.add_row(key, str(value if value not in (None, []) else "–"))
     out.print(info)
     out.print("[bold]power sources[/bold]")
-    for p in sources:
-        if p["available"]:
-            out.print(
-                f"  [green]✓[/green] {p['sensor']} [dim]({p['source']}, {p['domain']}, "
-                f"{p['method']})[/dim] {p['reason']}"
-            )
-        else:
-            fix = f"\n      fix: {p['fix']}" if p["fix"] else ""
-            out.print(f"  [red]✗[/red] {p['source']}: {p['reason']}{fix}")
+    _print_sources(sources)
+    out.print("[bold]temperature, clocks, throttling[/bold]")
+    _print_sources(context)
+    out.print("[bold]power setup[/bold]")
+    for key, value in setup.items():
+        out.print(f"  {key}: {value}", highlight=False)
+    if not setup:
+        out.print("  [dim]nothing readable (no cpufreq governor, power supply or profile)[/dim]")
     for line in summary_lines(onnxruntime):
         out.print(line, highlight=False)
     out.print("[bold]llama.cpp[/bold]")
@@ -75,3 +82,15 @@ def probe_command(
 
     for plugin, why in failures.items():
         out.print(f"[red]plugin {plugin} did not load:[/red] {why}", highlight=False)
+
+
+def _print_sources(sources: list[dict[str, Any]]) -> None:
+    for p in sources:
+        if p["available"]:
+            out.print(
+                f"  [green]✓[/green] {p['sensor']} [dim]({p['source']}, {p['domain']}, "
+                f"{p['method']})[/dim] {p['reason']}"
+            )
+        else:
+            fix = f"\n      fix: {p['fix']}" if p["fix"] else ""
+            out.print(f"  [red]✗[/red] {p['source']}: {p['reason']}{fix}")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from edgeprof.cli.app import app, err, out
+
+if TYPE_CHECKING:
+    from edgeprof.store.db import Store
+    from edgeprof.summary import RunSummary
 
 
 @app.command("report")
@@ -27,13 +32,20 @@ def report_command(
         None,
         help="Write a self-contained HTML report here (`edgeprof compare --html` adds verdicts).",
     ),
+    by: str | None = typer.Option(
+        None,
+        "--by",
+        help="`device`: one row per device for each group of comparable runs (docs/fleet.md).",
+    ),
 ) -> None:
     """Summarize the runs in a profile database."""
-    from edgeprof.errors import ProfileDBError
+    from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.store import open_store
     from edgeprof.store.db import default_db_path
     from edgeprof.summary import summarize
 
+    if by not in (None, "device"):
+        raise UsageError(f"`by` {by!r} is not known; use `device` or leave it out")
     path = db or default_db_path()
     if not path.exists():
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
@@ -46,34 +58,112 @@ def report_command(
             raise ProfileDBError(
                 f"{path} holds no runs yet; add one with `edgeprof run --db {path}`"
             )
-        if plot is not None:
-            from edgeprof.plots import plot_run_timeline
-
-            plot_run_timeline(store, summaries[-1].run_id, plot)
-            err.print(f"wrote {plot}")
-        if html is not None:
-            from edgeprof.html import write_html_report
-
-            write_html_report(store, html, run_ids)
-            err.print(f"wrote {html}")
+        _write_files(store, summaries, run_ids, plot, html)
+        if by == "device":
+            _by_device(store, summaries, as_json)
+            return
         per_request = {s.run_id: store.requests(s.run_id) for s in summaries} if requests else {}
+        soaks = _soaks(store, summaries)
     if as_json:
-        payload = [
-            {**s.to_dict(), "requests": per_request[s.run_id]} if requests else s.to_dict()
-            for s in summaries
-        ]
-        out.print_json(json.dumps(payload, default=str))
-        return
+        _print_json(summaries, per_request, soaks)
+    else:
+        _print_tables(summaries, per_request, soaks)
+
+
+def _print_json(
+    summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
+) -> None:
+    payload = [
+        {**s.to_dict(), "requests": per_request[s.run_id]} if s.run_id in per_request
+        else s.to_dict()
+        for s in summaries
+    ]  # fmt: skip
+    for row in payload:
+        if row["run_id"] in soaks:
+            row["soak"] = _soak_json(soaks[row["run_id"]])
+    out.print_json(json.dumps(payload, default=str))
+
+
+def _print_tables(
+    summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
+) -> None:
     from edgeprof.cli.render import run_notes, runs_table
     from edgeprof.comparability import comparability_notes
+    from edgeprof.soak import soak_lines
     from edgeprof.summary import gpu_mem_notes
 
     out.print(runs_table(summaries, width=out.width))
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]
     for note in notes:
         err.print(f"note: {note}", highlight=False)
+    for run_id, soak in soaks.items():
+        out.print(f"soak, run {run_id[-8:]}:", highlight=False)
+        for line in soak_lines(soak):
+            out.print(f"  {line}", highlight=False)
     for run_id, rows in per_request.items():
         out.print(_requests_table(run_id, rows))
+
+
+def _write_files(
+    store: Store,
+    summaries: list[RunSummary],
+    run_ids: list[str] | None,
+    plot: Path | None,
+    html: Path | None,
+) -> None:
+    if plot is not None:
+        from edgeprof.plots import plot_run_timeline, plot_soak
+
+        last = summaries[-1]
+        # a soak is read over minutes (tok/s, W, temperature per window), not request by request
+        draw = plot_soak if "duration_s" in last.passes else plot_run_timeline
+        draw(store, last.run_id, plot)
+        err.print(f"wrote {plot}")
+    if html is not None:
+        from edgeprof.html import write_html_report
+
+        write_html_report(store, html, run_ids)
+        err.print(f"wrote {html}")
+
+
+def _soaks(store: Store, summaries: list[RunSummary]) -> dict[str, Any]:
+    """The soak analysis of each soak run (`run --duration`) among the summaries."""
+    from edgeprof.soak import load_soak
+
+    found = {s.run_id: load_soak(store, s.run_id) for s in summaries if "duration_s" in s.passes}
+    return {run_id: soak for run_id, soak in found.items() if soak is not None}
+
+
+def _soak_json(soak: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from edgeprof.soak import window_rows
+
+    return {
+        "windows": window_rows(soak),
+        "events": [asdict(e) for e in soak.events],
+        "sustained": asdict(soak.sustained) if soak.sustained else None,
+        "first_vs_last": asdict(soak.first_last) if soak.first_last else None,
+    }
+
+
+def _by_device(store: Store, summaries: list[RunSummary], as_json: bool) -> None:
+    """`--by device`: the pooled tables (or their JSON, shape in docs/fleet.md), notes after."""
+    from edgeprof.pooled import pooled_report
+
+    report = pooled_report(store, summaries=summaries)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict(), default=str))
+        return
+    from edgeprof.cli.render import pooled_tables
+
+    for table in pooled_tables(report):
+        out.print(table)
+    for g in report.groups:
+        for note in g.notes:
+            err.print(f"note: group {g.key.key_id}: {note}", highlight=False)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False)
 
 
 def _requests_table(run_id: str, rows: list[dict[str, object]]) -> object:

@@ -22,7 +22,20 @@ def run_command(
     prompts: str | None = typer.Option(
         None, help="A bundled suite name (default) or a .jsonl file of prompts."
     ),
-    repetitions: int = typer.Option(3, help="Measured passes over the suite."),
+    repetitions: int = typer.Option(
+        3, help="Measured passes over the suite (with --target-ci: the least)."
+    ),
+    duration: str | None = typer.Option(
+        None,
+        help="A soak: repeat the suite until this much time is up (10m, 90s, 1h), to see "
+        "what the device sustains once warm (`report --plot` draws it over time).",
+    ),
+    target_ci: str | None = typer.Option(
+        None,
+        help="Repeat the suite until the 95% intervals of decode tok/s and J/token are this "
+        "narrow, e.g. 3% (at most --max-repetitions passes).",
+    ),
+    max_repetitions: int = typer.Option(30, help="With --target-ci: the most passes."),
     warmup: int = typer.Option(1, help="Warm-up requests, recorded but not counted."),
     max_tokens: int = typer.Option(128, help="Tokens to generate per request (greedy)."),
     threads: int | None = typer.Option(None, help="CPU threads (default: all cores)."),
@@ -32,6 +45,13 @@ def run_command(
         None, help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
     ),
     label: str | None = typer.Option(None, help="A label stored with the run."),
+    note: list[str] | None = typer.Option(
+        None,
+        "--note",
+        metavar="KEY=VALUE",
+        help="What changes results and no sensor reads, stored with the run (repeatable): "
+        "--note cooling=passive --note case=open.",
+    ),
     tdp_w: float | None = typer.Option(
         None, help="CPU TDP in watts for the power estimate on devices without sensors."
     ),
@@ -138,6 +158,11 @@ def run_command(
     from edgeprof.workload import load_system_prompt
 
     system = load_system_prompt(system_prompt) if system_prompt else None
+    from edgeprof.passes import parse_duration_s, parse_share
+
+    duration_s = parse_duration_s(duration) if duration is not None else None
+    ci = parse_share(target_ci) if target_ci is not None else None
+    notes = parse_notes(note or [])
     levels = parse_levels(concurrency)
     if plot is not None and len(levels) < 2:
         raise UsageError("--plot draws the curve over several --concurrency levels, e.g. 1,2,4,8")
@@ -147,7 +172,8 @@ def run_command(
             warmup=warmup, max_tokens=max_tokens, threads=threads, ctx=ctx, hz=hz, db=db,
             label=label, tdp_w=tdp_w, sensors=_split(sensors), idle_seconds=idle_seconds,
             keep_cache=keep_cache, seed=seed, concurrency=n, settings=settings,
-            system_prompt=system,
+            system_prompt=system, duration_s=duration_s, target_ci=ci,
+            max_repetitions=max_repetitions, notes=notes,
         )
         for n in levels
     ]  # fmt: skip
@@ -197,6 +223,22 @@ def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
             raise typer.Exit(130) from None
         db_path = live.db_path or config.db
     return run_ids, db_path
+
+
+def parse_notes(pairs: list[str]) -> dict[str, str]:
+    """`--note KEY=VALUE`, repeatable, into a mapping; a key given twice is a mistake."""
+    from edgeprof.errors import UsageError
+
+    notes: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--note takes KEY=VALUE, e.g. --note cooling=passive (got {pair!r})")
+        if key in notes:
+            raise UsageError(f"--note {key} is given twice; give each key once")
+        notes[key] = value.strip()
+    return notes
 
 
 def parse_levels(value: str) -> list[int]:
@@ -337,4 +379,6 @@ class _LiveProgress:
             self.done += 1
             tps = p.row.get("decode_tps")
             fields["rate"] = f"{tps:,.1f} tok/s" if tps else ""
+            if p.detail:
+                fields["rate"] += f"  {p.detail}"
         self.progress.update(self.task, **fields)

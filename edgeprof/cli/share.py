@@ -44,13 +44,24 @@ def merge_cmd(
 @app.command("export")
 def export_cmd(
     db: Path = typer.Argument(..., help="Profile database to export."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv, jsonl or parquet."),
-    output: Path = typer.Option(..., "--output", "-o", help="Directory for one file per table."),
+    fmt: str = typer.Option(
+        "csv",
+        "--format",
+        "-f",
+        help="csv, jsonl or parquet (a folder per table, partitioned by device: docs/fleet.md).",
+    ),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Directory for the tables; parquet exports of many databases can share one.",
+    ),
     anonymize: bool = typer.Option(
         False, "--anonymize", help="Drop hostnames, user names and local paths (labels kept)."
     ),
 ) -> None:
-    """Export every table of a profile database to files."""
+    """Export every table of a profile database to files (parquet: re-exporting a device
+    replaces its partition)."""
     from edgeprof.store.export import export
 
     files = export(db, fmt, output, anonymize=anonymize)

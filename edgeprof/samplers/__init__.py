@@ -13,6 +13,7 @@ from edgeprof.errors import UsageError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.registry import (
     FALLBACK_SOURCE,
+    Role,
     register_sampler,
     sampler_class,
     sampler_sources,
@@ -28,12 +29,19 @@ register_sampler("rpi", "edgeprof.samplers.rpi:RpiPmicSampler")
 register_sampler("powermetrics", "edgeprof.samplers.powermetrics:PowermetricsSampler")
 register_sampler(FALLBACK_SOURCE, "edgeprof.samplers.estimate:EstimatedCpuSampler")
 register_sampler("process", "edgeprof.samplers.process:ProcessSampler", role="resource")
+# Context for a run's speed (temperatures, clocks, throttling): never power, never in energy.
+register_sampler("thermal", "edgeprof.samplers.thermal:ThermalSampler", role="resource")
+register_sampler("cpufreq", "edgeprof.samplers.cpufreq:CpufreqSampler", role="resource")
+register_sampler("devfreq", "edgeprof.samplers.cpufreq:DevfreqSampler", role="resource")
+register_sampler("throttle", "edgeprof.samplers.throttle:RpiThrottleSampler", role="resource")
+register_sampler("cpu_throttle", "edgeprof.samplers.throttle:CpuThrottleSampler", role="resource")
 
 
-def probe_all(env: SensorEnv) -> list[ProbeResult]:
-    """Every power source's probe results, in registration order."""
+def probe_all(env: SensorEnv, role: Role = "power") -> list[ProbeResult]:
+    """Every power source's probe results (with `role="resource"`: the temperature, clock,
+    throttling and process sources'), in registration order."""
     results: list[ProbeResult] = []
-    for source in sampler_sources("power"):
+    for source in sampler_sources(role):
         try:
             results.extend(sampler_class(source).probe(env))
         except Exception as e:  # a broken reader must not hide the others

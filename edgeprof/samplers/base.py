@@ -133,6 +133,8 @@ def unit_of(metric: str) -> str:
         "c": "°C",
         "s": "s",
         "hz": "Hz",
+        "throttled": "0/1",
+        "mask": "bits",
     }.get(suffix, suffix)
 
 

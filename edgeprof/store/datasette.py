@@ -128,7 +128,8 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
     ),
     "samples": (
         "Sensor readings over time, long format; the metric name carries the unit "
-        "(power_w in watts, energy_j cumulative joules, rss_bytes, cpu_percent, temp_c).",
+        "(power_w in watts, energy_j cumulative joules, rss_bytes, cpu_percent, temp_c). "
+        "A view of series joined to sample_points, which store them compactly.",
         None,
         {
             "run_id": ("Run the reading belongs to", ""),
@@ -136,6 +137,25 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "sensor": ("Sensor instance (see the sensors table)", ""),
             "metric": ("What was read; its suffix is the unit", ""),
             "value": ("Reading, in the unit named by the metric", ""),
+        },
+    ),
+    "series": (
+        "One row per run, sensor and metric read: what sample_points.series_id refers to.",
+        None,
+        {
+            "id": ("Series id (local to this file; merge gives new ones)", ""),
+            "run_id": ("Run the readings belong to", ""),
+            "sensor": ("Sensor instance (see the sensors table)", ""),
+            "metric": ("What was read; its suffix is the unit", ""),
+        },
+    ),
+    "sample_points": (
+        "The readings themselves, keyed by series and time (the samples view names them).",
+        None,
+        {
+            "series_id": ("Series the reading belongs to", ""),
+            "t_ns": ("Time since the run's t0", "nanosecond"),
+            "value": ("Reading, in the unit named by the series' metric", ""),
         },
     ),
     "sensors": (

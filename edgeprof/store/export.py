@@ -1,4 +1,5 @@
-"""Export a profile database to files: one CSV, JSONL or Parquet file per table.
+"""Export a profile database to files: one CSV or JSONL file per table, or Parquet
+partitioned by device (Hive style) so that many devices' exports share one directory.
 
 `anonymize=True` drops hostnames, user names and local paths (model paths become file names);
 labels, ids and measurements are kept.
@@ -6,11 +7,14 @@ labels, ids and measurements are kept.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from edgeprof.errors import UsageError
 from edgeprof.store.share import TABLES, Row, open_profile_ro
@@ -125,30 +129,172 @@ def _file_name(path: str) -> str:
 def export(
     db: Path | str, fmt: str, out_dir: Path | str, anonymize: bool = False
 ) -> dict[str, Path]:
-    """Write each profile table to `out_dir/<table>.<fmt>`; return the files by table."""
+    """Write each profile table to `out_dir/<table>.<fmt>` (csv, jsonl), or for parquet to
+    `out_dir/<table>/`, partitioned by device (see `_export_parquet`); return the file or
+    directory of each table."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    write = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[fmt]
     if fmt == "parquet":
         _pyarrow()  # fail before writing anything
     conn = open_profile_ro(Path(db), role="database")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
     try:
         scrub = _Scrubber(conn) if anonymize else None
-        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        for table in (t for t in TABLES if t in present):
-            info = list(conn.execute(f"PRAGMA table_info([{table}])"))
-            cols = [r[1] for r in info]
-            types = [str(r[2]).upper() for r in info]
-            cur = conn.execute(f"SELECT * FROM [{table}] ORDER BY rowid")
-            rows = (scrub.row(table, cols, r) for r in cur) if scrub else iter(cur)
-            files[table] = out / f"{table}.{fmt}"
-            write(files[table], cols, types, rows)
+        if fmt == "parquet":
+            with _export_lock(out):
+                return _export_parquet(conn, out, scrub)
+        return _export_files(conn, fmt, out, scrub)
     finally:
         conn.close()
+
+
+def _present(conn: sqlite3.Connection) -> dict[str, str]:
+    """The profile tables this file has, each with its kind: "table", or "view" (a table kept
+    in another form behind a view of its old columns, such as samples)."""
+    kinds = dict(
+        conn.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')")
+    )
+    return {t: str(kinds[t]) for t in TABLES if t in kinds}
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> tuple[list[str], list[str]]:
+    info = list(conn.execute(f"PRAGMA table_info([{table}])"))
+    return [r[1] for r in info], [str(r[2]).upper() for r in info]
+
+
+def _export_files(
+    conn: sqlite3.Connection, fmt: str, out: Path, scrub: _Scrubber | None
+) -> dict[str, Path]:
+    write = {"csv": _write_csv, "jsonl": _write_jsonl}[fmt]
+    files: dict[str, Path] = {}
+    for table, kind in _present(conn).items():
+        cols, types = _columns(conn, table)
+        order = " ORDER BY rowid" if kind == "table" else ""  # a view has no rowid
+        cur = conn.execute(f"SELECT * FROM [{table}]{order}")
+        rows = (scrub.row(table, cols, r) for r in cur) if scrub else iter(cur)
+        files[table] = out / f"{table}.{fmt}"
+        write(files[table], cols, types, rows)
     return files
+
+
+# -- parquet: one directory per table, run-bearing tables partitioned by device ----------------
+
+# Tables written whole: `id` is global (a fingerprint, a sha256), so the rows of several
+# exports are merged by it. Every other table is split by device.
+PLAIN_TABLES = ("devices", "prompts")
+PARTITION = "device_id"
+PART_FILE = "part-0.parquet"
+LOCK_FILE = ".edgeprof-export.lock"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's and Spark's name for a null key
+
+
+@contextlib.contextmanager
+def _export_lock(out: Path) -> Iterator[None]:
+    """One export into `out` at a time (the plain tables are read, merged and rewritten)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; exports there run one at a time
+        yield
+        return
+    with (out / LOCK_FILE).open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _export_parquet(
+    conn: sqlite3.Connection, out: Path, scrub: _Scrubber | None
+) -> dict[str, Path]:
+    """`out/devices/part-0.parquet` and `out/prompts/part-0.parquet`, merged by id with what an
+    earlier export left there; every other table as `out/<table>/device_id=<id>/part-0.parquet`
+    (Hive style: the column lives in the directory name, not in the file). A device's partition
+    is replaced by each export of it: the new file is written beside it and renamed over it,
+    so a reader sees the old file or the new one; a table where the device now has no rows
+    loses its old partition. Rows that name no device (Hive's null partition) belong to no one
+    export, so they are merged by id like the plain tables."""
+    every = "SELECT id FROM devices UNION SELECT device_id FROM runs WHERE device_id IS NOT NULL"
+    devices = [str(r[0]) for r in conn.execute(every)]
+    files: dict[str, Path] = {}
+    for table, kind in _present(conn).items():
+        cols, types = _columns(conn, table)
+        files[table] = out / table
+        if table in PLAIN_TABLES:
+            _merge_by_id(out / table / PART_FILE, cols, types, _rows(conn, table, cols, scrub))
+            continue
+        kept = [c for c in cols if c != PARTITION]
+        kept_types = [types[cols.index(c)] for c in kept]
+        for device in [*devices, None]:
+            rows = _device_rows(conn, table, kind, cols, device)
+            if scrub is not None:
+                rows = (scrub.row(table, kept, r) for r in rows)
+            path = out / table / f"{PARTITION}={_partition_name(device)}" / PART_FILE
+            if device is None and "id" in kept:
+                _merge_by_id(path, kept, kept_types, list(rows))
+            elif device is not None:
+                _replace_parquet(path, kept, kept_types, rows)
+    return {table: path for table, path in files.items() if path.exists()}  # rows somewhere
+
+
+def _partition_name(device_id: str | None) -> str:
+    """The directory name of a device's partition: edgeprof's ids are hex; anything else a
+    stranger's file holds is percent-encoded, as Hive does."""
+    return NULL_PARTITION if device_id is None else quote(device_id, safe="")
+
+
+def _rows(
+    conn: sqlite3.Connection, table: str, cols: list[str], scrub: _Scrubber | None
+) -> list[Row]:
+    cur = conn.execute(f"SELECT * FROM [{table}] ORDER BY rowid")
+    return [scrub.row(table, cols, r) for r in cur] if scrub else list(cur)
+
+
+def _device_rows(
+    conn: sqlite3.Connection, table: str, kind: str, cols: list[str], device: str | None
+) -> Iterator[Row]:
+    """`table`'s rows of one device (None: of no device), without its device_id column:
+    directly where the table has one, else through its run."""
+    kept = ", ".join(f"t.[{c}]" for c in cols if c != PARTITION)
+    order = " ORDER BY t.rowid" if kind == "table" else ""
+    owner = "t.device_id" if PARTITION in cols else "r.device_id"
+    join = "" if PARTITION in cols else " JOIN runs r ON r.id = t.run_id"
+    match, args = (f"{owner} IS NULL", ()) if device is None else (f"{owner} = ?", (device,))
+    return iter(conn.execute(f"SELECT {kept} FROM [{table}] t{join} WHERE {match}{order}", args))
+
+
+def _merge_by_id(path: Path, cols: list[str], types: list[str], rows: list[Row]) -> None:
+    """These rows, and the rows an earlier export left in `path` whose id these lack."""
+    if path.exists():
+        import pyarrow.parquet as pq
+
+        ids = {r[cols.index("id")] for r in rows}
+        earlier = pq.read_table(path).to_pylist()
+        rows = rows + [
+            tuple(old.get(c) for c in cols) for old in earlier if old.get("id") not in ids
+        ]
+    _replace_parquet(path, cols, types, iter(rows))
+
+
+def _replace_parquet(path: Path, cols: list[str], types: list[str], rows: Iterator[Row]) -> None:
+    """Write `path` through a hidden temporary file and a rename; with no rows, remove it."""
+    first = next(rows, None)
+    if first is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            path.parent.rmdir()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Readers skip names starting with "." (pyarrow, Spark) or not ending in .parquet (globs).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _write_parquet(tmp, cols, types, itertools.chain([first], rows))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def _write_csv(path: Path, cols: list[str], types: list[str], rows: Iterator[Row]) -> None:
@@ -185,23 +331,39 @@ def _write_parquet(path: Path, cols: list[str], types: list[str], rows: Iterator
     pa = _pyarrow()
     import pyarrow.parquet as pq
 
-    def arrow_type(t: str) -> Any:
-        if "INT" in t:
-            return pa.int64()
-        if any(k in t for k in ("REAL", "FLOA", "DOUB")):
-            return pa.float64()
-        return pa.string()
-
-    schema = pa.schema([(c, arrow_type(t)) for c, t in zip(cols, types, strict=True)])
+    batches = _batches(rows, 65_536)
+    first = next(batches, [])
+    schema = pa.schema(
+        [
+            (c, _arrow_type(pa, t, [r[i] for r in first]))
+            for i, (c, t) in enumerate(zip(cols, types, strict=True))
+        ]
+    )
     with pq.ParquetWriter(str(path), schema) as writer:
-        batch: list[Row] = []
-        for r in itertools.chain(rows, [None]):
-            if r is not None:
-                batch.append(r)
-            if batch and (r is None or len(batch) >= 65_536):
-                arrays = [
-                    pa.array([b[i] for b in batch], type=schema.field(i).type)
-                    for i in range(len(cols))
-                ]
-                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-                batch = []
+        for batch in itertools.chain([first], batches):
+            arrays = [
+                pa.array([b[i] for b in batch], type=schema.field(i).type) for i in range(len(cols))
+            ]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    while batch := list(itertools.islice(rows, size)):
+        yield batch
+
+
+def _arrow_type(pa: Any, declared: str, sample: list[object]) -> Any:
+    """The column's Arrow type from its SQLite declaration (SQLite's affinity rules); a view's
+    computed column declares none, so its first rows decide."""
+    if "INT" in declared:
+        return pa.int64()
+    if any(k in declared for k in ("REAL", "FLOA", "DOUB")):
+        return pa.float64()
+    if declared or not sample:
+        return pa.string()
+    seen = {type(v) for v in sample if v is not None}
+    if seen and seen <= {int, bool}:
+        return pa.int64()
+    if seen and seen <= {int, float}:
+        return pa.float64()
+    return pa.string()

@@ -4,8 +4,8 @@ Sharing is the point of profile databases, so every file is opened as if a stran
 - `trusted_schema = OFF`: functions and virtual tables named in its schema do not run;
 - SQLite's defensive mode where Python exposes it (3.12+): no writing to the schema by hand;
 - a length limit on every value read, so one giant string cannot exhaust memory;
-- no triggers and no views: edgeprof's migrations create neither, and a trigger in a file that
-  is merged or reported on would run with this user's rights on this user's files.
+- no triggers and no views but edgeprof's own `samples` view, word for word: a trigger in a file
+  that is merged or reported on would run with this user's rights on this user's files.
 """
 
 from __future__ import annotations
@@ -37,13 +37,25 @@ def harden(conn: sqlite3.Connection) -> None:
         conn.setlimit(getattr(sqlite3, "SQLITE_LIMIT_LENGTH"), MAX_VALUE_BYTES)  # noqa: B009
 
 
+def _words(sql: object) -> list[str]:
+    return str(sql or "").split()
+
+
 def foreign_objects(conn: sqlite3.Connection, schema: str = "main") -> list[str]:
-    """Triggers and views in `schema`, as "trigger NAME" / "view NAME"."""
+    """Triggers and views in `schema` that edgeprof did not create, as "trigger NAME" /
+    "view NAME". The one view edgeprof makes (m007's `samples`) passes only as written."""
+    from edgeprof.store.migrations import SAMPLES_VIEW_SQL
+
     rows = conn.execute(
-        f"SELECT type, name FROM {schema}.sqlite_master WHERE type IN ('trigger', 'view') "
-        "ORDER BY type, name"
+        f"SELECT type, name, sql FROM {schema}.sqlite_master "
+        "WHERE type IN ('trigger', 'view') ORDER BY type, name"
     ).fetchall()
-    return [f"{kind} {name}" for kind, name in rows]
+    own = _words(SAMPLES_VIEW_SQL)
+    return [
+        f"{kind} {name}"
+        for kind, name, sql in rows
+        if not (kind == "view" and name == "samples" and _words(sql) == own)
+    ]
 
 
 def check_schema(conn: sqlite3.Connection, path: object, role: str = "database") -> None:
@@ -58,14 +70,15 @@ def check_schema(conn: sqlite3.Connection, path: object, role: str = "database")
 
 @functools.cache
 def expected_columns() -> dict[str, frozenset[str]]:
-    """Every table and column the migrations create, from a scratch database built by them."""
+    """Every table (and view) and column the migrations create, from a scratch database."""
     import sqlite_utils
 
     from edgeprof.store.migrations import migrate
 
     db = sqlite_utils.Database(memory=True)
     migrate(db)
-    return {t.name: frozenset(t.columns_dict) for t in db.tables}
+    names = [*db.table_names(), *db.view_names()]
+    return {n: frozenset(r[1] for r in db.execute(f"PRAGMA table_info([{n}])")) for n in names}
 
 
 def check_columns(conn: sqlite3.Connection, path: object, role: str = "database") -> None:
