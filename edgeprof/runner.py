@@ -246,7 +246,7 @@ def _check_concurrency(
     if not backend.batches:
         raise UsageError(
             f"the {config.backend} backend cannot decode several requests in one batch; use "
-            "`concurrency` 1, or the llamacpp backend, which batches them"
+            "`concurrency` 1, or the llamacpp or onnx backend, which batch them"
         )
     schedule = _schedule(prompts, config.repetitions, config.warmup, config.max_tokens, config.seed)
     measured = [request for request, _, warmup in schedule if not warmup]

@@ -16,7 +16,6 @@ from edgeprof.backends.llamacpp import LlamaCppBackend, kv_bytes_per_cell
 from edgeprof.energy import SensorSeries, shared_energy_j
 from edgeprof.workload import load_suite
 from tests.builders import cli
-from tests.onnx_builders import export_once
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"
 S = 1_000_000_000
@@ -92,18 +91,6 @@ def test_kv_cache_too_small_is_refused_before_the_run(demo_model: Path, tmp_path
     assert "raise --ctx to" in line and "lower --concurrency" in line
     assert not db.exists()  # nothing recorded
     assert kv_bytes_per_cell(demo_model) == 30 * 3 * (64 + 64) * 2  # 30 layers, 3 KV heads
-
-
-@pytest.mark.model
-def test_a_backend_that_cannot_batch_says_so(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    export = export_once(tmp_path_factory, "fp32")
-    db = tmp_path / "p.db"
-    res = cli("run", "--backend", "onnx", "--model", export, "--concurrency", "2", "--db", db)
-    assert res.exit_code == 2
-    assert "cannot decode several requests in one batch" in res.stderr
-    assert not db.exists()
 
 
 @pytest.mark.model

@@ -61,13 +61,26 @@ class _Seq:
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
 
-def _forget_before(spans: list[tuple[int, int]], t_ns: int | None) -> None:
+def forget_before(spans: list[tuple[int, int]], t_ns: int | None) -> None:
     """Drop the spans no active request's window reaches back to (keep the one in force)."""
     if t_ns is None:
         spans.clear()
         return
     while len(spans) > 1 and spans[1][0] <= t_ns:
         del spans[0]
+
+
+def window_shares(
+    spans: list[tuple[int, int]], t_start_ns: int, t_end_ns: int
+) -> list[tuple[int, int, int]]:
+    """The (t0_ns, t1_ns, sequences active) pieces of one request's window, from the spans
+    (t_ns, sequences active from then on) recorded as requests joined and left."""
+    shares = []
+    for (t0, n), (t1, _) in zip(spans, [*spans[1:], (t_end_ns, 0)], strict=True):
+        lo, hi = max(t0, t_start_ns), min(t1, t_end_ns)
+        if hi > lo and n > 0:
+            shares.append((lo, hi, n))
+    return shares
 
 
 def kv_cells_needed(jobs: Iterable[BatchJob], n_seq: int) -> int:
@@ -161,7 +174,7 @@ class BatchDecoder:
                 t_end = time.perf_counter_ns()
                 spans.append((t_end, len(active)))
                 yield self._result(s, t_end, spans)
-            _forget_before(spans, min((s.t_start_ns for s in active), default=None))
+            forget_before(spans, min((s.t_start_ns for s in active), default=None))
 
     def _prefill_prefix(self, jobs: list[BatchJob]) -> int:
         """Decode the tokens every job starts with into the prefix's stream (sequence n_seq),
@@ -242,11 +255,7 @@ class BatchDecoder:
         return token_piece(self.llm, self.pieces, token)
 
     def _result(self, s: _Seq, t_end_ns: int, spans: list[tuple[int, int]]) -> BatchResult:
-        shares = []
-        for (t0, n), (t1, _) in zip(spans, [*spans[1:], (t_end_ns, 0)], strict=True):
-            lo, hi = max(t0, s.t_start_ns), min(t1, t_end_ns)
-            if hi > lo and n > 0:
-                shares.append((lo, hi, n))
+        shares = window_shares(spans, s.t_start_ns, t_end_ns)
         gen = Generation(
             input_tokens=len(s.job.tokens),
             output_tokens=s.n_out,

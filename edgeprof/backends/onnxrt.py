@@ -7,7 +7,8 @@ vocabulary, through the same `prompt_tokens` as the llama.cpp backend, so input 
 agree across the two runtimes.
 
 Per token the loop rebinds ORT-owned `present` values as the next `past` inputs (IO binding,
-no copies through numpy) and writes the logits into one preallocated buffer.
+no copies through numpy) and writes the logits into one preallocated buffer. `serve` decodes
+several requests in one session call per step (onnx_batch.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -98,6 +99,8 @@ def inspect_onnx(path: Path) -> dict[str, Any]:
         "presents": [n.replace("past_key_values.", "present.", 1) for n in pasts],
         "position_ids": "position_ids" in inputs,
         "use_cache_branch": "use_cache_branch" in inputs,
+        # edgeprof's exports: per-row lengths from attention_mask, so rows can be batched
+        "gqa": "GroupQueryAttention" in ops,
         "kv_heads": dims[1] if len(dims) == 4 else None,
         "head_dim": dims[3] if len(dims) == 4 else None,
         "elem_type": first.elem_type,
@@ -322,7 +325,7 @@ class OnnxBackend(Backend):
         if request.temperature != 0:
             raise UsageError("the onnx backend decodes greedily; run with temperature 0")
         tokens = prompt_tokens(self._vocab, request.messages)
-        limit = min(self.options.ctx, int(self.config.get("max_positions") or 1 << 31))
+        limit = min(self.options.ctx, self._max_positions())
         if len(tokens) + request.max_tokens > limit:
             raise UsageError(
                 f"prompt {request.prompt_id} needs {len(tokens)} + {request.max_tokens} tokens, "
@@ -376,7 +379,7 @@ class OnnxBackend(Backend):
         n = len(tokens)
         binding = session.io_binding()
         mask = np.ones((1, n + max_new), dtype=np.int64)
-        self._bind_prefill(binding, tokens, mask[:, :n])
+        self.bind_prefill(binding, tokens, mask[:, :n])
         session.run_with_iobinding(binding)
         outs = binding.get_outputs()
         token = yield outs[0].numpy()[0, -1]
@@ -410,7 +413,7 @@ class OnnxBackend(Backend):
             presents = binding.get_outputs()[1:]
             token = yield logits[0, -1]
 
-    def _bind_prefill(self, binding: Any, tokens: list[int], mask: np.ndarray) -> None:
+    def bind_prefill(self, binding: Any, tokens: list[int], mask: np.ndarray) -> None:
         """The whole prompt in one call, from an empty KV cache."""
         io, n = self.io, len(tokens)
         binding.bind_cpu_input("input_ids", np.asarray([tokens], dtype=np.int64))
@@ -424,6 +427,68 @@ class OnnxBackend(Backend):
             binding.bind_cpu_input(name, empty)
         for name in ["logits", *io["presents"]]:
             binding.bind_output(name, "cpu")
+
+    # --- several requests in one batch (onnx_batch.py) --------------------------------------
+    batches: ClassVar[bool] = True
+
+    def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
+        """The KV cache `concurrency` rows of these requests take, against `ctx` (a budget the
+        rows share, as on llama.cpp) and the export's positions; from the vocabulary alone."""
+        from edgeprof.backends.llama_batch import BatchJob
+        from edgeprof.backends.onnx_batch import check_rows_fit, kv_bytes_per_token
+        from edgeprof.tokens import load_vocab, prompt_tokens
+
+        self._check_batchable()
+        vocab = load_vocab(self.tokenizer_path)
+        try:
+            jobs = [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages), r.max_tokens)
+                    for r in requests]  # fmt: skip
+        finally:
+            vocab.close()
+        cells = check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
+        heads, head_dim = self._kv_dims()
+        itemsize = 2 if self.io["elem_type"] == 10 else 4  # float16, else float32
+        per_token = kv_bytes_per_token(len(self.io["pasts"]), heads, head_dim, itemsize)
+        # allocated as needed (the longest request per row), not `ctx`
+        return {"kv_cache": {"sequences": concurrency, "cells": cells, "cells_needed": cells,
+                             "bytes": per_token * cells}}  # fmt: skip
+
+    def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
+        from edgeprof.backends.llama_batch import BatchJob
+        from edgeprof.backends.onnx_batch import OnnxBatchDecoder, check_rows_fit
+        from edgeprof.tokens import prompt_tokens
+
+        self._check_batchable()
+        if any(r.temperature != 0 for r in requests):
+            raise UsageError("the onnx backend decodes greedily; run with temperature 0")
+        jobs = [BatchJob(r, prompt_tokens(self._vocab, r.messages), r.max_tokens)
+                for r in requests]  # fmt: skip
+        check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
+        for result in OnnxBatchDecoder(self, concurrency).serve(jobs):
+            yield result.key, result
+
+    def _check_batchable(self) -> None:
+        if not self.io["gqa"]:
+            raise UsageError(
+                f"{self.path.name} has no GroupQueryAttention, so its rows cannot be batched; "
+                "use `concurrency` 1, or an `edgeprof convert` export of the model"
+            )
+
+    def _max_positions(self) -> int:
+        return int(self.config.get("max_positions") or 1 << 31)
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            raise RuntimeError("load() first")
+        return self._session
+
+    @property
+    def eog(self) -> frozenset[int]:
+        return self._eog
+
+    def detokenize(self, token: int) -> bytes:
+        return bytes(self._vocab.detokenize([token]))
 
     def close(self) -> None:
         self._session = None
