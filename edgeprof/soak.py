@@ -654,7 +654,7 @@ def sustained_line(s: SustainedFigures) -> str:
 def soak_lines(soak: Soak) -> list[str]:
     """Plain text lines for `report`: the span, first vs last minute, throttling, sustained."""
     full = soak.full_windows
-    tail = [w for w in soak.windows if w.partial]
+    tail = [w for w in soak.windows if w.partial and w.duration_s >= 0.5]
     length = soak.windows[-1].t1_s if soak.windows else 0.0
     head = f"soak {clock(length)} in {len(full)} full {soak.window_s:.0f} s windows"
     head += f" + a {tail[0].duration_s:.0f} s tail (not compared)" if tail else ""

@@ -3,6 +3,7 @@ end to end on the fake backend (in-process, seconds)."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -147,3 +148,50 @@ def test_cli_notes_and_flags_are_checked() -> None:
     assert r.exit_code == 2 and "given twice" in r.output
     r = cli("run", "--duration", "soon")
     assert r.exit_code == 2 and "like 10m" in r.output
+
+
+def _soak_db(path: Path, decode_by_window: tuple[float, ...] = (120.0, 110.0, 100.0)) -> str:
+    """A soak run (`duration_s` 150) of 10 s requests, one pass of one prompt each, whose
+    decode tok/s is the window's figure; and a short run of the same target."""
+    from edgeprof.store.ids import ulid
+    from tests.builders import add_run, device_row, request_row
+
+    params = {"threads": 2, "max_tokens": 64, "suite_sha256": "s" * 64}
+    with Store(path) as store:
+        device = device_row("box")
+        add_run(store, device, params=params, label="burst", decode_tps=130.0)
+        soak = add_run(store, device, run_id=ulid(), params={**params, "duration_s": 150.0},
+                       n_requests=0, n_samples=0, label="soak")  # fmt: skip
+        for seq in range(15):
+            t0 = seq * 10_000_000_000
+            store.insert_request(
+                request_row(soak, seq, repetition=seq, t_start_ns=t0, t_end_ns=t0 + 9_000_000_000,
+                            e2e_s=9.0, decode_tps=decode_by_window[min(seq // 6, 2)])
+            )  # fmt: skip
+    return soak
+
+
+def test_report_shows_a_soak_over_time_and_compare_prices_what_it_sustains(tmp_path: Path) -> None:
+    from edgeprof.compare import compare
+    from edgeprof.economics import DeviceCosts
+
+    db = tmp_path / "p.db"
+    soak = _soak_db(db)
+    (row,) = [r for r in json.loads(cli("report", db, "--json").stdout) if r["run_id"] == soak]
+    windows = row["soak"]["windows"]
+    # 0-60 s, 60-120 s full; 120-149 s a tail: requests 0-5, 6-11 and 12-14 finish in them
+    assert [w["partial"] for w in windows] == [False, False, True]
+    assert row["soak"]["first_vs_last"] is not None
+    png = tmp_path / "soak.png"
+    res = cli("report", db, "--run", soak, "--plot", png)
+    assert res.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "first minute" in res.stdout and "last minute" in res.stdout
+
+    with Store(db) as store:
+        c = compare(store, DeviceCosts(600, 3, 0.3), requests_per_day=1000,
+                    price_in_usd_per_m=0.15, price_out_usd_per_m=0.6)  # fmt: skip
+    (device,) = c.devices
+    # the later half of two full windows is the second: requests 6-11, at 110 tok/s
+    assert device.run_id == soak and device.performance.decode_tps == pytest.approx(110.0)
+    assert device.sustained and "of a 150 s soak" in device.sustained
+    assert any("left out; a soak of the same target" in n for n in c.notes)

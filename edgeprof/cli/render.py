@@ -118,7 +118,8 @@ def run_notes(summaries: list[RunSummary]) -> list[str]:
             notes.append(passes_note(s))
         if setup := setup_text(s):
             notes.append(f"run {s.run_id[-8:]}: {setup}")
-        if s.first_repetition_differs is not None:
+        # llama-bench's repetitions follow its own warm-up run: not edgeprof's --warmup to raise
+        if s.first_repetition_differs is not None and not s.extra.get("imported"):
             notes.append(first_pass_note(s.run_id, s.first_repetition_differs))
         if s.rate_limited:
             notes.append(
