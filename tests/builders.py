@@ -164,6 +164,17 @@ def add_run(
     return run_id
 
 
+def measured_on(store: Store, run_id: str, sensor: str, domain: str) -> None:
+    """Make a run's energy measured by one sensor of `domain` (builders' runs are estimated)."""
+    store.db.execute("DELETE FROM sensors WHERE run_id = ? AND metric = 'power_w'", [run_id])
+    store.insert_sensors(
+        [{"run_id": run_id, "sensor": sensor, "metric": "power_w", "domain": domain,
+          "unit": "W", "method": "measured", "detail": "test"}]
+    )  # fmt: skip
+    store.db.execute("UPDATE requests SET energy_method = 'measured' WHERE run_id = ?", [run_id])
+    store.db.conn.commit()
+
+
 # -- prompt suites ------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import pytest
 from edgeprof.store import Store
 from edgeprof.store.export import export
 from edgeprof.store.share import merge
-from tests.builders import add_run, cli, device_row, quality_row
+from tests.builders import add_run, cli, device_row, measured_on, quality_row
 
 pq = pytest.importorskip("pyarrow.parquet", reason="parquet export needs the optional pyarrow")
 ds = pytest.importorskip("pyarrow.dataset")
@@ -34,16 +34,6 @@ PARTITIONED = ("runs", "requests", "samples", "sensors", "quality")
 LAPTOP = device_row("laptop-7", label="laptop")
 PI = device_row("pi5-kitchen", label="pi5", cpu="Cortex-A76")
 JETSON = device_row("orin-1", label="jetson", cpu="Cortex-A78AE")
-
-
-def measured_on(store: Store, run_id: str, sensor: str, domain: str) -> None:
-    store.db.execute("DELETE FROM sensors WHERE run_id = ? AND metric = 'power_w'", [run_id])
-    store.insert_sensors(
-        [{"run_id": run_id, "sensor": sensor, "metric": "power_w", "domain": domain,
-          "unit": "W", "method": "measured", "detail": "test"}]
-    )  # fmt: skip
-    store.db.execute("UPDATE requests SET energy_method = 'measured' WHERE run_id = ?", [run_id])
-    store.db.conn.commit()
 
 
 def build_devices(root: Path) -> dict[str, Path]:

@@ -25,22 +25,11 @@ from edgeprof.pooled import (
 from edgeprof.store import Store
 from edgeprof.store.share import merge
 from edgeprof.summary import summarize_run
-from tests.builders import add_run, cli, device_row
+from tests.builders import add_run, cli, device_row, measured_on
 
 SUITE = "5e" * 32
 PARAMS = {"threads": 4, "max_tokens": 16, "suite_sha256": SUITE}
 LAPTOP, PI = device_row("laptop-7", label="laptop"), device_row("pi5-kitchen", label="pi5")
-
-
-def measured_on(store: Store, run_id: str, sensor: str, domain: str) -> None:
-    """Make a run's energy measured by one sensor of `domain` (builders' runs are estimated)."""
-    store.db.execute("DELETE FROM sensors WHERE run_id = ? AND metric = 'power_w'", [run_id])
-    store.insert_sensors(
-        [{"run_id": run_id, "sensor": sensor, "metric": "power_w", "domain": domain,
-          "unit": "W", "method": "measured", "detail": "test"}]
-    )  # fmt: skip
-    store.db.execute("UPDATE requests SET energy_method = 'measured' WHERE run_id = ?", [run_id])
-    store.db.conn.commit()
 
 
 @pytest.fixture()

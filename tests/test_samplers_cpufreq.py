@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.samplers import cpufreq
+from edgeprof.samplers.base import Every
 from edgeprof.samplers.cpufreq import CpufreqSampler, DevfreqSampler, cpus_range
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys
 
@@ -30,7 +30,7 @@ def test_one_series_per_policy_in_hz(fs: FakeSys, monkeypatch: pytest.MonkeyPatc
     assert [(r.metric, r.value) for r in big.read()] == [("freq_hz", 600e6)]
     fs.write("/sys/devices/system/cpu/cpufreq/policy4/scaling_cur_freq", 2_400_000)
     assert big.read() == []  # at most one reading every EVERY_S
-    monkeypatch.setattr(cpufreq, "EVERY_S", 0.0)
+    monkeypatch.setattr(Every, "due", lambda self: True)  # every reading due from here
     assert big.read()[0].value == 2.4e9
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.samplers import thermal
+from edgeprof.samplers.base import Every
 from edgeprof.samplers.thermal import ThermalSampler
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys
 
@@ -30,7 +30,7 @@ def test_zones_named_by_type_in_degrees(fs: FakeSys, monkeypatch: pytest.MonkeyP
     (zone / "temp").chmod(0o644)
     (zone / "temp").write_text("61500\n")
     assert s.read() == []  # temperatures move over seconds: at most one reading a second
-    monkeypatch.setattr(thermal, "EVERY_S", 0.0)
+    monkeypatch.setattr(Every, "due", lambda self: True)  # every reading due from here
     assert s.read()[0].value == pytest.approx(61.5)
 
 
@@ -62,7 +62,7 @@ def test_a_reading_that_turns_absurd_is_skipped(
     fs: FakeSys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     zone = fs.thermal_zone(0, "soc", 45_000)
-    monkeypatch.setattr(thermal, "EVERY_S", 0.0)
+    monkeypatch.setattr(Every, "due", lambda self: True)  # every reading due from here
     (s,) = found(fs).values()
     (zone / "temp").chmod(0o644)
     (zone / "temp").write_text("-273150\n")

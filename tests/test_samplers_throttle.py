@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from edgeprof.errors import SensorError
-from edgeprof.samplers import throttle
-from edgeprof.samplers.base import Reading, Sampler
+from edgeprof.samplers.base import Every, Reading, Sampler
 from edgeprof.samplers.rpi import GROUP_FIX
 from edgeprof.samplers.throttle import (
     CpuThrottleSampler,
@@ -128,7 +127,7 @@ def test_intel_throttle_counters_rising_read_as_throttled(
     assert isinstance(s, CpuThrottleSampler)
     # Every core's counter, each package's once.
     assert len(s.files) == 4 + 2 and (s.domain, s.metrics) == ("thermal", ("throttled",))
-    monkeypatch.setattr(throttle, "EVERY_S", 0.0)
+    monkeypatch.setattr(Every, "due", lambda self: True)  # every reading due from here
     assert [(r.sensor, r.metric, r.value) for r in s.read()] == [
         ("cpu_throttle:x86", "throttled", 0.0)  # counts since boot: the first says nothing
     ]

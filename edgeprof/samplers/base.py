@@ -10,6 +10,7 @@ A source becomes known to edgeprof through `edgeprof.samplers.register_sampler`.
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,22 @@ class ProbeResult:
     method: Method = "measured"
     reason: str = ""  # why not available (or what it measures when it is)
     fix: str = ""  # the command or setting that would enable it
+
+
+class Every:
+    """Lets a reading through at most once every `seconds`: temperatures and clocks change
+    slowly, and reading every CPU's file at the recorder's 10 Hz costs more than it tells."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last_s = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_s < self.seconds:
+            return False
+        self._last_s = now
+        return True
 
 
 @dataclass

@@ -11,13 +11,12 @@ Each sensor reads at most every EVERY_S: x86 has one policy per logical CPU.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
-from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.base import Every, ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.sysfs import read_int, shown_path, try_text, why_unreadable
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq"
@@ -120,7 +119,7 @@ class _ClockSampler(Sampler):
             metrics=("freq_hz",),
         )
         self.clock = clock
-        self._last_s = float("-inf")
+        self._every = Every(EVERY_S)
 
     @classmethod
     def clocks(cls, env: SensorEnv) -> list[Clock]:
@@ -151,10 +150,8 @@ class _ClockSampler(Sampler):
         return out
 
     def read(self) -> list[Reading]:
-        now = time.monotonic()
-        if now - self._last_s < EVERY_S:
+        if not self._every.due():
             return []
-        self._last_s = now
         try:
             raw = read_int(self.clock.path)
         except (OSError, ValueError) as e:

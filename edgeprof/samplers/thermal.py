@@ -15,13 +15,12 @@ names shared by several zones or chips get -1, -2 in sysfs order.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
-from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.base import Every, ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.hwmon import _chips
 from edgeprof.samplers.sysfs import read_int, shown_path, try_text, why_unreadable
 
@@ -125,7 +124,7 @@ class ThermalSampler(Sampler):
             metrics=("temp_c",),
         )
         self.channel = ch
-        self._last_s = float("-inf")
+        self._every = Every(EVERY_S)
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
@@ -151,10 +150,8 @@ class ThermalSampler(Sampler):
         return out
 
     def read(self) -> list[Reading]:
-        now = time.monotonic()
-        if now - self._last_s < EVERY_S:
+        if not self._every.due():
             return []
-        self._last_s = now
         try:
             temp_c = read_int(self.channel.path) / 1e3
         except (OSError, ValueError) as e:

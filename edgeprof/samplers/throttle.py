@@ -18,12 +18,11 @@ rose since the previous reading. Elsewhere throttling shows in the clocks
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import ClassVar
 
 from edgeprof.errors import SensorError
-from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.base import Every, ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.polled import PolledSampler, Push
 from edgeprof.samplers.rpi import GROUP_FIX
 from edgeprof.samplers.sysfs import (
@@ -203,7 +202,7 @@ class CpuThrottleSampler(Sampler):
         )
         self.files = files
         self._last: int | None = None
-        self._last_s = float("-inf")
+        self._every = Every(EVERY_S)
 
     def _total(self) -> int:
         return sum(read_int(p) for p in self.files)
@@ -239,10 +238,8 @@ class CpuThrottleSampler(Sampler):
         return [ProbeResult(cls.source, s.sensor, True, "thermal", reason=s.detail)]
 
     def read(self) -> list[Reading]:
-        now = time.monotonic()
-        if now - self._last_s < EVERY_S:
+        if not self._every.due():
             return []
-        self._last_s = now
         try:
             total = self._total()
         except (OSError, ValueError) as e:
