@@ -18,11 +18,12 @@ from __future__ import annotations
 import codecs
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from edgeprof.backends.base import Generation
+from edgeprof.backends.base import Generation, Request
 from edgeprof.errors import UsageError
 
 
@@ -81,6 +82,19 @@ def window_shares(
         if hi > lo and n > 0:
             shares.append((lo, hi, n))
     return shares
+
+
+def batch_jobs(vocab_path: Path, requests: Sequence[Request]) -> list[BatchJob]:
+    """The requests as token jobs, tokenized with the model's vocabulary alone (milliseconds;
+    nothing is loaded): what both engines size their KV caches from before a run."""
+    from edgeprof.tokens import load_vocab, prompt_tokens
+
+    vocab = load_vocab(vocab_path)
+    try:
+        return [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages), r.max_tokens)
+                for r in requests]  # fmt: skip
+    finally:
+        vocab.close()
 
 
 def kv_cells_needed(jobs: Iterable[BatchJob], n_seq: int) -> int:

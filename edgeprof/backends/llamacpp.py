@@ -212,15 +212,9 @@ class LlamaCppBackend(Backend):
     def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
         """The KV cache `concurrency` sequences of these requests need at once, against `ctx`,
         from the vocabulary alone (milliseconds; nothing is loaded yet)."""
-        from edgeprof.backends.llama_batch import BatchJob, kv_cells_needed
-        from edgeprof.tokens import load_vocab
+        from edgeprof.backends.llama_batch import batch_jobs, kv_cells_needed
 
-        vocab = load_vocab(self.path)
-        try:
-            jobs = [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages), r.max_tokens)
-                    for r in requests]  # fmt: skip
-        finally:
-            vocab.close()
+        jobs = batch_jobs(self.path, requests)
         # with --keep-cache the shared prefix has a stream of its own
         streams = concurrency + (1 if self.options.keep_cache else 0)
         cells = kv_cells_needed(jobs, streams)

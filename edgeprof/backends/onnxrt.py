@@ -434,17 +434,11 @@ class OnnxBackend(Backend):
     def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
         """The KV cache `concurrency` rows of these requests take, against `ctx` (a budget the
         rows share, as on llama.cpp) and the export's positions; from the vocabulary alone."""
-        from edgeprof.backends.llama_batch import BatchJob
+        from edgeprof.backends.llama_batch import batch_jobs
         from edgeprof.backends.onnx_batch import check_rows_fit, kv_bytes_per_token
-        from edgeprof.tokens import load_vocab, prompt_tokens
 
         self._check_batchable()
-        vocab = load_vocab(self.tokenizer_path)
-        try:
-            jobs = [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages), r.max_tokens)
-                    for r in requests]  # fmt: skip
-        finally:
-            vocab.close()
+        jobs = batch_jobs(self.tokenizer_path, requests)
         cells = check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
         heads, head_dim = self._kv_dims()
         itemsize = 2 if self.io["elem_type"] == 10 else 4  # float16, else float32
