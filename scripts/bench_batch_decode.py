@@ -21,7 +21,7 @@ from typing import Any
 from edgeprof.backends.base import BackendOptions, Request
 from edgeprof.backends.llama_batch import BatchResult
 from edgeprof.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
-from edgeprof.models import demo_model_path
+from edgeprof.models.files import demo_model_path
 
 Serve = Callable[[list[Request], int], Iterable[BatchResult]]
 
@@ -41,8 +41,8 @@ def _onnx(threads: int) -> tuple[Any, Serve]:
     from edgeprof.backends.llama_batch import BatchJob
     from edgeprof.backends.onnx_batch import OnnxBatchDecoder
     from edgeprof.backends.onnxrt import OnnxBackend
-    from edgeprof.export_cache import cached_export
-    from edgeprof.tokens import prompt_tokens
+    from edgeprof.models.export_cache import cached_export
+    from edgeprof.models.tokens import prompt_tokens
 
     export = cached_export(demo_model_path(), weights="int4")
     backend = OnnxBackend(BackendOptions(model=str(export.onnx_path), threads=threads))

@@ -120,7 +120,7 @@ def overhead(url: str, chunks: int, reps: int) -> dict[str, float]:
 
 
 def concurrency(url: str, n: int) -> dict[str, float]:
-    from edgeprof.runner import RunConfig, profile
+    from edgeprof.measure.runner import RunConfig, profile
     from edgeprof.store.db import Store
 
     with tempfile.TemporaryDirectory() as tmp:

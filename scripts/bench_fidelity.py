@@ -18,7 +18,7 @@ Like with like:
   (`ignore_eos`) so every repetition generates exactly 128 tokens.
 - the same threads, flash attention off in both (llama-cpp-python's default; llama-bench's is
   auto), batch 512, a KV cache cleared before every repetition, one warm-up each.
-edgeprof runs through the real profiler (`edgeprof.runner.profile`, recorder at 10 Hz). The
+edgeprof runs through the real profiler (`edgeprof.measure.runner.profile`, recorder at 10 Hz). The
 two tools alternate for `--rounds` rounds so a change in background load hits both.
 """
 
@@ -148,7 +148,7 @@ def prompt_of_exactly(model: Path, n_tokens: int) -> tuple[dict[str, str], ...]:
 def run_edgeprof(
     model: Path, suite: Path, threads: int, reps: int, db: Path
 ) -> list[dict[str, Any]]:
-    from edgeprof.runner import RunConfig, profile
+    from edgeprof.measure.runner import RunConfig, profile
     from edgeprof.store.db import Store
 
     run_id = profile(
@@ -244,7 +244,7 @@ def main() -> int:
     )
     a = ap.parse_args()
 
-    from edgeprof.models import demo_model_path
+    from edgeprof.models.files import demo_model_path
 
     model = a.model or demo_model_path()
     version = installed_version()

@@ -27,7 +27,7 @@ import psutil
 BARE = """
 import json, psutil
 from llama_cpp import Llama
-from edgeprof.models import demo_model_path
+from edgeprof.models.files import demo_model_path
 llm = Llama(model_path=str(demo_model_path()), n_ctx=4096, verbose=False)
 toks = llm.tokenize(b"Write a haiku about the sea.", add_bos=True)
 peak = 0

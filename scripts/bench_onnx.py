@@ -27,7 +27,7 @@ def measure(
 ) -> dict:
     """Runs in a child process: load, one warm-up pass, then `reps` passes over the suite."""
     from edgeprof.backends import BackendOptions, Request, create_backend
-    from edgeprof.workload import load_suite
+    from edgeprof.measure.workload import load_suite
 
     b = create_backend(backend, BackendOptions(model=model, threads=threads, ctx=2048))
     info = b.load()
@@ -88,7 +88,7 @@ def main() -> None:
         return
 
     from edgeprof.convert import convert_gguf
-    from edgeprof.models import demo_model_path
+    from edgeprof.models.files import demo_model_path
 
     src = demo_model_path()
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeprof-onnx-"))

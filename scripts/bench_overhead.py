@@ -38,8 +38,8 @@ def main() -> int:
 
     from edgeprof.backends.base import BackendOptions, Request
     from edgeprof.backends.llamacpp import LlamaCppBackend
-    from edgeprof.metrics import request_metrics
-    from edgeprof.runner import measure
+    from edgeprof.analysis.metrics import request_metrics
+    from edgeprof.measure.runner import measure
     from edgeprof.samplers import SensorEnv, discover
     from edgeprof.samplers.recorder import Recorder
     from edgeprof.store.db import Store

@@ -92,7 +92,7 @@ def run_llama_perplexity(
 
 
 def run_edgeprof(model: Path, text: str, ctx: int, threads: int) -> dict[str, Any]:
-    from edgeprof.quality import perplexity
+    from edgeprof.quality.perplexity import perplexity
 
     t0 = time.perf_counter()
     r = perplexity(model, text, ctx=ctx, threads=threads)
@@ -118,8 +118,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
 
-    from edgeprof.models import demo_model_path
-    from edgeprof.quality import bundled_text_path
+    from edgeprof.models.files import demo_model_path
+    from edgeprof.quality.perplexity import bundled_text_path
 
     model = a.model or demo_model_path()
     text_path = a.text or bundled_text_path()

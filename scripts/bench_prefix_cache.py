@@ -29,7 +29,7 @@ def main() -> int:
     ap.add_argument("--system-prompt", type=Path, default=ROOT / "tests/data/system_prompt_300.txt")
     a = ap.parse_args()
 
-    from edgeprof.runner import RunConfig, profile
+    from edgeprof.measure.runner import RunConfig, profile
     from edgeprof.store import Store
 
     system = a.system_prompt.read_text("utf-8")

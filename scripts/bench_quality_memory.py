@@ -45,7 +45,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
-    from edgeprof.quality import bundled_text
+    from edgeprof.quality.perplexity import bundled_text
 
     text = bundled_text()
     results = []

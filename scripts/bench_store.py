@@ -139,7 +139,7 @@ def time_cli(*args: str) -> tuple[float, int]:
 
 
 def time_report(db: Path, results: dict[str, object]) -> None:
-    from edgeprof.summary import summarize
+    from edgeprof.analysis.summary import summarize
 
     time_cli("report", str(db))  # once to import everything: later calls time the work
     for name, args in (("report_s", ()), ("report_by_device_s", ("--by", "device"))):

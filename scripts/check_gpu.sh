@@ -51,8 +51,8 @@ PY
 
 echo "== the demo model's int4 export (converted and verified on the CPU)"
 EXPORT=$("$VENV/bin/python" -c "
-from edgeprof.export_cache import cached_export
-from edgeprof.models import demo_model_path
+from edgeprof.models.export_cache import cached_export
+from edgeprof.models.files import demo_model_path
 print(cached_export(demo_model_path()).onnx_path)")
 echo "$EXPORT"
 

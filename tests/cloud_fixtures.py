@@ -48,7 +48,7 @@ def free_port() -> int:
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on the demo model; yields its base URL."""
     pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
-    from edgeprof.models import demo_model_path
+    from edgeprof.models.files import demo_model_path
 
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"

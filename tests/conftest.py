@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edgeprof.models import demo_model_path
+from edgeprof.models.files import demo_model_path
 from tests.builders import edgeprof_subprocess
 
 # The cloud fixtures (cloud_server, keyed_server, llama_server) reach every test by name.

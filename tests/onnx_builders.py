@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgeprof.convert import convert_gguf, sidecar_paths
-from edgeprof.models import demo_model_path
+from edgeprof.models.files import demo_model_path
 
 
 def export_once(factory: pytest.TempPathFactory, weights: str) -> Path:

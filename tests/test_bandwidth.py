@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeprof.bandwidth import (
+from edgeprof.measure.bandwidth import (
     _parse_cache_size,
     decode_roofline_tps,
     default_buffer_bytes,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from edgeprof.runner import RunConfig, profile
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store.db import Store
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -74,8 +74,8 @@ def test_a_shared_system_prompt_is_kept_between_requests_and_counted(tmp_path: P
     """Every request starts with the same ~320-token system prompt. With --keep-cache llama.cpp
     keeps that prefix's KV state: each measured request records how many input tokens it did
     not compute again; without it, none."""
-    from edgeprof.models import demo_model_path
-    from edgeprof.tokens import load_vocab
+    from edgeprof.models.files import demo_model_path
+    from edgeprof.models.tokens import load_vocab
 
     data = Path(__file__).parent / "data"
     system = (data / "system_prompt_300.txt").read_text("utf-8")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from edgeprof.workload import load_suite
+from edgeprof.measure.workload import load_suite
 from tests.builders import cli, edgeprof_subprocess, write_prompts
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
-from edgeprof.runner import RunConfig, profile
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store.db import Store
 from tests.builders import cli, write_prompts
 from tests.cloud_fixtures import FAKE_KEY, drain, make_backend, request
@@ -47,8 +47,8 @@ def test_openai_backend_against_llama_cpp_server(llama_server: str) -> None:
 def test_without_usage_the_gguf_tokenizer_counts_exactly(llama_server: str) -> None:
     """The server serves the demo GGUF and reports no usage; given that GGUF as `tokenizer`,
     the counts are the model's own, not an estimate."""
-    from edgeprof.models import demo_model_path
-    from edgeprof.tokens import load_vocab, prompt_tokens
+    from edgeprof.models.files import demo_model_path
+    from edgeprof.models.tokens import load_vocab, prompt_tokens
 
     b = make_backend("openai", "smollm2", llama_server, tokenizer=str(demo_model_path()))
     info = b.load()

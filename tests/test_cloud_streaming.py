@@ -19,7 +19,7 @@ from edgeprof.backends.streaming import (
     retry_after_s,
     split_tokens,
 )
-from edgeprof.metrics import token_times_ns
+from edgeprof.analysis.metrics import token_times_ns
 
 STREAM = (
     b": keep-alive comment\r\n"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from edgeprof.comparability import comparability_notes
+from edgeprof.analysis.comparability import comparability_notes
 from edgeprof.store import Store
-from edgeprof.summary import RunSummary, summarize_run
+from edgeprof.analysis.summary import RunSummary, summarize_run
 from tests.builders import add_run, cli, device_row
 
 ENV = {"python": "3.11.7", "llama_cpp": "0.3.36"}

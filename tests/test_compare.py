@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
-from edgeprof import prices
-from edgeprof.compare import compare, to_dict
-from edgeprof.economics import DeviceCosts
+from edgeprof.decision import prices
+from edgeprof.decision.compare import compare, to_dict
+from edgeprof.decision.economics import DeviceCosts
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
-from edgeprof.plots import plot_costs
-from edgeprof.runner import RunConfig, profile
+from edgeprof.report.plots import plot_costs
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store.db import Store
 from tests.builders import cli, request_row, write_prompts
 
@@ -472,7 +472,7 @@ def test_capacity_comes_from_the_throughput_curve(tmp_path: Path) -> None:
     (note,) = [n for n in c.notes if "throughput curve" in n]
     assert "1: 0.50 s, 4: 1.50 s, 8: 3.00 s" in note and "concurrency 4" in note
     assert "default; set --max-ttft-s" in note
-    from edgeprof.verdict import decision_rows, verdict_paragraph
+    from edgeprof.decision.verdict import decision_rows, verdict_paragraph
 
     _, words = verdict_paragraph(c, decision_rows(c), runs=[], device_name="test box",
                                  energy=[], max_ttft_s=None, suite="demo")  # fmt: skip

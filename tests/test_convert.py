@@ -20,7 +20,7 @@ from edgeprof.convert import (
 from edgeprof.convert.gguf_read import open_gguf, read_hparams
 from edgeprof.convert.graph import rope_cache
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models import demo_model_path, sha256_file
+from edgeprof.models.files import demo_model_path, sha256_file
 from tests.onnx_builders import corrupt_copy, cpu_isa, export_once
 
 
@@ -86,7 +86,7 @@ def test_graph_follows_the_optimum_decoder_convention(fp32_export: Path) -> None
 def test_vocab_gguf_tokenizes_like_the_source(fp32_export: Path) -> None:
     import llama_cpp
 
-    from edgeprof.tokens import load_vocab
+    from edgeprof.models.tokens import load_vocab
 
     vocab = load_vocab(sidecar_paths(fp32_export)["vocab"])
     full = llama_cpp.Llama(model_path=str(demo_model_path()), vocab_only=True, verbose=False)

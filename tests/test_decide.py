@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from edgeprof.decision import DEFAULT_CLOUDS, DecideConfig, cost_inputs
+from edgeprof.decision.orchestrate import DEFAULT_CLOUDS, DecideConfig, cost_inputs
 from edgeprof.errors import UsageError
-from edgeprof.presets import get_preset
+from edgeprof.decision.presets import get_preset
 from tests.builders import cli
 
 PROVENANCES = {"measured", "estimated", "assumed"}

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeprof import economics as ec
-from edgeprof.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
+from edgeprof.decision import economics as ec
+from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
 from edgeprof.errors import PricingError, UsageError
 
 # The hand-worked device (numbers chosen so that the arithmetic can be done on paper):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeprof.energy import (
+from edgeprof.analysis.energy import (
     SensorSeries,
     build_series,
     counter_power,

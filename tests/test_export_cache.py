@@ -18,21 +18,21 @@ from typing import Any
 import pytest
 
 from edgeprof.convert import ConvertResult, Verification, sidecar_paths
-from edgeprof.device import fingerprint
+from edgeprof.measure.device import fingerprint
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.export_cache import (
+from edgeprof.models.export_cache import (
     CachedExport,
     cached_export,
     committed_record,
     export_path_for,
     verify_record_path,
 )
-from edgeprof.models import demo_model_path, sha256_file
-from edgeprof.reuse import RunKey, reusable_run, settings_key
-from edgeprof.runner import RunConfig, profile
+from edgeprof.models.files import demo_model_path, sha256_file
+from edgeprof.decision.reuse import RunKey, reusable_run, settings_key
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.samplers import SensorEnv
 from edgeprof.store import Store
-from edgeprof.workload import load_suite, suite_sha256
+from edgeprof.measure.workload import load_suite, suite_sha256
 from tests.builders import write_prompts
 
 STEM = demo_model_path().stem  # SmolLM2-135M-Instruct.Q4_1
@@ -121,7 +121,7 @@ def test_exports_go_beside_a_writable_model_else_to_the_cache(
     assert export_path_for(gguf) == tmp_path / "m" / "tiny.Q4_0.int4.onnx"
     assert export_path_for(gguf, "int8").name == "tiny.Q4_0.int8.onnx"
 
-    monkeypatch.setattr("edgeprof.export_cache._writable", lambda folder: False)
+    monkeypatch.setattr("edgeprof.models.export_cache._writable", lambda folder: False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     sha16 = sha256_file(gguf)[:16]
     assert export_path_for(gguf) == tmp_path / f"xdg/edgeprof/exports/{sha16}/tiny.Q4_0.int4.onnx"
@@ -181,8 +181,8 @@ def test_second_call_reuses_without_converting_or_verifying(
     first: tuple[Path, CachedExport], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gguf, done = first
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", refuse)
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", refuse)
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", refuse)
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", refuse)
     t0 = time.perf_counter()
     again = cached_export(gguf)
     assert time.perf_counter() - t0 < 2.0  # hashing the 98 MB GGUF, reading two small files
@@ -200,8 +200,8 @@ def test_an_export_without_its_verification_record_is_converted_again(
     verify_record_path(onnx_path).unlink()  # as a conversion killed before verifying leaves it
     assert committed_record(onnx_path, sha256_file(gguf), "int4") is None
     converter = Converter(first[1].onnx_path)
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", converter)
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", verification(0.9))
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", converter)
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", verification(0.9))
     result = cached_export(gguf)
     assert converter.calls == [onnx_path] and not result.reused
     assert (result.top1, result.convert_s, result.verify_s) == (0.9, 0.5, 0.25)
@@ -225,14 +225,14 @@ def test_an_export_of_another_gguf_is_converted_again_and_unmarked_first(
         dst.unlink()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", killed)
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", killed)
     with pytest.raises(KeyboardInterrupt):
         cached_export(gguf)
     assert not verify_record_path(onnx_path).exists()
 
     converter = Converter(first[1].onnx_path)
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", converter)
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", verification(0.95))
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", converter)
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", verification(0.95))
     assert not cached_export(gguf).reused
     assert converter.calls == [onnx_path] and converter.record_present_at_call == [False]
     assert json.loads(config_path.read_text())["source"]["sha256"] == sha256_file(gguf)
@@ -258,8 +258,8 @@ def test_a_failed_verification_raises_keeps_the_files_and_is_remembered(
     gguf = tmp_path / "m" / first[0].name
     gguf.parent.mkdir()
     os.link(first[0], gguf)
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", Converter(first[1].onnx_path))
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", verification(0.5))
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", Converter(first[1].onnx_path))
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", verification(0.5))
     message = (
         r"the int4 ONNX export .*int4\.onnx disagrees with llama\.cpp \(top-1 50% < "
         r"threshold 80%\), so the ONNX target is skipped; leave it out with `--no-onnx`"
@@ -269,8 +269,8 @@ def test_a_failed_verification_raises_keeps_the_files_and_is_remembered(
     onnx_path = gguf.with_name(f"{STEM}.int4.onnx")
     assert all(p.is_file() for p in export_files(onnx_path))
     # the same files on the same runtime score the same: no second conversion or verification
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", refuse)
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", refuse)
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", refuse)
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", refuse)
     with pytest.raises(ModelLoadError, match=message):
         cached_export(gguf)
 
@@ -284,8 +284,8 @@ def test_another_onnxruntime_verifies_again_without_converting(
     record_path = verify_record_path(gguf.with_name(f"{STEM}.int4.onnx"))
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({**record, "onnxruntime": "1.0.0"}))
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", refuse)
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", verification(0.875))
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", refuse)
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", verification(0.875))
     result = cached_export(gguf)
     assert (result.reused, result.top1, result.convert_s, result.verify_s) == (
         True, 0.875, None, 0.25,
@@ -312,14 +312,14 @@ def exports_to_the_cache(
     from) the cache under `xdg`."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
     converter = Converter(real)
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", converter)
-    monkeypatch.setattr("edgeprof.export_cache.verify_export", verification(0.9))
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", converter)
+    monkeypatch.setattr("edgeprof.models.export_cache.verify_export", verification(0.9))
     result = cached_export(gguf)
     expected = xdg / "edgeprof/exports" / sha256_file(gguf)[:16] / f"{STEM}.int4.onnx"
     assert result.onnx_path == expected == export_path_for(gguf) and not result.reused
     assert converter.calls == [expected]
     assert sorted(p.name for p in gguf.parent.iterdir()) == [gguf.name]
-    monkeypatch.setattr("edgeprof.export_cache.convert_gguf", refuse)
+    monkeypatch.setattr("edgeprof.models.export_cache.convert_gguf", refuse)
     assert cached_export(gguf).reused
 
 
@@ -350,7 +350,7 @@ def test_an_unwritable_model_folder_exports_to_the_cache(
     gguf.parent.mkdir()
     os.link(first[0], gguf)
     monkeypatch.setattr(
-        "edgeprof.export_cache._writable",
+        "edgeprof.models.export_cache._writable",
         lambda folder: folder != gguf.parent and os.access(folder, os.W_OK | os.X_OK),
     )
     exports_to_the_cache(gguf, first[1].onnx_path, tmp_path / "xdg", monkeypatch)

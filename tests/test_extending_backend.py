@@ -22,9 +22,9 @@ from edgeprof.backends import (
     unregister_backend,
 )
 from edgeprof.errors import UsageError
-from edgeprof.runner import RunConfig, profile
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store import open_store
-from edgeprof.summary import summarize_run
+from edgeprof.analysis.summary import summarize_run
 
 EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "backend_plugin.py"
 

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from edgeprof import plugins
-from edgeprof.energy import SensorSeries, window_energy
+from edgeprof.analysis.energy import SensorSeries, window_energy
 from edgeprof.samplers import (
     discover,
     probe_all,

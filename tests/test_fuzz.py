@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import tests.fakes  # noqa: F401 - registers the "fake" backend
 from edgeprof.errors import EdgeprofError
 from edgeprof.store import open_store
-from edgeprof.workload import load_suite
+from edgeprof.measure.workload import load_suite
 from tests.builders import add_run, cli, device_row
 
 FUZZ = settings(

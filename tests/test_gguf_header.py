@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeprof.gguf_header import read_gguf_header
+from edgeprof.models.gguf_header import read_gguf_header
 
 
 def _reference(path: Path) -> tuple[dict[str, object], dict[str, tuple[tuple[int, ...], int]]]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgeprof.store import Store
-from edgeprof.summary import UNIFIED_NOTE, summarize_run
+from edgeprof.analysis.summary import UNIFIED_NOTE, summarize_run
 from tests.builders import Row, add_run, cli, device_row
 
 GIB = 2**30
@@ -159,7 +159,7 @@ def test_report_shows_peak_gpu_memory_beside_peak_rss(tmp_path: Path) -> None:
 
 
 def test_html_report_has_the_gpu_column_and_says_why_a_figure_is_missing(tmp_path: Path) -> None:
-    from edgeprof.html import render_html_report
+    from edgeprof.report.html import render_html_report
 
     with Store(tmp_path / "p.db") as store:
         gpu = _gpu_run(store, [(1100 * MS, "nvml:gpu0", 3 * GIB), (1100 * MS, "nvml:gpu1", GIB)])

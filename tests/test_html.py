@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeprof.economics import DeviceCosts
+from edgeprof.decision.economics import DeviceCosts
 from edgeprof.errors import ProfileDBError
-from edgeprof.html import render_html_report, write_html_report
+from edgeprof.report.html import render_html_report, write_html_report
 from edgeprof.store import Store
 from tests.builders import add_run, device_row
 
@@ -95,7 +95,7 @@ def test_report_subset_and_empty(store: Store, tmp_path: Path) -> None:
 
 
 def test_report_shows_the_compare_verdict(store: Store) -> None:
-    from edgeprof.compare import compare, to_dict
+    from edgeprof.decision.compare import compare, to_dict
 
     costs = DeviceCosts(device_price_usd=600, lifetime_years=3, electricity_usd_per_kwh=0.3)
     comparison = compare(

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.importer import (
+from edgeprof.store.llama_bench import (
     BACKEND,
     bench_name,
     import_llama_bench,
     parse_llama_bench,
     quant_from_model_type,
 )
-from edgeprof.models import sha256_file
+from edgeprof.models.files import sha256_file
 from edgeprof.store import open_store
-from edgeprof.summary import summarize
+from edgeprof.analysis.summary import summarize
 from tests.builders import cli
 
 DATA = Path(__file__).parent / "data"
@@ -164,7 +164,7 @@ def test_model_that_llama_bench_did_not_run_is_refused(tmp_path: Path) -> None:
 def test_device_from_the_file_or_this_machine(tmp_path: Path) -> None:
     """By default the results get a device of their own from llama-bench's cpu_info (it names
     no host); `--device-label` names it; `--here` records them on this machine's device."""
-    from edgeprof.device import fingerprint
+    from edgeprof.measure.device import fingerprint
 
     cpu = entries(FIXTURES[0])[0]["cpu_info"]
     db = tmp_path / "p.db"
@@ -253,7 +253,7 @@ def test_a_missing_file_names_the_fix(tmp_path: Path) -> None:
 def test_results_from_two_machines_are_refused_as_one_device() -> None:
     two = [entries(FIXTURES[0])[0], {**entries(FIXTURES[0])[1], "cpu_info": "Other CPU"}]
     tests, _ = parse_llama_bench(json.dumps(two))
-    from edgeprof.importer import device_from_bench
+    from edgeprof.store.llama_bench import device_from_bench
 
     with pytest.raises(UsageError, match="2 machines"):
         device_from_bench(tests)

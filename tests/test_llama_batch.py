@@ -13,8 +13,8 @@ import pytest
 from edgeprof.backends.base import BackendOptions, Request
 from edgeprof.backends.llama_batch import BatchJob, kv_cells_needed
 from edgeprof.backends.llamacpp import LlamaCppBackend, kv_bytes_per_cell
-from edgeprof.energy import SensorSeries, shared_energy_j
-from edgeprof.workload import load_suite
+from edgeprof.analysis.energy import SensorSeries, shared_energy_j
+from edgeprof.measure.workload import load_suite
 from tests.builders import cli
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"
@@ -117,7 +117,7 @@ def test_a_shared_prefix_is_computed_once_and_copied(demo_model: Path) -> None:
     prompt and the template's opening) once, in a stream of its own, and copies it to each
     request's stream: every request records those tokens as cached and reads only the rest."""
     from edgeprof.backends.llamacpp import LlamaCppSettings
-    from edgeprof.workload import with_system_prompt
+    from edgeprof.measure.workload import with_system_prompt
 
     system = (Path(__file__).parent / "data" / "system_prompt_300.txt").read_text("utf-8")
     prompts = with_system_prompt(load_suite(str(FOUR)), system)

@@ -1,5 +1,5 @@
 """llama.cpp's GPU offload settings, the `edgeprof run` flags that fill them, and the build
-provenance every llama.cpp run records (edgeprof/llama_build.py).
+provenance every llama.cpp run records (edgeprof/backends/llama_build.py).
 
 This machine's llama-cpp-python is a CPU build, and no test pretends otherwise: the assertions
 on the real library hold for whatever build is installed (a GPU build resolves "auto" to
@@ -18,7 +18,7 @@ import pytest
 from edgeprof.backends.llamacpp import LlamaCppSettings
 from edgeprof.backends.settings import parse_settings, settings_from_strings
 from edgeprof.errors import UsageError
-from edgeprof.llama_build import (
+from edgeprof.backends.llama_build import (
     build_features,
     describe,
     devices_in_use,
@@ -27,7 +27,7 @@ from edgeprof.llama_build import (
     resolve_gpu_layers,
     system_backends,
 )
-from edgeprof.runner import RunConfig, profile
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store import Store
 from tests.builders import cli, write_prompts
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgeprof.metrics import (
+from edgeprof.analysis.metrics import (
     inter_token_latencies_s,
     mean_sd,
     percentile,

@@ -33,10 +33,10 @@ from edgeprof.backends.llama_batch import BatchJob
 from edgeprof.backends.onnx_batch import check_rows_fit
 from edgeprof.backends.onnxrt import OnnxBackend
 from edgeprof.errors import UsageError
-from edgeprof.runner import RunConfig, profile
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store import Store
-from edgeprof.tokens import load_vocab, prompt_tokens
-from edgeprof.workload import load_suite
+from edgeprof.models.tokens import load_vocab, prompt_tokens
+from edgeprof.measure.workload import load_suite
 from tests.builders import cli
 from tests.onnx_builders import cpu_isa, export_once
 

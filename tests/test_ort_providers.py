@@ -14,7 +14,7 @@ from edgeprof.backends import BackendOptions, create_backend
 from edgeprof.backends.onnxrt import OnnxSettings
 from edgeprof.backends.settings import parse_settings, settings_from_strings
 from edgeprof.errors import UsageError
-from edgeprof.ort_providers import (
+from edgeprof.backends.ort_providers import (
     CPU,
     EXPORT_SUPPORT,
     SHORT_NAMES,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprof.page_cache import cached_fraction, model_cached_fraction
+from edgeprof.measure.page_cache import cached_fraction, model_cached_fraction
 from tests.fakesys import FakeSys, make_fakesys
 
 SIZE = 8 * 2**20
@@ -109,7 +109,7 @@ def test_run_records_page_cache_and_power_setup(
     """On the fake backend, with a fake sysfs: the model file's residency measured before the
     load, and the governor and AC state the run had."""
     import tests.fakes  # noqa: F401 - registers the `fake` backend
-    from edgeprof.runner import RunConfig, profile
+    from edgeprof.measure.runner import RunConfig, profile
     from edgeprof.store.db import Store
     from tests.builders import write_prompts
 
@@ -122,7 +122,7 @@ def test_run_records_page_cache_and_power_setup(
     write_and_read(model, 2**20)
     db = tmp_path / "p.db"
     with Store(db) as store:  # this device's bandwidth already known: no ~1 s benchmark
-        from edgeprof.device import fingerprint
+        from edgeprof.measure.device import fingerprint
 
         store.upsert_device({**fingerprint(fs.root), "mem_bandwidth_gbs": 10.0})
     run_id = profile(

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.metrics import t95
-from edgeprof.passes import Passes, parse_duration_s, parse_share, schedule
-from edgeprof.runner import profile
+from edgeprof.analysis.metrics import t95
+from edgeprof.measure.passes import Passes, parse_duration_s, parse_share, schedule
+from edgeprof.measure.runner import profile
 from edgeprof.store import Store
-from edgeprof.summary import summarize_run
+from edgeprof.analysis.summary import summarize_run
 from tests.builders import cli
 from tests.test_runner import config, db, prompts
 
@@ -172,8 +172,8 @@ def _soak_db(path: Path, decode_by_window: tuple[float, ...] = (120.0, 110.0, 10
 
 
 def test_report_shows_a_soak_over_time_and_compare_prices_what_it_sustains(tmp_path: Path) -> None:
-    from edgeprof.compare import compare
-    from edgeprof.economics import DeviceCosts
+    from edgeprof.decision.compare import compare
+    from edgeprof.decision.economics import DeviceCosts
 
     db = tmp_path / "p.db"
     soak = _soak_db(db)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edgeprof.errors import ProfileDBError, UsageError
-from edgeprof.plots import aggregate_rate, plot_run_timeline, timeline_data
+from edgeprof.report.plots import aggregate_rate, plot_run_timeline, timeline_data
 from edgeprof.store.db import Store
 
 S = 1_000_000_000

@@ -1,4 +1,4 @@
-"""Pooled results (`edgeprof.pooled`, `report --by device`, the HTML report's by-device
+"""Pooled results (`edgeprof.analysis.pooled`, `report --by device`, the HTML report's by-device
 section): comparability keys, one row per device per comparable group, what differs between
 groups of one model, and energy figures on different bases. Databases are built per device
 with tests/builders.py and merged as a team would merge them."""
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from edgeprof.pooled import (
+from edgeprof.analysis.pooled import (
     ESTIMATED,
     NOT_RANKED,
     RunFacts,
@@ -24,7 +24,7 @@ from edgeprof.pooled import (
 )
 from edgeprof.store import Store
 from edgeprof.store.share import merge
-from edgeprof.summary import summarize_run
+from edgeprof.analysis.summary import summarize_run
 from tests.builders import add_run, cli, device_row, measured_on
 
 SUITE = "5e" * 32

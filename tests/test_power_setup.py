@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.power_setup import parse_nvpmodel, power_setup
+from edgeprof.measure.power_setup import parse_nvpmodel, power_setup
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys
 
 

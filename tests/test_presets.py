@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.presets import (
+from edgeprof.decision.presets import (
     DevicePreset,
     get_preset,
     load_presets,
@@ -243,7 +243,7 @@ def test_the_laptop_preset_wants_x86_and_a_battery_where_the_fingerprint_says() 
 
 
 def _fake_fingerprint(monkeypatch: pytest.MonkeyPatch, device: dict[str, Any]) -> None:
-    monkeypatch.setattr("edgeprof.device.fingerprint", lambda sys_root=None: dict(device))
+    monkeypatch.setattr("edgeprof.measure.device.fingerprint", lambda sys_root=None: dict(device))
 
 
 def test_devices_table_with_dates_sources_and_this_machine(

@@ -13,7 +13,7 @@ from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
 
 from edgeprof.errors import PricingError, UsageError
-from edgeprof.prices import (
+from edgeprof.decision.prices import (
     ModelPrice,
     lookup_price,
     manual_price,

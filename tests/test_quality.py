@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeprof import quality as q
+from edgeprof.quality import perplexity as q
 from edgeprof.errors import UsageError
-from edgeprof.quality_store import QualityText, assess
+from edgeprof.quality.store import QualityText, assess
 from edgeprof.store import Store
 from tests.builders import cli
 from tests.onnx_builders import export_once

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeprof.compare import compare
-from edgeprof.economics import DeviceCosts
+from edgeprof.decision.compare import compare
+from edgeprof.decision.economics import DeviceCosts
 from edgeprof.errors import UsageError
-from edgeprof.quality_floor import NOT_MEASURED, QualityFloor, TargetQuality
+from edgeprof.quality.floor import NOT_MEASURED, QualityFloor, TargetQuality
 from edgeprof.store.db import Store
 from tests.builders import add_run, cli, device_row, quality_row
 

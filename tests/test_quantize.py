@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.gguf_header import read_gguf_header
-from edgeprof.models import demo_model_path
-from edgeprof.quantize import (
+from edgeprof.models.gguf_header import read_gguf_header
+from edgeprof.models.files import demo_model_path
+from edgeprof.quality.quantize import (
     MANIFEST_NAME,
     PARTIAL_SUFFIX,
     QUANT_TYPES,
@@ -243,7 +243,7 @@ def test_missing_and_non_gguf_sources_are_refused(tmp_path: Path) -> None:
 def test_failed_quantization_leaves_no_finished_looking_file(
     quantized: Quantized, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgeprof.quantize as quantize
+    import edgeprof.quality.quantize as quantize
 
     def killed(src: Path, dst: Path, type_name: str, threads: int | None) -> None:
         dst.write_bytes(b"GGUF half a file")

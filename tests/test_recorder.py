@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from edgeprof.energy import window_energy
+from edgeprof.analysis.energy import window_energy
 from edgeprof.samplers.base import Reading, Sampler, SensorEnv
 from edgeprof.samplers.process import ProcessSampler
 from edgeprof.samplers.recorder import Recorder

@@ -27,14 +27,14 @@ from edgeprof.backends import (
     register_backend,
     unregister_backend,
 )
-from edgeprof.device import fingerprint
-from edgeprof.energy import build_series, window_energy
+from edgeprof.measure.device import fingerprint
+from edgeprof.analysis.energy import build_series, window_energy
 from edgeprof.errors import UsageError
-from edgeprof.runner import RunConfig, profile
+from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.samplers import SensorEnv
 from edgeprof.store import Store
-from edgeprof.summary import summarize_run
-from edgeprof.workload import load_suite
+from edgeprof.analysis.summary import summarize_run
+from edgeprof.measure.workload import load_suite
 from tests.builders import cli, write_prompts
 from tests.fakes import FakeBackend, token_text
 

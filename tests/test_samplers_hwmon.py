@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.energy import SensorSeries, select_domains
+from edgeprof.analysis.energy import SensorSeries, select_domains
 from edgeprof.samplers.hwmon import HwmonSampler
 from edgeprof.samplers.rapl import RaplSampler
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys

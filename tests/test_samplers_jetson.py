@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.energy import SensorSeries, select_domains
+from edgeprof.analysis.energy import SensorSeries, select_domains
 from edgeprof.samplers.base import Reading
 from edgeprof.samplers.jetson import JetsonRailSampler, parse_tegrastats
 from tests.fakesys import DENIED, FakeSys, as_unprivileged, make_fakesys

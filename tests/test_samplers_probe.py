@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.energy import SensorSeries, select_domains
+from edgeprof.analysis.energy import SensorSeries, select_domains
 from edgeprof.errors import UsageError
 from edgeprof.samplers import discover, probe_all, sampler_sources
 from edgeprof.samplers.base import SensorEnv

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgeprof.energy import SensorSeries, select_domains
+from edgeprof.analysis.energy import SensorSeries, select_domains
 from edgeprof.samplers import discover, probe_all
 from edgeprof.samplers.base import Method
 from edgeprof.samplers.rapl import RaplSampler

@@ -1,4 +1,4 @@
-"""Soak analysis (edgeprof.soak) and its figure, on hand-made rows whose expected figures are
+"""Soak analysis (edgeprof.analysis.soak) and its figure, on hand-made rows whose expected figures are
 computed by hand in the comments. Nothing here depends on the instruction set."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.plots import plot_soak, soak_figure
-from edgeprof.soak import (
+from edgeprof.report.plots import plot_soak, soak_figure
+from edgeprof.analysis.soak import (
     decode_mask,
     is_soak_run,
     load_soak,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.plots import pareto_front
-from edgeprof.sweep import parse_onnx
+from edgeprof.report.plots import pareto_front
+from edgeprof.quality.sweep import parse_onnx
 from tests.builders import cli
 
 FOUR = str(Path(__file__).parent / "data" / "four_prompts.jsonl")
@@ -37,7 +37,7 @@ def test_onnx_formats_are_checked() -> None:
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any], Path]:
     tmp = tmp_path_factory.mktemp("sweep")
     text = tmp / "text.txt"
-    from edgeprof.quality import bundled_text
+    from edgeprof.quality.perplexity import bundled_text
 
     text.write_text(bundled_text()[:3000], encoding="utf-8")  # about 5 chunks of 128 tokens
     args = ("sweep", "demo", "--types", "Q8_0,Q4_0,Q2_K", "--onnx", "int4", "-o", tmp / "q",

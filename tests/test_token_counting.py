@@ -7,7 +7,7 @@ import pytest
 from edgeprof.backends.base import Request
 from edgeprof.backends.counting import openai_counter
 from edgeprof.backends.streaming import StreamState, generation
-from edgeprof.prices import manual_price
+from edgeprof.decision.prices import manual_price
 
 REQUEST = Request("p", ({"role": "user", "content": "Count to three, please."},), max_tokens=50)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from edgeprof import economics as ec
-from edgeprof.compare import CloudTarget, Comparison, DeviceTarget, Figure, Latency, Pair
-from edgeprof.decision import TargetRun
-from edgeprof.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
-from edgeprof.verdict import decision_rows, verdict_paragraph
+from edgeprof.decision import economics as ec
+from edgeprof.decision.compare import CloudTarget, Comparison, DeviceTarget, Figure, Latency, Pair
+from edgeprof.decision.orchestrate import TargetRun
+from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
+from edgeprof.decision.verdict import decision_rows, verdict_paragraph
 
 FAST = Latency(ttft_p50_s=0.1, ttft_p99_s=0.2, e2e_p50_s=1.0, decode_tps=50, peak_rss_bytes=2**28)
 SLOW = Latency(ttft_p50_s=2.0, ttft_p99_s=4.0, e2e_p50_s=9.0, decode_tps=8, peak_rss_bytes=2**28)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.workload import load_suite, parse_suite, prompt_id
+from edgeprof.measure.workload import load_suite, parse_suite, prompt_id
 
 
 def test_bundled_suite_has_varied_prompts() -> None:

@@ -42,7 +42,7 @@ from edgeprof.backends.streaming import (
     token_events,
 )
 from edgeprof.errors import CloudAPIError, UsageError
-from edgeprof.prices import (
+from edgeprof.decision.prices import (
     ModelPrice,
     lookup_price,
     manual_price,

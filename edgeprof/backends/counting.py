@@ -27,7 +27,7 @@ class TokenCounter:
 
 
 def gguf_counter(path: Path) -> TokenCounter:
-    from edgeprof.tokens import load_vocab, prompt_tokens
+    from edgeprof.models.tokens import load_vocab, prompt_tokens
 
     llm = load_vocab(path)
 

@@ -87,7 +87,7 @@ def window_shares(
 def batch_jobs(vocab_path: Path, requests: Sequence[Request]) -> list[BatchJob]:
     """The requests as token jobs, tokenized with the model's vocabulary alone (milliseconds;
     nothing is loaded): what both engines size their KV caches from before a run."""
-    from edgeprof.tokens import load_vocab, prompt_tokens
+    from edgeprof.models.tokens import load_vocab, prompt_tokens
 
     vocab = load_vocab(vocab_path)
     try:

@@ -21,8 +21,8 @@ from edgeprof.backends.base import (
     TokenEvent,
 )
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models import check_gguf, resolve_model
-from edgeprof.tokens import prompt_tokens
+from edgeprof.models.files import check_gguf, resolve_model
+from edgeprof.models.tokens import prompt_tokens
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -86,7 +86,7 @@ class LlamaCppSettings:
 
 def _gpu_layers(value: int | str) -> int | str:
     """A checked `n_gpu_layers`, with "auto" resolved for the installed llama.cpp."""
-    from edgeprof.llama_build import gpu_offload_supported, resolve_gpu_layers
+    from edgeprof.backends.llama_build import gpu_offload_supported, resolve_gpu_layers
 
     text = str(value).strip().lower()
     if text == "auto":
@@ -168,7 +168,7 @@ class LlamaCppBackend(Backend):
         )
 
     def _provenance(self, llama_cpp: Any, llm: Llama) -> dict[str, Any]:
-        from edgeprof.llama_build import provenance
+        from edgeprof.backends.llama_build import provenance
 
         s = self.settings
         n_layer = int(llama_cpp.llama_model_n_layer(llm._model.model))
@@ -257,7 +257,7 @@ class LlamaCppBackend(Backend):
 def kv_bytes_per_cell(path: Path) -> int | None:
     """Bytes one KV cell takes (K and V of every layer, f16, llama.cpp's default cache type),
     from the GGUF's header; None when the header does not say."""
-    from edgeprof.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import read_gguf_header
 
     meta = read_gguf_header(path).metadata
     arch = meta.get("general.architecture")

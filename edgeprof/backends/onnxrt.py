@@ -35,7 +35,7 @@ from edgeprof.backends.base import (
     TokenEvent,
 )
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models import GGUF_MAGIC, resolve_model
+from edgeprof.models.files import GGUF_MAGIC, resolve_model
 
 log = logging.getLogger("edgeprof")
 
@@ -46,12 +46,12 @@ class OnnxSettings:
     tokenizer: Path | None = None
     # Execution providers in priority order: "cuda,cpu" or ("cuda", "cpu"), short or ONNX
     # Runtime names; stored as ONNX Runtime names. None: the best this build has for the export
-    # (edgeprof.ort_providers.choose_providers).
+    # (edgeprof.backends.ort_providers.choose_providers).
     providers: tuple[str, ...] | str | None = None
 
     def __post_init__(self) -> None:
         if self.providers is not None:
-            from edgeprof.ort_providers import parse_providers
+            from edgeprof.backends.ort_providers import parse_providers
 
             # frozen: normalise once here so runs.params records the ORT names
             object.__setattr__(self, "providers", parse_providers(self.providers))
@@ -196,8 +196,7 @@ class OnnxBackend(Backend):
         """(providers to ask ONNX Runtime for, CPU last; notes; "setting" or "default")."""
         import onnxruntime as ort
 
-        from edgeprof import ort_providers as eps
-
+        from edgeprof.backends import ort_providers as eps
         available = list(ort.get_available_providers())
         weights = self.config.get("weights")  # None: not an edgeprof export, ops unknown
         given = self.settings.providers
@@ -223,8 +222,7 @@ class OnnxBackend(Backend):
     def _provenance(
         self, ort: Any, requested: list[str], notes: list[str], by: str
     ) -> dict[str, Any]:
-        from edgeprof import ort_providers as eps
-
+        from edgeprof.backends import ort_providers as eps
         used = list(self._session.get_providers())
         missing = eps.not_started(requested, used)
         if missing and by == "setting":
@@ -263,7 +261,7 @@ class OnnxBackend(Backend):
     def load(self) -> ModelInfo:
         import onnxruntime as ort
 
-        from edgeprof.tokens import eog_token_ids, load_vocab
+        from edgeprof.models.tokens import eog_token_ids, load_vocab
 
         requested, notes, chosen_by = self._providers()
         for note in notes if chosen_by == "setting" else []:
@@ -320,7 +318,7 @@ class OnnxBackend(Backend):
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         if self._session is None:
             raise RuntimeError("load() first")
-        from edgeprof.tokens import prompt_tokens
+        from edgeprof.models.tokens import prompt_tokens
 
         if request.temperature != 0:
             raise UsageError("the onnx backend decodes greedily; run with temperature 0")
@@ -450,7 +448,7 @@ class OnnxBackend(Backend):
     def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
         from edgeprof.backends.llama_batch import BatchJob
         from edgeprof.backends.onnx_batch import OnnxBatchDecoder, check_rows_fit
-        from edgeprof.tokens import prompt_tokens
+        from edgeprof.models.tokens import prompt_tokens
 
         self._check_batchable()
         if any(r.temperature != 0 for r in requests):

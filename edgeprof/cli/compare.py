@@ -20,13 +20,13 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
-from edgeprof.formatting import format_count, format_usd
+from edgeprof.report.formatting import format_count, format_usd
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from edgeprof.compare import Comparison
-    from edgeprof.economics import Deployment
+    from edgeprof.decision.compare import Comparison
+    from edgeprof.decision.economics import Deployment
 
 
 @app.command("compare")
@@ -92,11 +92,11 @@ def compare_command(
     ),
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
-    from edgeprof.compare import compare, to_dict
-    from edgeprof.economics import DeviceCosts
+    from edgeprof.decision.compare import compare, to_dict
+    from edgeprof.decision.economics import DeviceCosts
     from edgeprof.errors import ProfileDBError, UsageError
-    from edgeprof.plots import plot_costs
-    from edgeprof.quality_floor import QualityFloor
+    from edgeprof.report.plots import plot_costs
+    from edgeprof.quality.floor import QualityFloor
     from edgeprof.store.db import Store, default_db_path
 
     path = db or default_db_path()
@@ -133,7 +133,7 @@ def compare_command(
             max_ttft_s=max_ttft_s,
         )
         if html is not None:
-            from edgeprof.html import write_html_report
+            from edgeprof.report.html import write_html_report
 
             run_ids = [store.resolve_run_id(r) for r in run] if run else None
             write_html_report(store, html, run_ids, compare=result)
@@ -148,7 +148,7 @@ def compare_command(
 
 
 def _deployment(value: str) -> Deployment:
-    from edgeprof.economics import DEPLOYMENTS
+    from edgeprof.decision.economics import DEPLOYMENTS
     from edgeprof.errors import UsageError
 
     for mode in DEPLOYMENTS:
@@ -158,9 +158,9 @@ def _deployment(value: str) -> Deployment:
 
 
 def _render(c: Comparison) -> None:
-    from edgeprof.comparability import comparability_notes
+    from edgeprof.analysis.comparability import comparability_notes
     from edgeprof.store.db import Store
-    from edgeprof.summary import summarize
+    from edgeprof.analysis.summary import summarize
 
     render_tables(c)
     # The device targets' runs, read again: Comparison keeps figures, not what each ran with.

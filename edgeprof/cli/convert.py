@@ -47,7 +47,7 @@ def convert_command(
     """Export a GGUF to ONNX with its tokenizer and config beside it."""
 
     from edgeprof.convert import convert_gguf, verify_export
-    from edgeprof.models import resolve_model
+    from edgeprof.models.files import resolve_model
 
     src = resolve_model(model)
     with progress_bar() as bar:

@@ -19,14 +19,14 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
-from edgeprof.formatting import format_count, format_usd
+from edgeprof.report.formatting import format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from edgeprof.compare import Figure
-    from edgeprof.decision import Decision, StepEvent
+    from edgeprof.decision.compare import Figure
+    from edgeprof.decision.orchestrate import Decision, StepEvent
 
 
 @app.command("decide")
@@ -133,8 +133,8 @@ def decide_command(
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
     from edgeprof.cli.run import parse_levels
-    from edgeprof.decision import DecideConfig, decide
-    from edgeprof.quality_floor import QualityFloor
+    from edgeprof.decision.orchestrate import DecideConfig, decide
+    from edgeprof.quality.floor import QualityFloor
 
     config = DecideConfig(
         requests_per_day=requests_per_day, model=model, prompts=prompts, deployment=deployment,
@@ -168,7 +168,7 @@ def decide_command(
 
 
 def _write_html(decision: Decision, path: Path) -> None:
-    from edgeprof.html import write_html_report
+    from edgeprof.report.html import write_html_report
     from edgeprof.store.db import Store
 
     c = decision.comparison
@@ -213,9 +213,9 @@ def _render(decision: Decision) -> None:
 def _comparability(decision: Decision) -> list[str]:
     """What differs between the device runs the verdict sets side by side (threads, build,
     provider, offload), as `report` and `compare` say it."""
-    from edgeprof.comparability import comparability_notes
+    from edgeprof.analysis.comparability import comparability_notes
     from edgeprof.store.db import Store
-    from edgeprof.summary import summarize
+    from edgeprof.analysis.summary import summarize
 
     ids = [d.run_id for d in decision.comparison.devices]
     if len(ids) < 2:
@@ -228,7 +228,7 @@ def _comparability(decision: Decision) -> list[str]:
 
 
 def _names(decision: Decision) -> dict[str, str]:
-    from edgeprof.verdict import target_names
+    from edgeprof.decision.verdict import target_names
 
     return target_names(decision.comparison, decision.runs)
 

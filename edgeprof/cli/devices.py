@@ -13,7 +13,7 @@ from edgeprof.cli.app import app, out
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from edgeprof.presets import DevicePreset, PresetFigure
+    from edgeprof.decision.presets import DevicePreset, PresetFigure
 
 # (field, column header, how the value is shown)
 COLUMNS = (
@@ -31,7 +31,7 @@ def devices_command(
 ) -> None:
     """List the device presets (price, lifetime, power, battery, with sources) and say whether
     this machine matches one."""
-    from edgeprof.presets import load_presets, matching_presets
+    from edgeprof.decision.presets import load_presets, matching_presets
 
     presets = load_presets()
     device = this_device()
@@ -52,7 +52,7 @@ def devices_command(
 
 def this_device() -> dict[str, Any]:
     """The fingerprint, plus the battery it carries (the laptop preset asks for one)."""
-    from edgeprof.device import fingerprint
+    from edgeprof.measure.device import fingerprint
     from edgeprof.samplers.base import SensorEnv
     from edgeprof.samplers.battery import battery_capacity
 
@@ -87,7 +87,7 @@ def _print_table(presets: list[DevicePreset]) -> None:
 def _cell(figure: PresetFigure | None, fmt: str, sources: dict[str, int]) -> Text:
     from rich.text import Text
 
-    from edgeprof.formatting import DASH
+    from edgeprof.report.formatting import DASH
 
     if figure is None:
         return Text(DASH)

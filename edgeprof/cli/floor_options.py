@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from edgeprof.compare import Comparison
+    from edgeprof.decision.compare import Comparison
 
 MAX_KLD = typer.Option(
     None,
@@ -49,7 +49,7 @@ def caching_lines(c: Comparison) -> list[str]:
     prefix = next((f for f in c.assumptions if f.name == "shared_prefix_tokens"), None)
     if prefix is None:
         return []
-    from edgeprof.formatting import format_usd
+    from edgeprof.report.formatting import format_usd
 
     lines = []
     for name in dict.fromkeys(p.device for p in c.pairs):

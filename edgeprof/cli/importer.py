@@ -1,4 +1,4 @@
-"""`edgeprof import`: llama-bench results into the profile database (edgeprof.importer)."""
+"""`edgeprof import`: llama-bench results into the profile database (edgeprof.store.llama_bench)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def import_command(
 ) -> None:
     """Import llama-bench results as runs of their own (backend llama-bench): its pp and tg
     speeds per repetition, with its definitions; no TTFT, no energy."""
-    from edgeprof.importer import import_llama_bench
-    from edgeprof.models import resolve_model
+    from edgeprof.store.llama_bench import import_llama_bench
+    from edgeprof.models.files import resolve_model
 
     models = [resolve_model(m) for m in model or []]
     result = import_llama_bench(file, db, models=models, device_label=device_label, here=here)
@@ -70,7 +70,7 @@ def import_command(
 def _table(payload: dict[str, Any]) -> object:
     from rich.table import Table
 
-    from edgeprof.formatting import mean_sd
+    from edgeprof.report.formatting import mean_sd
 
     table = Table(title=f"llama-bench results imported into {payload['db']}", title_justify="left")
     for name in ("run", "test", "reps", "llama-bench t/s", "model sha256", ""):

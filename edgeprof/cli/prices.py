@@ -26,7 +26,7 @@ def prices_command(
 ) -> None:
     """List models with input/output/cached-input USD per 1M tokens (from genai-prices)."""
     from edgeprof.errors import UsageError
-    from edgeprof.prices import search_prices
+    from edgeprof.decision.prices import search_prices
 
     when = None
     if date:

@@ -24,27 +24,27 @@ def probe_command(
 ) -> None:
     """Show the device fingerprint, every known power source (available, or why not), the
     temperature, clock and throttling sensors, and the power setup (governor, AC/battery)."""
-    from edgeprof.device import fingerprint
+    from edgeprof.measure.device import fingerprint
     from edgeprof.samplers import SensorEnv, probe_all
     from edgeprof.store import open_store
 
     env = SensorEnv.from_environ()
     device = fingerprint(env.sys_root)
     if bandwidth:
-        from edgeprof.bandwidth import measure_bandwidth_gbs
+        from edgeprof.measure.bandwidth import measure_bandwidth_gbs
 
         device["mem_bandwidth_gbs"] = round(measure_bandwidth_gbs().gbs, 2)
         with open_store(db) as store:
             store.upsert_device(device)
     sources = [asdict(p) for p in probe_all(env)]
     context = [asdict(p) for p in probe_all(env, role="resource") if p.source != "process"]
-    from edgeprof.power_setup import power_setup
+    from edgeprof.measure.power_setup import power_setup
 
     setup = power_setup(env)
-    from edgeprof.ort_providers import build_summary, summary_lines
+    from edgeprof.backends.ort_providers import build_summary, summary_lines
 
     onnxruntime = build_summary()  # which execution providers this build has
-    from edgeprof.llama_build import describe, library_info
+    from edgeprof.backends.llama_build import describe, library_info
 
     llama_cpp = library_info()  # GPU offload, build features and ggml devices
     if as_json:

@@ -37,8 +37,8 @@ def quality_command(
 ) -> None:
     """How much each target loses: perplexity on a text (llama-perplexity's convention) and,
     against a reference, KL divergence, top-1 agreement and Δ perplexity."""
-    from edgeprof.models import resolve_model
-    from edgeprof.quality_store import assess, load_text
+    from edgeprof.models.files import resolve_model
+    from edgeprof.quality.store import assess, load_text
     from edgeprof.store.db import open_store
 
     paths = [_resolve(t, resolve_model) for t in targets]
@@ -87,7 +87,7 @@ def _resolve(name: str, resolve: Any) -> Path:
 def quality_table(rows: list[dict[str, Any]], reused: set[str]) -> Any:
     from rich.table import Table
 
-    from edgeprof.formatting import DASH, mib
+    from edgeprof.report.formatting import DASH, mib
 
     table = Table(title="quality", title_justify="left")
     for name in ("target", "backend", "quant", "size MiB", "PPL", "Δ PPL", "KLD mean",

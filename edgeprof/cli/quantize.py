@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from edgeprof.cli.app import app, out, progress_bar
-from edgeprof.quantize import DEFAULT_TYPES, MANIFEST_NAME, QUANT_TYPES
+from edgeprof.quality.quantize import DEFAULT_TYPES, MANIFEST_NAME, QUANT_TYPES
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from edgeprof.quantize import QuantizeResult
+    from edgeprof.quality.quantize import QuantizeResult
 
 MIB = 1 << 20
 SHORT_SHA = 12
@@ -43,8 +43,8 @@ def quantize_command(
 ) -> None:
     """Write each type from the unquantized weights (a quantized source is dequantized to an
     F32 reference first), with sha256 and bits per weight, and a manifest beside them."""
-    from edgeprof.models import resolve_model
-    from edgeprof.quantize import default_out_dir, quantize_model
+    from edgeprof.models.files import resolve_model
+    from edgeprof.quality.quantize import default_out_dir, quantize_model
 
     src = resolve_model(source)
     folder = out_dir if out_dir is not None else default_out_dir(src)

@@ -12,7 +12,7 @@ from edgeprof.cli.app import app, err, out
 
 if TYPE_CHECKING:
     from edgeprof.store.db import Store
-    from edgeprof.summary import RunSummary
+    from edgeprof.analysis.summary import RunSummary
 
 
 @app.command("report")
@@ -42,7 +42,7 @@ def report_command(
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.store import open_store
     from edgeprof.store.db import default_db_path
-    from edgeprof.summary import summarize
+    from edgeprof.analysis.summary import summarize
 
     if by not in (None, "device"):
         raise UsageError(f"`by` {by!r} is not known; use `device` or leave it out")
@@ -88,9 +88,9 @@ def _print_tables(
     summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
 ) -> None:
     from edgeprof.cli.render import run_notes, runs_table
-    from edgeprof.comparability import comparability_notes
-    from edgeprof.soak import soak_lines
-    from edgeprof.summary import gpu_mem_notes
+    from edgeprof.analysis.comparability import comparability_notes
+    from edgeprof.analysis.soak import soak_lines
+    from edgeprof.analysis.summary import gpu_mem_notes
 
     out.print(runs_table(summaries, width=out.width))
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]
@@ -112,7 +112,7 @@ def _write_files(
     html: Path | None,
 ) -> None:
     if plot is not None:
-        from edgeprof.plots import plot_run_timeline, plot_soak
+        from edgeprof.report.plots import plot_run_timeline, plot_soak
 
         last = summaries[-1]
         # a soak is read over minutes (tok/s, W, temperature per window), not request by request
@@ -120,7 +120,7 @@ def _write_files(
         draw(store, last.run_id, plot)
         err.print(f"wrote {plot}")
     if html is not None:
-        from edgeprof.html import write_html_report
+        from edgeprof.report.html import write_html_report
 
         write_html_report(store, html, run_ids)
         err.print(f"wrote {html}")
@@ -128,7 +128,7 @@ def _write_files(
 
 def _soaks(store: Store, summaries: list[RunSummary]) -> dict[str, Any]:
     """The soak analysis of each soak run (`run --duration`) among the summaries."""
-    from edgeprof.soak import load_soak
+    from edgeprof.analysis.soak import load_soak
 
     found = {s.run_id: load_soak(store, s.run_id) for s in summaries if "duration_s" in s.passes}
     return {run_id: soak for run_id, soak in found.items() if soak is not None}
@@ -137,7 +137,7 @@ def _soaks(store: Store, summaries: list[RunSummary]) -> dict[str, Any]:
 def _soak_json(soak: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
-    from edgeprof.soak import window_rows
+    from edgeprof.analysis.soak import window_rows
 
     return {
         "windows": window_rows(soak),
@@ -149,7 +149,7 @@ def _soak_json(soak: Any) -> dict[str, Any]:
 
 def _by_device(store: Store, summaries: list[RunSummary], as_json: bool) -> None:
     """`--by device`: the pooled tables (or their JSON, shape in docs/fleet.md), notes after."""
-    from edgeprof.pooled import pooled_report
+    from edgeprof.analysis.pooled import pooled_report
 
     report = pooled_report(store, summaries=summaries)
     if as_json:
@@ -169,7 +169,7 @@ def _by_device(store: Store, summaries: list[RunSummary], as_json: bool) -> None
 def _requests_table(run_id: str, rows: list[dict[str, object]]) -> object:
     from rich.table import Table
 
-    from edgeprof.formatting import ms, num
+    from edgeprof.report.formatting import ms, num
 
     table = Table(title=f"requests of run {run_id}", title_justify="left")
     for name in ("seq", "rep", "warm-up", "prompt", "in", "out", "TTFT ms", "prefill tok/s",

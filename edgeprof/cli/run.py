@@ -129,9 +129,9 @@ def run_command(
     from edgeprof.backends import backend_class
     from edgeprof.backends.settings import settings_from_strings
     from edgeprof.errors import UsageError
-    from edgeprof.runner import RunConfig
+    from edgeprof.measure.runner import RunConfig
     from edgeprof.store import open_store
-    from edgeprof.summary import summarize_run
+    from edgeprof.analysis.summary import summarize_run
 
     settings: dict[str, Any] = settings_from_strings(
         backend_class(backend).Settings, set_ or [], owner=f"the {backend} backend"
@@ -155,10 +155,10 @@ def run_command(
         settings["providers"] = providers
     if (price_in is None) != (price_out is None):
         raise UsageError("give both --price-in and --price-out, or neither")
-    from edgeprof.workload import load_system_prompt
+    from edgeprof.measure.workload import load_system_prompt
 
     system = load_system_prompt(system_prompt) if system_prompt else None
-    from edgeprof.passes import parse_duration_s, parse_share
+    from edgeprof.measure.passes import parse_duration_s, parse_share
 
     duration_s = parse_duration_s(duration) if duration is not None else None
     ci = parse_share(target_ci) if target_ci is not None else None
@@ -205,7 +205,7 @@ def _print_run(summary: Any, as_json: bool) -> None:
 
 def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
     """One run per config, each with its live progress; every bad input first."""
-    from edgeprof.runner import profile
+    from edgeprof.measure.runner import profile
 
     for c in configs:
         c.validate()  # every level's bad input before the first run starts
@@ -258,7 +258,7 @@ def parse_levels(value: str) -> list[int]:
 
 def _curve(summaries: list[Any], plot: Path | None, as_json: bool) -> None:
     """The throughput/latency curve over the concurrency levels, one run each."""
-    from edgeprof.plots import concurrency_points, plot_concurrency
+    from edgeprof.report.plots import concurrency_points, plot_concurrency
 
     points = concurrency_points(summaries)
     if plot is not None:
@@ -269,7 +269,7 @@ def _curve(summaries: list[Any], plot: Path | None, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from edgeprof.formatting import DASH
+    from edgeprof.report.formatting import DASH
 
     def num(v: float | None, fmt: str) -> str:
         return DASH if v is None else format(v, fmt)

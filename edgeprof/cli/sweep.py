@@ -11,7 +11,7 @@ import typer
 from edgeprof.cli.app import app, err, out
 
 if TYPE_CHECKING:
-    from edgeprof.sweep import SweepResult
+    from edgeprof.quality.sweep import SweepResult
 
 
 @app.command("sweep")
@@ -51,7 +51,7 @@ def sweep_command(
     """Quantize a model to each type, profile every variant and score it against the F32
     reference: speed, J/token, memory and quality lost, in one table and one chart."""
     from edgeprof.cli.decide import _Steps
-    from edgeprof.sweep import SweepConfig, parse_onnx, sweep
+    from edgeprof.quality.sweep import SweepConfig, parse_onnx, sweep
 
     config = SweepConfig(
         model=model, types=tuple(t.strip() for t in types.split(",") if t.strip()),
@@ -92,7 +92,7 @@ def _default_dir(result: SweepResult) -> Path:
 
 
 def _chart(result: SweepResult, path: Path) -> Path | None:
-    from edgeprof.plots import QualityPoint, plot_quality
+    from edgeprof.report.plots import QualityPoint, plot_quality
 
     points = [
         QualityPoint(
@@ -114,7 +114,7 @@ def sweep_tables(result: SweepResult, width: int) -> list[Any]:
     variant's name first, so nothing is cut to an ellipsis."""
     from rich.table import Table
 
-    from edgeprof.formatting import DASH, mib
+    from edgeprof.report.formatting import DASH, mib
 
     def num(v: float | None, fmt: str) -> str:
         return DASH if v is None else format(v, fmt)

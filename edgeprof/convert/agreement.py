@@ -83,7 +83,7 @@ def agreement_on_prompts(
     them fight for its cores (2.5x slower on a busy 2-core VM). `progress(done, total)` counts
     both passes, 2 x len(prompts) in all.
     """
-    from edgeprof.tokens import prompt_tokens
+    from edgeprof.models.tokens import prompt_tokens
 
     total = 2 * len(prompts)
     refs = []

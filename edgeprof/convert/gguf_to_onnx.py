@@ -23,8 +23,8 @@ from edgeprof.convert.gguf_read import (
 )
 from edgeprof.convert.sidecar import sidecar_paths, write_config, write_vocab_gguf
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models import check_gguf, sha256_file
-from edgeprof.tokens import eog_token_ids, load_vocab
+from edgeprof.models.files import check_gguf, sha256_file
+from edgeprof.models.tokens import eog_token_ids, load_vocab
 
 WEIGHT_FORMATS = ("fp32", "int8", "int4")
 NBITS_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0

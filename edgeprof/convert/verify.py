@@ -74,7 +74,7 @@ def verify_export(
     `threshold` defaults to THRESHOLDS for the weight format in the export's config.
     """
     from edgeprof.backends import BackendOptions, create_backend
-    from edgeprof.workload import load_suite
+    from edgeprof.measure.workload import load_suite
 
     t0 = time.perf_counter()
     if n_prompts < 1 or n_tokens < 1:

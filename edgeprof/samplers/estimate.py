@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import ClassVar
 
-from edgeprof.device import cpu_model
+from edgeprof.measure.device import cpu_model
 from edgeprof.samplers.base import CpuLoad, ProbeResult, Reading, Sampler, SensorEnv
 
 # For a CPU the table does not know. Per logical CPU so a small VM is not charged for a whole

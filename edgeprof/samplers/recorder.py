@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgeprof.energy import SensorSeries
+from edgeprof.analysis.energy import SensorSeries
 from edgeprof.errors import ProfileDBError, SensorError
 from edgeprof.power import POWER_METRICS
 from edgeprof.samplers.base import Reading, Sampler

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeprof.formatting import mib
-from edgeprof.metrics import Interval, confidence_interval, first_differs, mean_sd, percentile
+from edgeprof.report.formatting import mib
+from edgeprof.analysis.metrics import Interval, confidence_interval, first_differs, mean_sd, percentile
 from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
 
@@ -57,7 +57,7 @@ class RunSummary:
     avg_power_w_ci: Interval | None
     # the first repetition's decode tok/s against the others' mean, when outside their interval
     first_repetition_differs: float | None
-    # an open-ended run (edgeprof.passes): duration_s or target_ci, and how it ended
+    # an open-ended run (edgeprof.measure.passes): duration_s or target_ci, and how it ended
     # (stopped_by, repetitions_done, ci_reached); empty for a fixed count of repetitions
     passes: dict[str, Any]
     notes: dict[str, str]  # `run --note KEY=VALUE`: the setup as the user describes it
@@ -232,7 +232,7 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         mem_bandwidth_gbs=device.get("mem_bandwidth_gbs"),
         decode_roofline_share=_roofline_share(run, device, decode.mean),
         provenance=_provenance(run, params),
-        # an import (edgeprof.importer): the tool, its test and its definitions, in --json
+        # an import (edgeprof.store.llama_bench): the tool, its test and its definitions, in --json
         extra={"imported": params["imported"]} if params.get("imported") else {},
     )
 
@@ -377,7 +377,7 @@ def _roofline_share(
     bandwidth = device.get("mem_bandwidth_gbs")
     if not bandwidth or not decode_tps or run.get("target_kind") == "remote":
         return None
-    from edgeprof.bandwidth import roofline_share, weights_bytes_per_token
+    from edgeprof.measure.bandwidth import roofline_share, weights_bytes_per_token
 
     return roofline_share(
         decode_tps, bandwidth, weights_bytes_per_token(run["model_path"], run["model_size_bytes"])

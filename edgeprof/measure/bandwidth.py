@@ -104,7 +104,7 @@ def gguf_bytes_per_token(path: Path | str) -> int:
     row of the token-embedding table is read when the model has its own output matrix (with
     tied embeddings that table is the output matrix and is read whole). KV-cache reads, which
     grow with context, are left out: the bound is for short contexts."""
-    from edgeprof.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import read_gguf_header
 
     tensors = read_gguf_header(path).tensors
     sizes = {t.name: t.n_bytes for t in tensors}

@@ -461,8 +461,8 @@ def read_llama_bench(path: Path) -> tuple[list[BenchTest], str]:
 def model_file(path: Path) -> ModelFile:
     """A GGUF at hand: its sha256, size, the bytes of its tensors and its quantization."""
     from edgeprof.backends.llamacpp import FILE_TYPES
-    from edgeprof.gguf_header import read_gguf_header
-    from edgeprof.models import check_gguf, sha256_file
+    from edgeprof.models.gguf_header import read_gguf_header
+    from edgeprof.models.files import check_gguf, sha256_file
 
     check_gguf(path)
     header = read_gguf_header(path)
@@ -647,7 +647,7 @@ def import_llama_bench(
     tests, fmt = read_llama_bench(source)
     notes: list[str] = []
     if here:
-        from edgeprof.device import fingerprint
+        from edgeprof.measure.device import fingerprint
 
         device = fingerprint()
         notes += cpu_mismatch(tests, str(device.get("cpu_model") or ""))

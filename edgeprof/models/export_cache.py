@@ -24,7 +24,7 @@ from edgeprof.convert.gguf_to_onnx import WEIGHT_FORMATS, convert_gguf
 from edgeprof.convert.sidecar import read_config, sidecar_paths
 from edgeprof.convert.verify import DEFAULT_THRESHOLD, THRESHOLDS, Verification, verify_export
 from edgeprof.errors import EdgeprofError, ModelLoadError, UsageError
-from edgeprof.models import sha256_file
+from edgeprof.models.files import sha256_file
 
 RECORD_FORMAT = 1
 
@@ -275,7 +275,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def _cpu() -> str:
-    from edgeprof.device import cpu_model
+    from edgeprof.measure.device import cpu_model
 
     return cpu_model()
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeprof.chat import render_chat
+from edgeprof.models.chat import render_chat
 from edgeprof.errors import ModelLoadError
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models import MODELS_DIR, check_gguf, sha256_file
+from edgeprof.models.files import MODELS_DIR, check_gguf, sha256_file
 
 # llama_ftype names (LLAMA_FTYPE_MOSTLY_<NAME>) that quantize well without an importance
 # matrix. IQ1/IQ2/IQ3 and Q2_K_S need one (llama-quantize refuses them without it); TQ and the
@@ -216,7 +216,7 @@ def _inspect(path: Path) -> _Source:
     """What the plan needs from the header alone (milliseconds, nothing decoded)."""
     from gguf import GGMLQuantizationType
 
-    from edgeprof.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import read_gguf_header
 
     _check_file(path)
     try:
@@ -348,7 +348,7 @@ def _tensor_types(path: Path) -> dict[str, int]:
 
     from gguf import GGMLQuantizationType
 
-    from edgeprof.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import read_gguf_header
 
     counts = Counter(GGMLQuantizationType(t.type_id).name for t in read_gguf_header(path).tensors)
     return dict(counts.most_common())

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeprof.energy import build_series, interpolate, power_points, select_domains
+from edgeprof.analysis.energy import build_series, interpolate, power_points, select_domains
 from edgeprof.errors import ProfileDBError, UsageError
-from edgeprof.formatting import format_count
+from edgeprof.report.formatting import format_count
 from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
 
 if TYPE_CHECKING:
-    from edgeprof.compare import Comparison
+    from edgeprof.decision.compare import Comparison
 
 XY = list[tuple[float, float]]
 
@@ -160,7 +160,7 @@ def plot_costs(comparison: Comparison, path: Path | str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
-    from edgeprof.economics import device_cost_per_day_usd
+    from edgeprof.decision.economics import device_cost_per_day_usd
 
     path = Path(path)
     r = comparison.workload.requests_per_day
@@ -404,7 +404,7 @@ SOAK_MARKS = {"first": ("tab:blue", "first minute"), "last": ("tab:orange", "las
 
 
 def soak_figure(soak: Any) -> Any:
-    """A soak (`edgeprof.soak.Soak`) over time, one panel each: output tok/s per window (and
+    """A soak (`edgeprof.analysis.soak.Soak`) over time, one panel each: output tok/s per window (and
     each request's decode tok/s), power per window, then temperature and CPU clock when
     sampled. Throttle events are red vertical lines across every panel; the first and last
     full windows are shaded; the partial tail window is drawn lighter. Minutes on the x axis
@@ -515,7 +515,7 @@ def _soak_marks(ax: Any, soak: Any) -> None:
 
 def plot_soak(store: Store, run_id: str, path: Path | str) -> Path:
     """Write a soak run's figure (format from the suffix); `report --plot` on a soak run."""
-    from edgeprof.soak import load_soak
+    from edgeprof.analysis.soak import load_soak
 
     out = Path(path)
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):

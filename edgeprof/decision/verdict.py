@@ -7,16 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edgeprof.formatting import format_count, format_usd
+from edgeprof.report.formatting import format_count, format_usd
 
 # Costs within 5 % of each other are a tie: profiles on a shared machine move 10-20 % between
 # runs, and an estimated energy figure is not better than that.
 CLOSE_CALL = 0.05
 
 if TYPE_CHECKING:
-    from edgeprof.compare import Comparison, DeviceTarget, Latency
-    from edgeprof.decision import TargetRun
-    from edgeprof.economics import BreakEven
+    from edgeprof.decision.compare import Comparison, DeviceTarget, Latency
+    from edgeprof.decision.orchestrate import TargetRun
+    from edgeprof.decision.economics import BreakEven
 
 
 def _meets(latency: Latency | None, max_ttft_s: float | None) -> bool | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from edgeprof.summary import RunSummary
+from edgeprof.analysis.summary import RunSummary
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CPU_ONLY = "CPU only"

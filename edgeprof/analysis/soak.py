@@ -45,11 +45,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprof.energy import SensorSeries, build_series, window_energy
-from edgeprof.metrics import Interval, confidence_interval, percentile
+from edgeprof.analysis.energy import SensorSeries, build_series, window_energy
+from edgeprof.analysis.metrics import Interval, confidence_interval, percentile
 from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
-from edgeprof.summary import repetition_figures
+from edgeprof.analysis.summary import repetition_figures
 
 WINDOW_S = 60.0
 MIN_FULL_WINDOWS = 2

@@ -187,7 +187,7 @@ class LlamaCppLogits:
     def __init__(self, path: Path, ctx: int, threads: int | None) -> None:
         from edgeprof.backends.base import BackendOptions
         from edgeprof.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
-        from edgeprof.models import sha256_file
+        from edgeprof.models.files import sha256_file
 
         # n_batch = ctx: one decode per chunk, like llama-perplexity with -b = -c
         settings = LlamaCppSettings(n_batch=ctx, n_ubatch=min(ctx, 512))
@@ -299,7 +299,7 @@ def tokenize_text(gguf: Path, text: str) -> tuple[list[int], int | None]:
     """The text's tokens with BOS where the vocabulary adds one, and that BOS (or None)."""
     import llama_cpp
 
-    from edgeprof.tokens import load_vocab
+    from edgeprof.models.tokens import load_vocab
 
     vocab = load_vocab(gguf)
     try:
@@ -406,7 +406,7 @@ def reference_note(path: Path) -> str:
         if Path(str(ref.get("path", ""))).name == path.name and ref.get("note"):
             return str(ref["note"])
     from edgeprof.backends.llamacpp import FILE_TYPES
-    from edgeprof.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import read_gguf_header
 
     file_type = read_gguf_header(path).metadata.get("general.file_type")
     name = FILE_TYPES.get(int(file_type)) if file_type is not None else None

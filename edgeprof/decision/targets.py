@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeprof.compare import Figure
+from edgeprof.decision.compare import Figure
 from edgeprof.errors import EdgeprofError
 
 if TYPE_CHECKING:
-    from edgeprof.decision import DecideConfig, StepFn, TargetRun
-    from edgeprof.runner import RunConfig
+    from edgeprof.decision.orchestrate import DecideConfig, StepFn, TargetRun
+    from edgeprof.measure.runner import RunConfig
     from edgeprof.store.db import Store
 
 LLAMACPP_TARGET = "llama.cpp"
@@ -29,7 +29,7 @@ class Probe:
 
     device: dict[str, Any]
     sensors: list[str]  # power sensors that read here (the estimator not counted)
-    preset: Any = None  # edgeprof.presets.DevicePreset
+    preset: Any = None  # edgeprof.decision.presets.DevicePreset
     preset_mismatch: str | None = None
     battery: Any = None  # edgeprof.samplers.battery.BatteryCapacity
     tdp_w: float | None = None  # for the estimator, where no sensor reads
@@ -38,7 +38,7 @@ class Probe:
 
     @classmethod
     def this_device(cls, config: DecideConfig) -> Probe:
-        from edgeprof.device import fingerprint
+        from edgeprof.measure.device import fingerprint
         from edgeprof.samplers import FALLBACK_SOURCE, SensorEnv, probe_all
         from edgeprof.samplers.battery import battery_capacity
 
@@ -53,7 +53,7 @@ class Probe:
         return probe
 
     def _apply_preset(self, preset_id: str) -> None:
-        from edgeprof.presets import get_preset, preset_mismatch
+        from edgeprof.decision.presets import get_preset, preset_mismatch
 
         self.preset = get_preset(preset_id)
         battery_wh = self.battery.wh if self.battery is not None else None
@@ -124,8 +124,8 @@ def profile_devices(
 ) -> list[TargetRun]:
     """llama.cpp on the GGUF, and ONNX Runtime on its int4 export unless `onnx` is off or the
     export cannot be made (then a note says why)."""
-    from edgeprof.models import resolve_model, sha256_file
-    from edgeprof.workload import load_suite, suite_sha256
+    from edgeprof.models.files import resolve_model, sha256_file
+    from edgeprof.measure.workload import load_suite, suite_sha256
 
     gguf = resolve_model(config.model)
     suite = suite_sha256(load_suite(config.prompts))
@@ -158,7 +158,7 @@ def profile_devices(
 
 
 def _event(step: str, state: Any, **kw: Any) -> Any:
-    from edgeprof.decision import StepEvent
+    from edgeprof.decision.orchestrate import StepEvent
 
     return StepEvent(step, state, **kw)
 
@@ -166,7 +166,7 @@ def _event(step: str, state: Any, **kw: Any) -> Any:
 def _gguf_quant(gguf: Path) -> str | None:
     """The quantization llama.cpp will report for this file (`general.file_type`)."""
     from edgeprof.backends.llamacpp import FILE_TYPES
-    from edgeprof.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import read_gguf_header
 
     file_type = read_gguf_header(gguf).metadata.get("general.file_type")
     if file_type is None:
@@ -175,7 +175,7 @@ def _gguf_quant(gguf: Path) -> str | None:
 
 
 def _export(gguf: Path, config: DecideConfig, step: StepFn, notes: list[str]) -> Path | None:
-    from edgeprof.export_cache import cached_export
+    from edgeprof.models.export_cache import cached_export
 
     def progress(stage: str, done: int, total: int) -> None:
         name = "verify" if stage == "verify" else "convert"
@@ -208,8 +208,8 @@ def _target(
     concurrency: int = 1,
 ) -> TargetRun:
     """A matching earlier run, or a new one."""
-    from edgeprof.decision import TargetRun
-    from edgeprof.reuse import RunKey, describe_reuse, reusable_run, settings_key
+    from edgeprof.decision.orchestrate import TargetRun
+    from edgeprof.decision.reuse import RunKey, describe_reuse, reusable_run, settings_key
     from edgeprof.store.db import Store
 
     sha, quant, suite = identity
@@ -242,7 +242,7 @@ def _target(
 def _run_config(
     config: DecideConfig, probe: Probe, backend: str, model: str | None, db_path: Path
 ) -> RunConfig:
-    from edgeprof.runner import RunConfig
+    from edgeprof.measure.runner import RunConfig
 
     return RunConfig(
         backend=backend, model=model, prompts=config.prompts, repetitions=config.repetitions,
@@ -253,7 +253,7 @@ def _run_config(
 
 
 def _profile(run: RunConfig, name: str, step: StepFn) -> str:
-    from edgeprof.runner import Progress, profile
+    from edgeprof.measure.runner import Progress, profile
 
     started: dict[str, str] = {}
 
@@ -277,8 +277,8 @@ def profile_clouds(
 ) -> list[TargetRun]:
     """Each cloud model at the endpoint the user gave, on the same prompts: latency measured,
     not assumed. Never reused: a network's latency is a fact of the hour it was measured."""
-    from edgeprof.decision import TargetRun
-    from edgeprof.runner import RunConfig
+    from edgeprof.decision.orchestrate import TargetRun
+    from edgeprof.measure.runner import RunConfig
 
     runs = []
     for ref in clouds:

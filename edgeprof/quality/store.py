@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeprof import quality as q
+from edgeprof.quality import perplexity as q
 from edgeprof.errors import UsageError
 from edgeprof.store.db import Store
 from edgeprof.store.ids import ulid
@@ -45,7 +45,7 @@ def load_text(path: Path | None) -> QualityText:
 
 
 def file_sha256(path: Path) -> str:
-    from edgeprof.models import sha256_file
+    from edgeprof.models.files import sha256_file
 
     return q._onnx_sha256(path) if path.suffix.lower() == ".onnx" else sha256_file(path)
 
@@ -70,7 +70,7 @@ def row_of(
     result: q.QualityResult, device_id: str, threads: int | None, seconds: float
 ) -> dict[str, Any]:
     from edgeprof import __version__
-    from edgeprof.device import environment
+    from edgeprof.measure.device import environment
 
     ppl, ref, div = result.perplexity, result.reference_perplexity, result.divergence
     return {
@@ -171,7 +171,7 @@ class _Assessment:
     ) -> None:
         import psutil
 
-        from edgeprof.device import fingerprint
+        from edgeprof.measure.device import fingerprint
 
         self.store, self.reference, self.text, self.progress = store, reference, text, progress
         self.ctx, self.threads = settings

@@ -1,7 +1,7 @@
 """Device presets: common edge hardware with its price, lifetime, power and battery, every
 figure carrying its source and an as-of date (bundled in edgeprof/data/devices.json).
 
-A preset's `match` says how to recognise the hardware from `edgeprof.device.fingerprint()`;
+A preset's `match` says how to recognise the hardware from `edgeprof.measure.device.fingerprint()`;
 every criterion given must hold:
   label      regex, searched case-insensitively in the label (the device-tree board model)
   cpu_model  regex, searched case-insensitively in the CPU model

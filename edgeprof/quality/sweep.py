@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeprof.decision import DecideConfig, StepEvent, StepFn
+from edgeprof.decision.orchestrate import DecideConfig, StepEvent, StepFn
 from edgeprof.errors import EdgeprofError, UsageError
 
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
@@ -101,8 +101,8 @@ def parse_onnx(value: str | Sequence[str]) -> tuple[str, ...]:
 
 def sweep(config: SweepConfig, on_step: StepFn | None = None) -> SweepResult:
     """Quantize, export, profile and score; KeyboardInterrupt keeps every finished piece."""
-    from edgeprof.models import resolve_model
-    from edgeprof.quantize import default_out_dir, parse_types
+    from edgeprof.models.files import resolve_model
+    from edgeprof.quality.quantize import default_out_dir, parse_types
     from edgeprof.store.db import default_db_path
 
     step = on_step or (lambda _e: None)
@@ -118,7 +118,7 @@ def sweep(config: SweepConfig, on_step: StepFn | None = None) -> SweepResult:
     runs = _profiles(variants, config, db_path, step, notes)
     qualities = _qualities([v for v, _ in runs], reference, config, db_path, step)
     rows = _rows(runs, qualities, reference, db_path, n_params)
-    from edgeprof.quality_store import load_text
+    from edgeprof.quality.store import load_text
 
     return SweepResult(tuple(rows), reference.name, note, load_text(config.text).name,
                        str(db_path), tuple(notes))  # fmt: skip
@@ -128,8 +128,8 @@ def _quantized(
     source: Path, types: tuple[str, ...], out_dir: Path, config: SweepConfig, step: StepFn
 ) -> tuple[Path, str, list[Variant], int | None]:
     """The reference and every type: files already written for this source are reused."""
-    from edgeprof.models import sha256_file
-    from edgeprof.quantize import MANIFEST_NAME, quantize_model
+    from edgeprof.models.files import sha256_file
+    from edgeprof.quality.quantize import MANIFEST_NAME, quantize_model
 
     manifest = _manifest(out_dir / MANIFEST_NAME)
     source_sha = sha256_file(source)
@@ -193,7 +193,7 @@ def _type_of(manifest: dict[str, Any]) -> str:
 def _exports(
     source: Path, formats: tuple[str, ...], config: SweepConfig, step: StepFn, notes: list[str]
 ) -> list[Variant]:
-    from edgeprof.export_cache import cached_export
+    from edgeprof.models.export_cache import cached_export
 
     variants = []
     for weights in formats:
@@ -215,9 +215,9 @@ def _profiles(
     variants: list[Variant], config: SweepConfig, db_path: Path, step: StepFn, notes: list[str]
 ) -> list[tuple[Variant, Any]]:
     """One run per variant, reused when the database already holds one that matches."""
-    from edgeprof.models import sha256_file
-    from edgeprof.targets import Probe, _gguf_quant, _target
-    from edgeprof.workload import load_suite, suite_sha256
+    from edgeprof.models.files import sha256_file
+    from edgeprof.decision.targets import Probe, _gguf_quant, _target
+    from edgeprof.measure.workload import load_suite, suite_sha256
 
     decide_like = DecideConfig(
         requests_per_day=1, prompts=config.prompts, max_tokens=config.max_tokens,
@@ -256,7 +256,7 @@ def _qualities(
     variants: list[Variant], reference: Path, config: SweepConfig, db_path: Path, step: StepFn
 ) -> dict[str, dict[str, Any]]:
     """Quality rows by the variant's path, scored against the reference."""
-    from edgeprof.quality_store import assess, load_text
+    from edgeprof.quality.store import assess, load_text
     from edgeprof.store.db import Store
 
     def progress(done: int, total: int, what: str) -> None:
@@ -284,7 +284,7 @@ def _rows(
     n_params: int | None,
 ) -> list[SweepRow]:
     from edgeprof.store.db import Store
-    from edgeprof.summary import summarize_run
+    from edgeprof.analysis.summary import summarize_run
 
     rows = []
     with Store(db_path) as store:

@@ -2,12 +2,12 @@
 
 1. Probe this device once: its fingerprint, which power sensors read, a preset's match.
 2. Profile every on-device target of one GGUF: llama.cpp, and ONNX Runtime on an int4 export
-   of the same weights (converted once, verified, cached: `edgeprof.export_cache`). A run in
-   the database that measured the same thing (`edgeprof.reuse`) stands in for a new one.
+   of the same weights (converted once, verified, cached: `edgeprof.models.export_cache`). A run in
+   the database that measured the same thing (`edgeprof.decision.reuse`) stands in for a new one.
 3. Price the cloud targets at the token counts measured on the user's prompts; profile an
    endpoint live when one is given, so that its latency is measured too.
-4. Compare (`edgeprof.compare`) in the chosen deployment, and say what wins in one paragraph
-   (`edgeprof.verdict`), naming what was measured, estimated and assumed.
+4. Compare (`edgeprof.decision.compare`) in the chosen deployment, and say what wins in one paragraph
+   (`edgeprof.decision.verdict`), naming what was measured, estimated and assumed.
 
 Every input the comparator uses is a `Figure` with its provenance and source: a flag, a
 preset (with its source and date), or a default named here.
@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeprof.compare import Comparison, Figure, compare
-from edgeprof.economics import DEPLOYMENTS, Deployment, DeviceCosts
+from edgeprof.decision.compare import Comparison, Figure, compare
+from edgeprof.decision.economics import DEPLOYMENTS, Deployment, DeviceCosts
 from edgeprof.errors import UsageError
-from edgeprof.quality_floor import QualityFloor
+from edgeprof.quality.floor import QualityFloor
 
 # Low-cost and mid-tier catalog models, priced from genai-prices when no --cloud is given.
 DEFAULT_CLOUDS = (
@@ -124,7 +124,7 @@ class Decision:
     device: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        from edgeprof.compare import to_dict
+        from edgeprof.decision.compare import to_dict
 
         out = asdict(self)
         out["comparison"] = to_dict(self.comparison)
@@ -254,8 +254,8 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     """Profile (or reuse), price and compare; returns the decision. Raises EdgeprofError on
     bad input before any profiling; KeyboardInterrupt keeps every finished run."""
     from edgeprof.store.db import Store, default_db_path
-    from edgeprof.targets import Probe, profile_clouds, profile_devices
-    from edgeprof.verdict import decision_rows, verdict_paragraph
+    from edgeprof.decision.targets import Probe, profile_clouds, profile_devices
+    from edgeprof.decision.verdict import decision_rows, verdict_paragraph
 
     step = on_step or (lambda _e: None)
     _check(config)
@@ -328,13 +328,12 @@ def _check(config: DecideConfig) -> None:
         raise UsageError("give both `price_in_usd_per_m` and `price_out_usd_per_m`, or neither")
     if config.api_key_env and not config.base_url:
         raise UsageError("`api_key_env` goes with `base_url`: the endpoint to profile live")
-    from edgeprof import prices
-
+    from edgeprof.decision import prices
     priced_by_user = config.base_url and config.price_in_usd_per_m is not None
     for ref in [] if priced_by_user else config.clouds:
         prices.lookup_price(ref)  # an unknown model fails now, not after minutes of profiling
     if config.device:
-        from edgeprof.presets import get_preset
+        from edgeprof.decision.presets import get_preset
 
         get_preset(config.device)  # an unknown id fails now, not after the probe
     elif config.deployment == "dedicated" and config.device_price_usd is None:

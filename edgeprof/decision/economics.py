@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from edgeprof.errors import PricingError, UsageError
-from edgeprof.formatting import format_count, format_usd
+from edgeprof.report.formatting import format_count, format_usd
 
 SECONDS_PER_DAY = 86_400.0
 DAYS_PER_YEAR = 365.0

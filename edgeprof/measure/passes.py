@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeprof.errors import UsageError
-from edgeprof.metrics import confidence_interval
-from edgeprof.summary import repetition_figures
+from edgeprof.analysis.metrics import confidence_interval
+from edgeprof.analysis.summary import repetition_figures
 
 # The figures `--target-ci` narrows: speed, and energy per token where the run has energy.
 TARGET_FIGURES = ("decode_tps", "j_per_output_token")

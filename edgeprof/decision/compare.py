@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeprof import economics as ec
-from edgeprof.economics import BreakEven, CloudPrice, DeviceCosts, DevicePerformance, Workload
+from edgeprof.decision import economics as ec
+from edgeprof.decision.economics import BreakEven, CloudPrice, DeviceCosts, DevicePerformance, Workload
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
-from edgeprof.metrics import Interval
-from edgeprof.quality_floor import QualityFloor, TargetQuality
+from edgeprof.analysis.metrics import Interval
+from edgeprof.quality.floor import QualityFloor, TargetQuality
 from edgeprof.store.db import Store
-from edgeprof.summary import RunSummary
+from edgeprof.analysis.summary import RunSummary
 
 Provenance = Literal["measured", "estimated", "assumed"]
 # The p95 time to first token a device may take when `compare` picks its concurrency from a
@@ -321,8 +321,7 @@ def pool_idle_baselines(devices: Sequence[DeviceTarget]) -> list[DeviceTarget]:
 
 
 def _cloud_run_target(run: dict[str, Any], summary: RunSummary) -> CloudTarget | str:
-    from edgeprof import prices
-
+    from edgeprof.decision import prices
     run_id, model = str(run["id"]), str(run.get("target") or "")
     name = f"{run.get('backend')}:{model} [{run_id[:8]}]"
     raw = run.get("params")
@@ -383,7 +382,7 @@ def _priced(
 def _summaries(
     store: Store, run_ids: Sequence[str] | None
 ) -> list[tuple[dict[str, Any], RunSummary]]:
-    from edgeprof.summary import summarize_run
+    from edgeprof.analysis.summary import summarize_run
 
     if run_ids:
         ids = [store.resolve_run_id(r) for r in run_ids]
@@ -570,7 +569,7 @@ def _sustained(
     came from (None: not a soak)."""
     if not (run.get("params") or {}).get("duration_s"):
         return summary, None
-    from edgeprof.soak import sustained_figures
+    from edgeprof.analysis.soak import sustained_figures
 
     s = sustained_figures(store, run["id"])
     if s is None or not s.decode_tps_mean or not s.prefill_tps_mean:
@@ -653,7 +652,7 @@ def _p95_text(d: DeviceTarget) -> str:
 
 
 def _quality(store: Store, run: dict[str, Any]) -> TargetQuality | None:
-    from edgeprof.quality_store import quality_of
+    from edgeprof.quality.store import quality_of
 
     row = quality_of(store, run.get("model_sha256"), str(run["backend"]), run.get("quant"))
     return TargetQuality.of(row) if row else None
@@ -663,8 +662,7 @@ def _listed_clouds(
     cloud_models: Sequence[str], price_in: float | None, price_out: float | None
 ) -> list[CloudTarget]:
     """Cloud targets named by the user: catalog models, and one explicit price pair."""
-    from edgeprof import prices
-
+    from edgeprof.decision import prices
     clouds = []
     for ref in cloud_models:
         mp = prices.lookup_price(ref)

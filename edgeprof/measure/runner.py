@@ -20,19 +20,19 @@ from typing import Any
 from edgeprof import __version__
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
 from edgeprof.backends.settings import settings_dict
-from edgeprof.device import environment, fingerprint
-from edgeprof.energy import net_energy_j, shared_energy_j, window_energy
+from edgeprof.measure.device import environment, fingerprint
+from edgeprof.analysis.energy import net_energy_j, shared_energy_j, window_energy
 from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
-from edgeprof.metrics import request_metrics
-from edgeprof.models import sha256_file
-from edgeprof.passes import Passes, schedule
+from edgeprof.analysis.metrics import request_metrics
+from edgeprof.models.files import sha256_file
+from edgeprof.measure.passes import Passes, schedule
 from edgeprof.samplers import SensorEnv, discover
 from edgeprof.samplers.base import Sampler, unit_of
 from edgeprof.samplers.recorder import Recorder
 from edgeprof.store.db import Store, default_db_path
 from edgeprof.store.ids import ulid
 from edgeprof.store.liveness import this_process
-from edgeprof.workload import Prompt, load_suite, suite_sha256, with_system_prompt
+from edgeprof.measure.workload import Prompt, load_suite, suite_sha256, with_system_prompt
 
 
 @dataclass
@@ -57,7 +57,7 @@ class RunConfig:
     # A shared system prompt given to every request (replacing the suite's own): the prefix
     # prompt caching reuses (`keep_cache` on the device)
     system_prompt: str | None = None
-    # Open-ended runs (edgeprof.passes): a soak repeats the suite until `duration_s` is up;
+    # Open-ended runs (edgeprof.measure.passes): a soak repeats the suite until `duration_s` is up;
     # `target_ci` repeats it (at least `repetitions`, at most `max_repetitions` times) until
     # the 95 % intervals of decode tok/s and J/token are that narrow (0.03 = ±3 %).
     duration_s: float | None = None
@@ -279,7 +279,7 @@ def _record_device(store: Store, env: SensorEnv, backend: Backend) -> str:
     known = store.device(device["id"])
     if backend.runs_locally and not (known and known.get("mem_bandwidth_gbs")):
         # Once per device, ~1 s: the bandwidth that bounds decode speed (the report's roofline).
-        from edgeprof.bandwidth import measure_bandwidth_gbs
+        from edgeprof.measure.bandwidth import measure_bandwidth_gbs
 
         device["mem_bandwidth_gbs"] = round(measure_bandwidth_gbs().gbs, 2)
     store.upsert_device(device)
@@ -296,7 +296,7 @@ def _insert_run(
     t0_ns: int,
 ) -> str:
     """The run's row (status `running`) and its sensors, before any measurement."""
-    from edgeprof.power_setup import power_setup
+    from edgeprof.measure.power_setup import power_setup
 
     run_id = ulid()
     store.insert_run(
@@ -322,7 +322,7 @@ def _insert_run(
                 "idle_seconds": config.idle_seconds,
                 "sensors": config.sensors,
                 "tdp_w": config.tdp_w,
-                # What makes two runs comparable (edgeprof.reuse): the prompts' content, not
+                # What makes two runs comparable (edgeprof.decision.reuse): the prompts' content, not
                 # the suite's name, and every backend setting, including those params() omits.
                 "suite_sha256": suite_sha256(prompts),
                 **_settings_params(backend),
@@ -420,7 +420,7 @@ def _measure_idle(recorder: Recorder, seconds: float, fields: dict[str, Any]) ->
 
 def _load_model(backend: Backend, recorder: Recorder) -> dict[str, Any]:
     """Load in its own timed and metered window; the file is hashed after it, outside."""
-    from edgeprof.page_cache import model_cached_fraction
+    from edgeprof.measure.page_cache import model_cached_fraction
 
     # Cold (read from storage) or warm (page cache): measured just before the load. llama.cpp
     # maps the file, so a cold start shows in the first request more than in load_s.

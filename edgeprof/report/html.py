@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeprof import formatting as f
+from edgeprof.report import formatting as f
 from edgeprof.errors import ProfileDBError
-from edgeprof.formatting import DASH
+from edgeprof.report.formatting import DASH
 from edgeprof.store.db import Store
-from edgeprof.summary import RunSummary, gpu_mem, gpu_mem_notes
+from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
 EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
@@ -99,8 +99,8 @@ def _quality_chart(
 ) -> str:
     """The sweep's Pareto chart for the runs whose target has a quality score (newest row per
     target, as `compare` uses it); "" when none has."""
-    from edgeprof.plots import QualityPoint, quality_figure
-    from edgeprof.quality_store import quality_of
+    from edgeprof.report.plots import QualityPoint, quality_figure
+    from edgeprof.quality.store import quality_of
 
     points = []
     for run, s in zip(runs, summaries, strict=True):
@@ -131,7 +131,7 @@ def _is_reference(store: Store, run: dict[str, Any]) -> bool:
 def _run_notes(summaries: list[RunSummary]) -> list[str]:
     """The same notes `edgeprof report` prints under its table: why a GPU figure is missing,
     and what differs between runs set side by side."""
-    from edgeprof.comparability import comparability_notes
+    from edgeprof.analysis.comparability import comparability_notes
 
     return [*gpu_mem_notes(summaries), *comparability_notes(summaries)]
 
@@ -197,7 +197,7 @@ def _bar_chart(
 
 def _timeline(store: Store, run_id: str) -> str | None:
     try:
-        from edgeprof.plots import plot_run_timeline
+        from edgeprof.report.plots import plot_run_timeline
     except ImportError:
         return _simple_timeline(store, run_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,7 +253,7 @@ def _runs_section(summaries: list[RunSummary]) -> list[str]:
 
 def _by_device_section(store: Store, summaries: Sequence[RunSummary]) -> str:
     """`report --by device` as HTML: one table per comparable group, its notes under it."""
-    from edgeprof.pooled import pooled_report
+    from edgeprof.analysis.pooled import pooled_report
 
     report = pooled_report(store, summaries=summaries)
     parts = ["<h2>By device</h2>",
@@ -294,9 +294,9 @@ def _count(v: Any) -> str:
 
 
 def _compare_section(comparison: Any) -> str:
-    """The verdict of edgeprof.compare: a Comparison, or its `to_dict` form."""
+    """The verdict of edgeprof.decision.compare: a Comparison, or its `to_dict` form."""
     if not isinstance(comparison, dict):
-        from edgeprof.compare import to_dict
+        from edgeprof.decision.compare import to_dict
 
         comparison = to_dict(comparison)
     parts = ["<h2>Device or cloud?</h2>"]
@@ -366,7 +366,7 @@ def render_html_report(
     headline: str | None = None,
 ) -> str:
     """The page as a string (see `write_html_report`)."""
-    from edgeprof.summary import summarize_run
+    from edgeprof.analysis.summary import summarize_run
 
     runs = store.runs(list(run_ids) if run_ids else None)
     if not runs:
@@ -422,7 +422,7 @@ def write_html_report(
     headline: str | None = None,
 ) -> Path:
     """Write one self-contained HTML page: runs table, per-device charts, power timelines and,
-    when `compare` is given (an `edgeprof.compare.Comparison` or its `to_dict`), the verdict;
+    when `compare` is given (an `edgeprof.decision.compare.Comparison` or its `to_dict`), the verdict;
     `headline` (decide's paragraph) goes on top."""
     out = Path(path)
     text = render_html_report(store, run_ids, compare, headline)

@@ -1,0 +1,1 @@
+"""Showing results: number formatting, charts and the self-contained HTML report."""
