@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from edgeprof.backends.base import BackendOptions, Request
-from edgeprof.backends.llama_batch import BatchResult
+from edgeprof.backends.batching import BatchResult
 from edgeprof.backends.llamacpp import LlamaCppBackend, LlamaCppSettings
 from edgeprof.models.files import demo_model_path
 
@@ -38,7 +38,7 @@ def _llamacpp(threads: int) -> tuple[Any, Serve]:
 
 
 def _onnx(threads: int) -> tuple[Any, Serve]:
-    from edgeprof.backends.llama_batch import BatchJob
+    from edgeprof.backends.batching import BatchJob
     from edgeprof.backends.onnx_batch import OnnxBatchDecoder
     from edgeprof.backends.onnxrt import OnnxBackend
     from edgeprof.models.export_cache import cached_export

@@ -36,9 +36,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
+    from edgeprof.analysis.metrics import request_metrics
     from edgeprof.backends.base import BackendOptions, Request
     from edgeprof.backends.llamacpp import LlamaCppBackend
-    from edgeprof.analysis.metrics import request_metrics
     from edgeprof.measure.runner import measure
     from edgeprof.samplers import SensorEnv, discover
     from edgeprof.samplers.recorder import Recorder

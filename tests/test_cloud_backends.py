@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from edgeprof.backends import BackendOptions, create_backend
-from edgeprof.errors import CloudAPIError, PricingError, UsageError
 from edgeprof.analysis.metrics import token_times_ns
+from edgeprof.backends import BackendOptions, create_backend
 from edgeprof.decision.prices import lookup_price, manual_price, request_cost_usd
+from edgeprof.errors import CloudAPIError, PricingError, UsageError
 from tests.cloud_fixtures import FAKE_KEY, drain, free_port, make_backend, request
 from tests.cloudserver import CloudServer, chunk_text, prompt_tokens
 

@@ -9,6 +9,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgeprof.analysis.metrics import token_times_ns
 from edgeprof.backends.streaming import (
     BACKOFF_CAP_S,
     SSEDecoder,
@@ -19,7 +20,6 @@ from edgeprof.backends.streaming import (
     retry_after_s,
     split_tokens,
 )
-from edgeprof.analysis.metrics import token_times_ns
 
 STREAM = (
     b": keep-alive comment\r\n"

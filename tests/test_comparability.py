@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from edgeprof.analysis.comparability import comparability_notes
-from edgeprof.store import Store
 from edgeprof.analysis.summary import RunSummary, summarize_run
+from edgeprof.store import Store
 from tests.builders import add_run, cli, device_row
 
 ENV = {"python": "3.11.7", "llama_cpp": "0.3.36"}

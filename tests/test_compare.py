@@ -14,8 +14,8 @@ from edgeprof.decision import prices
 from edgeprof.decision.compare import compare, to_dict
 from edgeprof.decision.economics import DeviceCosts
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
-from edgeprof.report.plots import plot_costs
 from edgeprof.measure.runner import RunConfig, profile
+from edgeprof.report.plots import plot_costs
 from edgeprof.store.db import Store
 from tests.builders import cli, request_row, write_prompts
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from edgeprof.decision.orchestrate import DEFAULT_CLOUDS, DecideConfig, cost_inputs
-from edgeprof.errors import UsageError
 from edgeprof.decision.presets import get_preset
+from edgeprof.errors import UsageError
 from tests.builders import cli
 
 PROVENANCES = {"measured", "estimated", "assumed"}
@@ -40,7 +40,7 @@ def _by_name(figures: list[Any]) -> dict[str, Any]:
 
 def test_a_preset_fills_price_and_lifetime_and_says_so() -> None:
     preset = get_preset("rpi5-8gb")
-    costs, figures = cost_inputs(DecideConfig(2000, device="rpi5-8gb"), preset)
+    costs, figures = cost_inputs(DecideConfig(requests_per_day=2000, device="rpi5-8gb"), preset)
     fig = _by_name(figures)
     assert costs.device_price_usd == preset.price_usd.value
     assert fig["device_price_usd"].source.startswith("preset rpi5-8gb: ")
@@ -53,7 +53,9 @@ def test_a_preset_fills_price_and_lifetime_and_says_so() -> None:
 
 
 def test_flags_override_the_preset() -> None:
-    config = DecideConfig(2000, device="rpi5-8gb", device_price_usd=95, electricity_usd_per_kwh=0.3)
+    config = DecideConfig(
+        requests_per_day=2000, device="rpi5-8gb", device_price_usd=95, electricity_usd_per_kwh=0.3
+    )
     costs, figures = cost_inputs(config, get_preset("rpi5-8gb"))
     fig = _by_name(figures)
     assert costs.device_price_usd == 95 and fig["device_price_usd"].source == "--device-price"
@@ -63,10 +65,10 @@ def test_flags_override_the_preset() -> None:
 
 def test_a_dedicated_device_needs_a_price() -> None:
     with pytest.raises(UsageError, match=r"`device`.*`device_price_usd`"):
-        cost_inputs(DecideConfig(2000), None)
+        cost_inputs(DecideConfig(requests_per_day=2000), None)
     # an owned device's price is sunk, a user's device is not the operator's
     for mode in ("owned", "user-device"):
-        costs, _ = cost_inputs(DecideConfig(2000, deployment=mode), None)
+        costs, _ = cost_inputs(DecideConfig(requests_per_day=2000, deployment=mode), None)
         assert costs.deployment == mode and costs.device_price_usd == 0
 
 

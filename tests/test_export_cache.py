@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 
 from edgeprof.convert import ConvertResult, Verification, sidecar_paths
-from edgeprof.measure.device import fingerprint
+from edgeprof.decision.reuse import RunKey, reusable_run, settings_key
 from edgeprof.errors import ModelLoadError, UsageError
+from edgeprof.measure.device import fingerprint
+from edgeprof.measure.runner import RunConfig, profile
+from edgeprof.measure.workload import load_suite, suite_sha256
 from edgeprof.models.export_cache import (
     CachedExport,
     cached_export,
@@ -28,11 +31,8 @@ from edgeprof.models.export_cache import (
     verify_record_path,
 )
 from edgeprof.models.files import demo_model_path, sha256_file
-from edgeprof.decision.reuse import RunKey, reusable_run, settings_key
-from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.samplers import SensorEnv
 from edgeprof.store import Store
-from edgeprof.measure.workload import load_suite, suite_sha256
 from tests.builders import write_prompts
 
 STEM = demo_model_path().stem  # SmolLM2-135M-Instruct.Q4_1

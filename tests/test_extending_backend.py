@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import edgeprof.plugins
+from edgeprof.analysis.summary import summarize_run
 from edgeprof.backends import (
     BackendOptions,
     backend_class,
@@ -24,7 +25,6 @@ from edgeprof.backends import (
 from edgeprof.errors import UsageError
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store import open_store
-from edgeprof.analysis.summary import summarize_run
 
 EXAMPLE = Path(__file__).parents[1] / "docs" / "examples" / "backend_plugin.py"
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import tests.fakes  # noqa: F401 - registers the "fake" backend
 from edgeprof.errors import EdgeprofError
-from edgeprof.store import open_store
 from edgeprof.measure.workload import load_suite
+from edgeprof.store import open_store
 from tests.builders import add_run, cli, device_row
 
 FUZZ = settings(

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from edgeprof.store import Store
 from edgeprof.analysis.summary import UNIFIED_NOTE, summarize_run
+from edgeprof.store import Store
 from tests.builders import Row, add_run, cli, device_row
 
 GIB = 2**30

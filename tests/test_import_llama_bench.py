@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from edgeprof.analysis.summary import summarize
 from edgeprof.errors import UsageError
+from edgeprof.models.files import sha256_file
+from edgeprof.store import open_store
 from edgeprof.store.llama_bench import (
     BACKEND,
     bench_name,
@@ -26,9 +29,6 @@ from edgeprof.store.llama_bench import (
     parse_llama_bench,
     quant_from_model_type,
 )
-from edgeprof.models.files import sha256_file
-from edgeprof.store import open_store
-from edgeprof.analysis.summary import summarize
 from tests.builders import cli
 
 DATA = Path(__file__).parent / "data"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from edgeprof.analysis.metrics import Interval, confidence_interval, first_differs, t95
+from edgeprof.analysis.summary import summarize_run
 from edgeprof.decision import economics as ec
 from edgeprof.decision.compare import CloudTarget, Comparison, performance_bounds
 from edgeprof.decision.economics import DevicePerformance
-from edgeprof.analysis.metrics import Interval, confidence_interval, first_differs, t95
 from edgeprof.store import Store
-from edgeprof.analysis.summary import summarize_run
 from tests.builders import add_run, device_row, request_row
 from tests.test_verdict import DEDICATED, FAST, _cloud, _comparison, _device, _say
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeprof.backends.base import BackendOptions, Request
-from edgeprof.backends.llama_batch import BatchJob, kv_cells_needed
-from edgeprof.backends.llamacpp import LlamaCppBackend, kv_bytes_per_cell
 from edgeprof.analysis.energy import SensorSeries, shared_energy_j
+from edgeprof.backends.base import BackendOptions, Request
+from edgeprof.backends.batching import BatchJob, kv_cells_needed
+from edgeprof.backends.llamacpp import LlamaCppBackend, kv_bytes_per_cell
 from edgeprof.measure.workload import load_suite
 from tests.builders import cli
 

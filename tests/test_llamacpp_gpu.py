@@ -15,9 +15,6 @@ from typing import Any
 
 import pytest
 
-from edgeprof.backends.llamacpp import LlamaCppSettings
-from edgeprof.backends.settings import parse_settings, settings_from_strings
-from edgeprof.errors import UsageError
 from edgeprof.backends.llama_build import (
     build_features,
     describe,
@@ -27,6 +24,9 @@ from edgeprof.backends.llama_build import (
     resolve_gpu_layers,
     system_backends,
 )
+from edgeprof.backends.llamacpp import LlamaCppSettings
+from edgeprof.backends.settings import parse_settings, settings_from_strings
+from edgeprof.errors import UsageError
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store import Store
 from tests.builders import cli, write_prompts

@@ -14,8 +14,8 @@ import pytest
 from edgeprof.backends import BackendOptions, Generation, Request, TokenEvent, create_backend
 from edgeprof.convert import sidecar_paths
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models.files import demo_model_path, sha256_file
 from edgeprof.measure.workload import load_suite
+from edgeprof.models.files import demo_model_path, sha256_file
 from tests.onnx_builders import cpu_isa, export_once
 
 pytestmark = pytest.mark.model

@@ -29,14 +29,14 @@ import numpy as np
 import pytest
 
 from edgeprof.backends.base import BackendOptions, Request
-from edgeprof.backends.llama_batch import BatchJob
+from edgeprof.backends.batching import BatchJob
 from edgeprof.backends.onnx_batch import check_rows_fit
 from edgeprof.backends.onnxrt import OnnxBackend
 from edgeprof.errors import UsageError
 from edgeprof.measure.runner import RunConfig, profile
-from edgeprof.store import Store
-from edgeprof.models.tokens import load_vocab, prompt_tokens
 from edgeprof.measure.workload import load_suite
+from edgeprof.models.tokens import load_vocab, prompt_tokens
+from edgeprof.store import Store
 from tests.builders import cli
 from tests.onnx_builders import cpu_isa, export_once
 

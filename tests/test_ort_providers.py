@@ -12,8 +12,6 @@ import pytest
 
 from edgeprof.backends import BackendOptions, create_backend
 from edgeprof.backends.onnxrt import OnnxSettings
-from edgeprof.backends.settings import parse_settings, settings_from_strings
-from edgeprof.errors import UsageError
 from edgeprof.backends.ort_providers import (
     CPU,
     EXPORT_SUPPORT,
@@ -25,6 +23,8 @@ from edgeprof.backends.ort_providers import (
     parse_providers,
     requested_notes,
 )
+from edgeprof.backends.settings import parse_settings, settings_from_strings
+from edgeprof.errors import UsageError
 from tests.builders import cli, write_prompts
 from tests.onnx_builders import export_once
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from edgeprof.errors import UsageError
 from edgeprof.analysis.metrics import t95
+from edgeprof.analysis.summary import summarize_run
+from edgeprof.errors import UsageError
 from edgeprof.measure.passes import Passes, parse_duration_s, parse_share, schedule
 from edgeprof.measure.runner import profile
 from edgeprof.store import Store
-from edgeprof.analysis.summary import summarize_run
 from tests.builders import cli
 from tests.test_runner import config, db, prompts
 

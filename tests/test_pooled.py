@@ -22,9 +22,9 @@ from edgeprof.analysis.pooled import (
     pool,
     pooled_report,
 )
+from edgeprof.analysis.summary import summarize_run
 from edgeprof.store import Store
 from edgeprof.store.share import merge
-from edgeprof.analysis.summary import summarize_run
 from tests.builders import add_run, cli, device_row, measured_on
 
 SUITE = "5e" * 32

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from edgeprof.errors import UsageError
 from edgeprof.decision.presets import (
     DevicePreset,
     get_preset,
@@ -16,6 +15,7 @@ from edgeprof.decision.presets import (
     parse_presets,
     preset_mismatch,
 )
+from edgeprof.errors import UsageError
 from tests.builders import cli
 from tests.fakesys import FakeSys, make_fakesys
 

@@ -12,7 +12,6 @@ import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
 
-from edgeprof.errors import PricingError, UsageError
 from edgeprof.decision.prices import (
     ModelPrice,
     lookup_price,
@@ -20,6 +19,7 @@ from edgeprof.decision.prices import (
     request_cost_usd,
     search_prices,
 )
+from edgeprof.errors import PricingError, UsageError
 from tests.builders import cli
 
 M = 1_000_000

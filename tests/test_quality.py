@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeprof.quality import perplexity as q
 from edgeprof.errors import UsageError
+from edgeprof.quality import perplexity as q
 from edgeprof.quality.store import QualityText, assess
 from edgeprof.store import Store
 from tests.builders import cli

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edgeprof.errors import ModelLoadError, UsageError
-from edgeprof.models.gguf_header import read_gguf_header
 from edgeprof.models.files import demo_model_path
+from edgeprof.models.gguf_header import read_gguf_header
 from edgeprof.quality.quantize import (
     MANIFEST_NAME,
     PARTIAL_SUFFIX,

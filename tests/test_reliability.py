@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 import tests.fakes  # noqa: F401 - registers the "fake" backend, as a plugin would
+from edgeprof.measure.workload import load_suite
 from edgeprof.store import open_store
 from edgeprof.store.liveness import STALE_AFTER_S, host_id, orphan_reason
-from edgeprof.measure.workload import load_suite
 from tests.builders import add_run, cli, device_row, write_prompts
 from tests.cloudserver import CloudServer
 

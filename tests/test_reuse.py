@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from edgeprof.measure.device import fingerprint
-from edgeprof.models.files import demo_model_path, sha256_file
 from edgeprof.decision.reuse import RunKey, describe_reuse, reusable_run, settings_key
+from edgeprof.measure.device import fingerprint
 from edgeprof.measure.runner import RunConfig, profile
+from edgeprof.measure.workload import load_suite, suite_sha256
+from edgeprof.models.files import demo_model_path, sha256_file
 from edgeprof.samplers import SensorEnv
 from edgeprof.store import Store
 from edgeprof.store.ids import ulid
-from edgeprof.measure.workload import load_suite, suite_sha256
 from tests.builders import add_run, device_row, request_row, write_prompts
 from tests.cloudserver import CloudServer
 

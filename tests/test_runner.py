@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from edgeprof.analysis.energy import build_series, window_energy
+from edgeprof.analysis.summary import summarize_run
 from edgeprof.backends import (
     Backend,
     BackendOptions,
@@ -27,14 +29,12 @@ from edgeprof.backends import (
     register_backend,
     unregister_backend,
 )
-from edgeprof.measure.device import fingerprint
-from edgeprof.analysis.energy import build_series, window_energy
 from edgeprof.errors import UsageError
+from edgeprof.measure.device import fingerprint
 from edgeprof.measure.runner import RunConfig, profile
+from edgeprof.measure.workload import load_suite
 from edgeprof.samplers import SensorEnv
 from edgeprof.store import Store
-from edgeprof.analysis.summary import summarize_run
-from edgeprof.measure.workload import load_suite
 from tests.builders import cli, write_prompts
 from tests.fakes import FakeBackend, token_text
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from edgeprof.analysis.summary import peak_gpu_mem_bytes
 from edgeprof.samplers.base import SensorEnv, unit_of
 from edgeprof.samplers.nvml import NvmlSampler, init_failure_fix
 from edgeprof.samplers.recorder import Recorder
 from edgeprof.store import Store
-from edgeprof.analysis.summary import peak_gpu_mem_bytes
 from tests.builders import add_run, device_row
 
 

@@ -1,5 +1,5 @@
-"""Soak analysis (edgeprof.analysis.soak) and its figure, on hand-made rows whose expected figures are
-computed by hand in the comments. Nothing here depends on the instruction set."""
+"""Soak analysis (edgeprof.analysis.soak) and its figure, on hand-made rows whose expected
+figures are computed by hand in the comments. Nothing here depends on the instruction set."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from edgeprof.errors import UsageError
-from edgeprof.report.plots import plot_soak, soak_figure
 from edgeprof.analysis.soak import (
     decode_mask,
     is_soak_run,
@@ -20,6 +18,8 @@ from edgeprof.analysis.soak import (
     throttle_events,
     window_bounds,
 )
+from edgeprof.errors import UsageError
+from edgeprof.report.plots import plot_soak, soak_figure
 from edgeprof.store.db import Store
 from tests.builders import request_row
 

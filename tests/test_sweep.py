@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.report.plots import pareto_front
 from edgeprof.quality.sweep import parse_onnx
+from edgeprof.report.plots import pareto_front
 from tests.builders import cli
 
 FOUR = str(Path(__file__).parent / "data" / "four_prompts.jsonl")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from edgeprof.decision import economics as ec
 from edgeprof.decision.compare import CloudTarget, Comparison, DeviceTarget, Figure, Latency, Pair
-from edgeprof.decision.orchestrate import TargetRun
 from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
+from edgeprof.decision.orchestrate import TargetRun
 from edgeprof.decision.verdict import decision_rows, verdict_paragraph
 
 FAST = Latency(ttft_p50_s=0.1, ttft_p99_s=0.2, e2e_p50_s=1.0, decode_tps=50, peak_rss_bytes=2**28)

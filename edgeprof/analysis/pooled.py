@@ -29,11 +29,11 @@ from typing import Any
 
 from edgeprof.analysis.comparability import accelerator
 from edgeprof.analysis.energy import SensorSeries, select_domains
-from edgeprof.report.formatting import DASH
-from edgeprof.power import POWER_METRICS, WHOLE_DEVICE, WHOLE_SOC
-from edgeprof.decision.reuse import RunKey
-from edgeprof.store.db import Store
 from edgeprof.analysis.summary import RunSummary, summarize
+from edgeprof.decision.reuse import RunKey
+from edgeprof.power import POWER_METRICS, WHOLE_DEVICE, WHOLE_SOC
+from edgeprof.report.formatting import DASH
+from edgeprof.store.db import Store
 
 # The key's fields as users see them (JSON, notes), in this order.
 KEY_FIELDS = ("backend", "model_sha256", "quant", "threads", "max_tokens", "suite_sha256",

@@ -47,9 +47,9 @@ from typing import Any
 
 from edgeprof.analysis.energy import SensorSeries, build_series, window_energy
 from edgeprof.analysis.metrics import Interval, confidence_interval, percentile
+from edgeprof.analysis.summary import repetition_figures
 from edgeprof.power import POWER_METRICS
 from edgeprof.store.db import Store
-from edgeprof.analysis.summary import repetition_figures
 
 WINDOW_S = 60.0
 MIN_FULL_WINDOWS = 2

@@ -7,9 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeprof.report.formatting import mib
-from edgeprof.analysis.metrics import Interval, confidence_interval, first_differs, mean_sd, percentile
+from edgeprof.analysis.metrics import (
+    Interval,
+    confidence_interval,
+    first_differs,
+    mean_sd,
+    percentile,
+)
 from edgeprof.power import POWER_METRICS
+from edgeprof.report.formatting import mib
 from edgeprof.store.db import Store
 
 

@@ -135,7 +135,7 @@ class Backend(ABC):
 
     def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
         """Answer the requests `concurrency` at a time in one batch; yield `(request,
-        edgeprof.backends.llama_batch.BatchResult)` as each finishes."""
+        edgeprof.backends.batching.BatchResult)` as each finishes."""
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:

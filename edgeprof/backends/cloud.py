@@ -41,13 +41,13 @@ from edgeprof.backends.streaming import (
     retry_after_s,
     token_events,
 )
-from edgeprof.errors import CloudAPIError, UsageError
 from edgeprof.decision.prices import (
     ModelPrice,
     lookup_price,
     manual_price,
     provider_for_url,
 )
+from edgeprof.errors import CloudAPIError, UsageError
 
 
 @dataclass(frozen=True)

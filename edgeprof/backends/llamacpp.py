@@ -20,20 +20,16 @@ from edgeprof.backends.base import (
     Request,
     TokenEvent,
 )
+from edgeprof.backends.llama_batch import token_piece
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import check_gguf, resolve_model
+from edgeprof.models.gguf_header import FILE_TYPE_KEY, quant_name
 from edgeprof.models.tokens import prompt_tokens
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 # general.file_type values (llama.cpp's llama_ftype) for the quantizations people actually use.
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 30: "IQ4_XS",
-    32: "BF16",
-}  # fmt: skip
 
 
 def import_llama_cpp() -> Any:
@@ -144,10 +140,7 @@ class LlamaCppBackend(Backend):
             ) from e
         llm = self._llm
         meta = llm.metadata
-        file_type = meta.get("general.file_type")
-        quant = (
-            FILE_TYPES.get(int(file_type), f"ftype {file_type}") if file_type is not None else None
-        )
+        quant = quant_name(meta.get(FILE_TYPE_KEY))
         return ModelInfo(
             target=self.path.name,
             path=str(self.path),
@@ -212,7 +205,7 @@ class LlamaCppBackend(Backend):
     def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
         """The KV cache `concurrency` sequences of these requests need at once, against `ctx`,
         from the vocabulary alone (milliseconds; nothing is loaded yet)."""
-        from edgeprof.backends.llama_batch import batch_jobs, kv_cells_needed
+        from edgeprof.backends.batching import batch_jobs, kv_cells_needed
 
         jobs = batch_jobs(self.path, requests)
         # with --keep-cache the shared prefix has a stream of its own
@@ -230,7 +223,8 @@ class LlamaCppBackend(Backend):
                              "bytes": per_cell * ctx if per_cell else None}}  # fmt: skip
 
     def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
-        from edgeprof.backends.llama_batch import BatchDecoder, BatchJob
+        from edgeprof.backends.batching import BatchJob
+        from edgeprof.backends.llama_batch import BatchDecoder
 
         llm = self.llm
         jobs = [BatchJob(r, prompt_tokens(llm, r.messages), r.max_tokens) for r in requests]
@@ -270,14 +264,6 @@ def kv_bytes_per_cell(path: Path) -> int | None:
     k_len = meta.get(f"{arch}.attention.key_length", n_embd // n_head)
     v_len = meta.get(f"{arch}.attention.value_length", n_embd // n_head)
     return int(n_layer) * int(n_kv) * (int(k_len) + int(v_len)) * 2
-
-
-def token_piece(llm: Llama, cache: dict[int, bytes], token: int) -> bytes:
-    """A token's bytes, detokenized once per token id (the decode loops' hot path)."""
-    piece = cache.get(token)
-    if piece is None:
-        piece = cache[token] = llm.detokenize([token])
-    return piece
 
 
 class _Decoder:

@@ -26,18 +26,42 @@ from __future__ import annotations
 import codecs
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgeprof.backends.base import Generation
-from edgeprof.backends.llama_batch import BatchJob, BatchResult, forget_before, window_shares
+from edgeprof.backends.batching import (
+    BatchJob,
+    BatchResult,
+    forget_before,
+    kv_cells_needed,
+    window_shares,
+)
 from edgeprof.errors import UsageError
 
-if TYPE_CHECKING:
-    from edgeprof.backends.onnxrt import OnnxBackend
+
+class OnnxModel(Protocol):
+    """What the decoder needs of a loaded export (`OnnxBackend` is one): its session, KV
+    input/output names and shapes, how to bind a prompt, its end-of-generation tokens and
+    its vocabulary's pieces."""
+
+    @property
+    def session(self) -> Any: ...
+    @property
+    def io(self) -> Mapping[str, Any]: ...
+    @property
+    def eog(self) -> frozenset[int]: ...
+
+    n_vocab: int
+    kv_heads: int
+    head_dim: int
+    kv_dtype: Any
+
+    def bind_prefill(self, binding: Any, tokens: list[int], mask: np.ndarray) -> None: ...
+    def detokenize(self, token: int) -> bytes: ...
 
 
 @dataclass
@@ -59,9 +83,9 @@ def kv_bytes_per_token(n_kv_tensors: int, kv_heads: int, head_dim: int, itemsize
 
 
 class OnnxBatchDecoder:
-    """Serve jobs `n_seq` at a time on a loaded `OnnxBackend`'s session."""
+    """Serve jobs `n_seq` at a time on a loaded export's session."""
 
-    def __init__(self, backend: OnnxBackend, n_seq: int, ignore_eos: bool = False) -> None:
+    def __init__(self, backend: OnnxModel, n_seq: int, ignore_eos: bool = False) -> None:
         self.b, self.n_seq, self.ignore_eos = backend, n_seq, ignore_eos
         self.session = backend.session
         self.pasts: list[str] = backend.io["pasts"]
@@ -193,7 +217,6 @@ def check_rows_fit(jobs: list[BatchJob], n_seq: int, ctx: int, max_positions: in
     """KV cells `n_seq` rows of these jobs take (each as long as the longest request, since
     any row may get it); a `UsageError` naming the fix when they exceed `ctx` or a request
     exceeds the export's positions."""
-    from edgeprof.backends.llama_batch import kv_cells_needed
 
     cells = kv_cells_needed(jobs, n_seq)
     longest = cells // max(n_seq, 1)

@@ -37,6 +37,8 @@ from edgeprof.backends.base import (
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import GGUF_MAGIC, resolve_model
 
+FLOAT16 = 10  # onnx.TensorProto.FLOAT16, the KV tensors' element type in fp16 exports
+
 log = logging.getLogger("edgeprof")
 
 
@@ -197,6 +199,7 @@ class OnnxBackend(Backend):
         import onnxruntime as ort
 
         from edgeprof.backends import ort_providers as eps
+
         available = list(ort.get_available_providers())
         weights = self.config.get("weights")  # None: not an edgeprof export, ops unknown
         given = self.settings.providers
@@ -223,6 +226,7 @@ class OnnxBackend(Backend):
         self, ort: Any, requested: list[str], notes: list[str], by: str
     ) -> dict[str, Any]:
         from edgeprof.backends import ort_providers as eps
+
         used = list(self._session.get_providers())
         missing = eps.not_started(requested, used)
         if missing and by == "setting":
@@ -282,7 +286,7 @@ class OnnxBackend(Backend):
         extra_eos = eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else []
         self._eog = frozenset(int(t) for t in [*eog, *extra_eos])
         self.kv_heads, self.head_dim = self._kv_dims()
-        self.kv_dtype = np.float16 if self.io["elem_type"] == 10 else np.float32
+        self.kv_dtype = np.float16 if self.io["elem_type"] == FLOAT16 else np.float32
         out = self._session.get_outputs()
         self.n_vocab = int(out[[o.name for o in out].index("logits")].shape[-1])
         source = self.config.get("source", {})
@@ -432,21 +436,21 @@ class OnnxBackend(Backend):
     def check_concurrency(self, requests: Sequence[Request], concurrency: int) -> dict[str, Any]:
         """The KV cache `concurrency` rows of these requests take, against `ctx` (a budget the
         rows share, as on llama.cpp) and the export's positions; from the vocabulary alone."""
-        from edgeprof.backends.llama_batch import batch_jobs
+        from edgeprof.backends.batching import batch_jobs
         from edgeprof.backends.onnx_batch import check_rows_fit, kv_bytes_per_token
 
         self._check_batchable()
         jobs = batch_jobs(self.tokenizer_path, requests)
         cells = check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
         heads, head_dim = self._kv_dims()
-        itemsize = 2 if self.io["elem_type"] == 10 else 4  # float16, else float32
+        itemsize = 2 if self.io["elem_type"] == FLOAT16 else 4
         per_token = kv_bytes_per_token(len(self.io["pasts"]), heads, head_dim, itemsize)
         # allocated as needed (the longest request per row), not `ctx`
         return {"kv_cache": {"sequences": concurrency, "cells": cells, "cells_needed": cells,
                              "bytes": per_token * cells}}  # fmt: skip
 
     def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
-        from edgeprof.backends.llama_batch import BatchJob
+        from edgeprof.backends.batching import BatchJob
         from edgeprof.backends.onnx_batch import OnnxBatchDecoder, check_rows_fit
         from edgeprof.models.tokens import prompt_tokens
 

@@ -6,8 +6,9 @@ while text arrives in chunks that may hold several tokens. The backend keeps eac
 arrival time, and once the total N is known, `split_tokens` shares N among the k chunks in
 proportion to an estimate of each chunk's size (largest remainder, at least one token per chunk
 while N >= k), so the counts sum to N exactly. A `TokenEvent` with `n_tokens=j` then tells the
-metrics that j tokens arrived together: `edgeprof.analysis.metrics.token_times_ns` spreads the gap since
-the previous event evenly over them (the first event's tokens all count at its own time).
+metrics that j tokens arrived together: `edgeprof.analysis.metrics.token_times_ns` spreads
+the gap since the previous event evenly over them (the first event's tokens all count at its
+own time).
 When N < k (a chunk held half a character, say), chunks left without a token are merged into
 the previous event, so that no event claims zero tokens.
 """

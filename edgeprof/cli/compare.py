@@ -95,8 +95,8 @@ def compare_command(
     from edgeprof.decision.compare import compare, to_dict
     from edgeprof.decision.economics import DeviceCosts
     from edgeprof.errors import ProfileDBError, UsageError
-    from edgeprof.report.plots import plot_costs
     from edgeprof.quality.floor import QualityFloor
+    from edgeprof.report.plots import plot_costs
     from edgeprof.store.db import Store, default_db_path
 
     path = db or default_db_path()
@@ -159,8 +159,8 @@ def _deployment(value: str) -> Deployment:
 
 def _render(c: Comparison) -> None:
     from edgeprof.analysis.comparability import comparability_notes
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize
+    from edgeprof.store.db import Store
 
     render_tables(c)
     # The device targets' runs, read again: Comparison keeps figures, not what each ran with.

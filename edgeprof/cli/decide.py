@@ -19,6 +19,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.decision.verdict import SIDES
 from edgeprof.report.formatting import format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
@@ -214,8 +215,8 @@ def _comparability(decision: Decision) -> list[str]:
     """What differs between the device runs the verdict sets side by side (threads, build,
     provider, offload), as `report` and `compare` say it."""
     from edgeprof.analysis.comparability import comparability_notes
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize
+    from edgeprof.store.db import Store
 
     ids = [d.run_id for d in decision.comparison.devices]
     if len(ids) < 2:
@@ -261,23 +262,23 @@ def _targets_table(decision: Decision) -> Table:
     for col in (cost_head, "TTFT p50", "TTFT p99", "answer p50", "tok/s"):
         table.add_column(col, justify="right", no_wrap=True)
     seen: set[str] = set()
-    for side in ("device", "cloud"):
+    for side in SIDES:
         for row in decision.rows:
-            key = row[side]
-            if key in seen:
+            f = row.side(side)
+            if f.key in seen:
                 continue
-            seen.add(key)
+            seen.add(f.key)
             if side == "device" and user:
-                cost = f"{row['device_energy_net_j_per_request']:,.3g}"
+                cost = f"{row.device_energy_net_j_per_request:,.3g}"
             else:
-                cost = format_usd(row[f"{side}_cost_per_day_usd"])
+                cost = format_usd(f.cost_per_day_usd)
             table.add_row(
-                f"{side}: {names.get(key, key)}",
+                f"{side}: {names.get(f.key, f.key)}",
                 cost,
-                _seconds(row[f"{side}_ttft_p50_s"]),
-                _seconds(row[f"{side}_ttft_p99_s"]),
-                _seconds(row[f"{side}_e2e_p50_s"]),
-                "–" if row[f"{side}_decode_tps"] is None else f"{row[f'{side}_decode_tps']:,.0f}",
+                _seconds(f.ttft_p50_s),
+                _seconds(f.ttft_p99_s),
+                _seconds(f.e2e_p50_s),
+                "–" if f.decode_tps is None else f"{f.decode_tps:,.0f}",
             )
     return table
 
@@ -294,15 +295,15 @@ def _pairs_table(decision: Decision) -> Table:
     for col in ("break-even", "payback mo", "capacity", "devices"):
         table.add_column(col, justify="right", no_wrap=True)
     for row in decision.rows:
-        be, status = row["break_even_requests_per_day"], row["break_even_status"]
-        pb = row["payback_months"]
+        be, status = row.break_even_requests_per_day, row.break_even_status
+        pb = row.payback_months
         table.add_row(
-            names.get(row["device"], row["device"]),
-            names.get(row["cloud"], row["cloud"]),
+            names.get(row.device, row.device),
+            names.get(row.cloud, row.cloud),
             "none" if be is None else format_count(be) + ("" if status == "ok" else " ✗"),
             "–" if pb is None else f"{pb:,.1f}",
-            format_count(row["device_capacity_requests_per_day"]),
-            str(row["devices_needed"]),
+            format_count(row.device_capacity_requests_per_day),
+            str(row.devices_needed),
         )
     return table
 

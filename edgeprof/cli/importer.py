@@ -38,8 +38,8 @@ def import_command(
 ) -> None:
     """Import llama-bench results as runs of their own (backend llama-bench): its pp and tg
     speeds per repetition, with its definitions; no TTFT, no energy."""
-    from edgeprof.store.llama_bench import import_llama_bench
     from edgeprof.models.files import resolve_model
+    from edgeprof.store.llama_bench import import_llama_bench
 
     models = [resolve_model(m) for m in model or []]
     result = import_llama_bench(file, db, models=models, device_label=device_label, here=here)

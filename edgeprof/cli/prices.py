@@ -25,8 +25,8 @@ def prices_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List models with input/output/cached-input USD per 1M tokens (from genai-prices)."""
-    from edgeprof.errors import UsageError
     from edgeprof.decision.prices import search_prices
+    from edgeprof.errors import UsageError
 
     when = None
     if date:

@@ -1,4 +1,5 @@
-"""The runs table in the terminal (rich); how each figure looks is `edgeprof.report.formatting`'s."""
+"""The runs table in the terminal (rich); how each figure looks is
+`edgeprof.report.formatting`'s."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 
 from rich.table import Table
 
+from edgeprof.analysis.summary import RunSummary, gpu_mem
 from edgeprof.report.formatting import (
     DASH,
     j_per_token,
@@ -16,7 +18,6 @@ from edgeprof.report.formatting import (
     usd_exact,
     with_interval,
 )
-from edgeprof.analysis.summary import RunSummary, gpu_mem
 
 COLUMNS: list[tuple[str, Callable[[RunSummary], str]]] = [
     ("run", lambda s: s.run_id[-8:]),
@@ -140,8 +141,8 @@ def run_notes(summaries: list[RunSummary]) -> list[str]:
 
 
 def pooled_tables(report: object) -> list[Table]:
-    """`report --by device`: one table per comparable group (an `edgeprof.analysis.pooled.PooledReport`),
-    one row per device, the fastest decode first."""
+    """`report --by device`: one table per comparable group (an
+    `edgeprof.analysis.pooled.PooledReport`), one row per device, the fastest decode first."""
     from edgeprof.analysis.pooled import PooledReport
 
     assert isinstance(report, PooledReport)

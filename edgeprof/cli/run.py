@@ -126,12 +126,12 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Profile a model on this device (or a cloud endpoint) into the profile database."""
+    from edgeprof.analysis.summary import summarize_run
     from edgeprof.backends import backend_class
     from edgeprof.backends.settings import settings_from_strings
     from edgeprof.errors import UsageError
     from edgeprof.measure.runner import RunConfig
     from edgeprof.store import open_store
-    from edgeprof.analysis.summary import summarize_run
 
     settings: dict[str, Any] = settings_from_strings(
         backend_class(backend).Settings, set_ or [], owner=f"the {backend} backend"

@@ -6,8 +6,8 @@
    the database that measured the same thing (`edgeprof.decision.reuse`) stands in for a new one.
 3. Price the cloud targets at the token counts measured on the user's prompts; profile an
    endpoint live when one is given, so that its latency is measured too.
-4. Compare (`edgeprof.decision.compare`) in the chosen deployment, and say what wins in one paragraph
-   (`edgeprof.decision.verdict`), naming what was measured, estimated and assumed.
+4. Compare (`edgeprof.decision.compare`) in the chosen deployment, and say what wins in one
+   paragraph (`edgeprof.decision.verdict`), naming what was measured, estimated and assumed.
 
 Every input the comparator uses is a `Figure` with its provenance and source: a flag, a
 preset (with its source and date), or a default named here.
@@ -15,100 +15,26 @@ preset (with its source and date), or a default named here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from edgeprof.decision.compare import Comparison, Figure, compare
-from edgeprof.decision.economics import DEPLOYMENTS, Deployment, DeviceCosts
-from edgeprof.errors import UsageError
-from edgeprof.quality.floor import QualityFloor
-
-# Low-cost and mid-tier catalog models, priced from genai-prices when no --cloud is given.
-DEFAULT_CLOUDS = (
-    "openai:gpt-5-nano",
-    "google:gemini-2.5-flash-lite",
-    "openai:gpt-5-mini",
-    "anthropic:claude-haiku-4-5",
+from edgeprof.decision.config import (
+    DEFAULT_CLOUDS,
+    DEFAULT_ELECTRICITY_USD_PER_KWH,
+    DEFAULT_LIFETIME_YEARS,
+    DEFAULT_UTILIZATION,
+    ELECTRICITY_SOURCE,
+    DecideConfig,
+    StepEvent,
+    StepFn,
+    TargetRun,
 )
-# Roughly the US residential average in 2025 (EIA Electric Power Monthly, ~17 ¢/kWh).
-DEFAULT_ELECTRICITY_USD_PER_KWH = 0.17
-ELECTRICITY_SOURCE = "default: about the 2025 US residential average (EIA); set --electricity"
-DEFAULT_LIFETIME_YEARS = 3.0
-DEFAULT_UTILIZATION = 1.0
-
-StepState = Literal["start", "progress", "done", "reused", "skipped"]
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    """What `decide` is doing, for a progress display."""
-
-    step: str  # "probe", "llamacpp", "convert", "onnx", "cloud:<name>", "compare"
-    state: StepState
-    done: int = 0
-    total: int = 0
-    detail: str = ""
-    run_id: str | None = None
-
-
-StepFn = Callable[[StepEvent], None]
-
-
-@dataclass
-class DecideConfig:
-    """Everything `decide` takes. None means "not given": a default or a preset fills it, and
-    the figure's source says which."""
-
-    requests_per_day: float
-    model: str | None = None
-    prompts: str | None = None
-    deployment: str = "dedicated"
-    device: str | None = None  # a preset id (edgeprof devices)
-    device_price_usd: float | None = None
-    lifetime_years: float | None = None
-    electricity_usd_per_kwh: float | None = None
-    utilization: float | None = None
-    input_tokens: float | None = None  # per request; None: the mean the device runs measured
-    output_tokens: float | None = None
-    owned_devices: int = 1
-    battery_wh: float | None = None
-    clouds: Sequence[str] = ()
-    price_in_usd_per_m: float | None = None
-    price_out_usd_per_m: float | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    max_ttft_s: float | None = None
-    floor: QualityFloor = field(default_factory=QualityFloor)
-    shared_prefix_tokens: float = 0.0  # cached on both sides (see compare())
-    cache_device: bool = True
-    cache_cloud: bool = True
-    onnx: bool = True
-    fresh: bool = False
-    db: Path | None = None
-    max_tokens: int = 128
-    repetitions: int = 3
-    warmup: int = 1
-    threads: int | None = None
-    ctx: int = 4096  # per request: a batch of N gets N × ctx
-    # llama.cpp profiled at each level (requests decoded together): a throughput curve, from
-    # which the comparator takes the capacity that meets max_ttft_s
-    concurrency: tuple[int, ...] = (1,)
-    sensors: list[str] | None = None
-    tdp_w: float | None = None
-    idle_seconds: float = 3.0
-
-
-@dataclass(frozen=True)
-class TargetRun:
-    """One profiled target and the run that holds its figures."""
-
-    target: str  # "llama.cpp", "ONNX Runtime int4", "cloud openai:gpt-4o-mini"
-    backend: str
-    run_id: str
-    reused: bool
-    description: str
+from edgeprof.decision.economics import DEPLOYMENTS, Deployment, DeviceCosts
+from edgeprof.decision.verdict import DecisionRow, decision_rows, verdict_paragraph
+from edgeprof.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -119,7 +45,7 @@ class Decision:
     comparison: Comparison
     runs: tuple[TargetRun, ...]
     inputs: tuple[Figure, ...]  # every input, with provenance and source
-    rows: tuple[dict[str, Any], ...]  # one per device × cloud pair
+    rows: tuple[DecisionRow, ...]  # one per device × cloud pair
     notes: tuple[str, ...] = field(default=())
     device: dict[str, Any] = field(default_factory=dict)
 
@@ -253,15 +179,14 @@ def _run_inputs(config: DecideConfig, clouds: Sequence[str]) -> list[Figure]:
 def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     """Profile (or reuse), price and compare; returns the decision. Raises EdgeprofError on
     bad input before any profiling; KeyboardInterrupt keeps every finished run."""
-    from edgeprof.store.db import Store, default_db_path
     from edgeprof.decision.targets import Probe, profile_clouds, profile_devices
-    from edgeprof.decision.verdict import decision_rows, verdict_paragraph
+    from edgeprof.store.db import Store, default_db_path
 
     step = on_step or (lambda _e: None)
     _check(config)
     clouds = list(config.clouds) or list(DEFAULT_CLOUDS)
     step(StepEvent("probe", "start"))
-    probe = Probe.this_device(config)
+    probe = Probe.this_device(config.tdp_w, config.device)
     costs, cost_figures = cost_inputs(config, probe.preset, probe.battery)
     step(StepEvent("probe", "done", detail=probe.summary()))
     db_path = Path(config.db or default_db_path())
@@ -329,6 +254,7 @@ def _check(config: DecideConfig) -> None:
     if config.api_key_env and not config.base_url:
         raise UsageError("`api_key_env` goes with `base_url`: the endpoint to profile live")
     from edgeprof.decision import prices
+
     priced_by_user = config.base_url and config.price_in_usd_per_m is not None
     for ref in [] if priced_by_user else config.clouds:
         prices.lookup_price(ref)  # an unknown model fails now, not after minutes of profiling

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeprof.decision.compare import Figure
+from edgeprof.decision.config import DecideConfig, StepEvent, StepFn, StepState, TargetRun
 from edgeprof.errors import EdgeprofError
+from edgeprof.measure.options import MeasureOptions
 
 if TYPE_CHECKING:
-    from edgeprof.decision.orchestrate import DecideConfig, StepFn, TargetRun
     from edgeprof.measure.runner import RunConfig
     from edgeprof.store.db import Store
 
@@ -37,19 +38,21 @@ class Probe:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def this_device(cls, config: DecideConfig) -> Probe:
+    def this_device(cls, tdp_w: float | None = None, preset: str | None = None) -> Probe:
+        """Probe this machine; `tdp_w` is the user's TDP for the estimator, `preset` a
+        device preset id to price the device with (checked against what is found here)."""
         from edgeprof.measure.device import fingerprint
         from edgeprof.samplers import FALLBACK_SOURCE, SensorEnv, probe_all
         from edgeprof.samplers.battery import battery_capacity
 
-        env = SensorEnv.from_environ(tdp_w=config.tdp_w)
+        env = SensorEnv.from_environ(tdp_w=tdp_w)
         device = fingerprint(env.sys_root)
         sensors = [p.sensor for p in probe_all(env) if p.available and p.source != FALLBACK_SOURCE]
         probe = cls(device, sensors, battery=battery_capacity(env))
-        if config.tdp_w is not None:
-            probe.tdp_w, probe.tdp_source = config.tdp_w, "--tdp-w"
-        if config.device:
-            probe._apply_preset(config.device)
+        if tdp_w is not None:
+            probe.tdp_w, probe.tdp_source = tdp_w, "--tdp-w"
+        if preset:
+            probe._apply_preset(preset)
         return probe
 
     def _apply_preset(self, preset_id: str) -> None:
@@ -124,18 +127,20 @@ def profile_devices(
 ) -> list[TargetRun]:
     """llama.cpp on the GGUF, and ONNX Runtime on its int4 export unless `onnx` is off or the
     export cannot be made (then a note says why)."""
-    from edgeprof.models.files import resolve_model, sha256_file
     from edgeprof.measure.workload import load_suite, suite_sha256
+    from edgeprof.models.files import resolve_model, sha256_file
+    from edgeprof.models.gguf_header import file_quant
 
     gguf = resolve_model(config.model)
     suite = suite_sha256(load_suite(config.prompts))
     sha = sha256_file(gguf)
+    quant = file_quant(gguf)
     runs = [
-        _target(
+        profile_or_reuse(
+            TargetSpec(LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
+                       config.model, sha, quant, suite, concurrency=n),
             # each sequence of a batch gets the context one request alone has
-            replace(config, ctx=config.ctx * n), probe, db_path, step,
-            LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
-            config.model, (sha, _gguf_quant(gguf), suite), concurrency=n,
+            replace(config, ctx=config.ctx * n), probe, db_path, step, fresh=config.fresh,
         )
         for n in config.concurrency
     ]  # fmt: skip
@@ -145,33 +150,16 @@ def profile_devices(
     if export is None:
         return runs
     try:
-        runs.append(
-            _target(
-                config, probe, db_path, step, ONNX_TARGET, "onnx", str(export),
-                (sha, ONNX_WEIGHTS, suite),
-            )
-        )  # fmt: skip
+        spec = TargetSpec(ONNX_TARGET, "onnx", str(export), sha, ONNX_WEIGHTS, suite)
+        runs.append(profile_or_reuse(spec, config, probe, db_path, step, fresh=config.fresh))
     except EdgeprofError as e:  # the export loads but will not run here: llama.cpp still does
         notes.append(f"{ONNX_TARGET} skipped: {e}")
         step(_event(ONNX_TARGET, "skipped", detail=str(e)))
     return runs
 
 
-def _event(step: str, state: Any, **kw: Any) -> Any:
-    from edgeprof.decision.orchestrate import StepEvent
-
+def _event(step: str, state: StepState, **kw: Any) -> StepEvent:
     return StepEvent(step, state, **kw)
-
-
-def _gguf_quant(gguf: Path) -> str | None:
-    """The quantization llama.cpp will report for this file (`general.file_type`)."""
-    from edgeprof.backends.llamacpp import FILE_TYPES
-    from edgeprof.models.gguf_header import read_gguf_header
-
-    file_type = read_gguf_header(gguf).metadata.get("general.file_type")
-    if file_type is None:
-        return None
-    return FILE_TYPES.get(int(file_type), f"ftype {file_type}")
 
 
 def _export(gguf: Path, config: DecideConfig, step: StepFn, notes: list[str]) -> Path | None:
@@ -196,60 +184,68 @@ def _export(gguf: Path, config: DecideConfig, step: StepFn, notes: list[str]) ->
     return Path(export.onnx_path)
 
 
-def _target(
-    config: DecideConfig,
+@dataclass(frozen=True)
+class TargetSpec:
+    """One target to profile: its display name, backend and model, and what identifies the
+    measurement for reuse (model file sha256, quantization, prompt-suite hash)."""
+
+    name: str
+    backend: str
+    model: str | None
+    model_sha256: str
+    quant: str | None
+    suite_sha256: str
+    concurrency: int = 1
+
+
+def profile_or_reuse(
+    spec: TargetSpec,
+    options: MeasureOptions,
     probe: Probe,
     db_path: Path,
     step: StepFn,
-    name: str,
-    backend: str,
-    model: str | None,
-    identity: tuple[str, str | None, str],
-    concurrency: int = 1,
+    *,
+    fresh: bool = False,
 ) -> TargetRun:
-    """A matching earlier run, or a new one."""
-    from edgeprof.decision.orchestrate import TargetRun
+    """A run in the database that measured the same thing (`edgeprof.decision.reuse`), or a
+    new one measured with `options` (what `decide` and `sweep` both do for each target)."""
     from edgeprof.decision.reuse import RunKey, describe_reuse, reusable_run, settings_key
     from edgeprof.store.db import Store
 
-    sha, quant, suite = identity
     key = RunKey(
         device_id=str(probe.device["id"]),
-        backend=backend,
-        model_sha256=sha,
-        quant=quant,
+        backend=spec.backend,
+        model_sha256=spec.model_sha256,
+        quant=spec.quant,
         # as the backends resolve it: every logical CPU unless told
-        threads=config.threads or max(1, os.cpu_count() or 1),
-        max_tokens=config.max_tokens,
-        suite_sha256=suite,
+        threads=options.threads or max(1, os.cpu_count() or 1),
+        max_tokens=options.max_tokens,
+        suite_sha256=spec.suite_sha256,
         # decide runs each backend with its default settings; a run with others (a GPU offload,
         # another batch size) or another context size measured something else
-        settings=(*settings_key(backend), ("ctx", json.dumps(config.ctx))),
-        concurrency=concurrency,
+        settings=(*settings_key(spec.backend), ("ctx", json.dumps(options.ctx))),
+        concurrency=spec.concurrency,
     )
-    if not config.fresh and db_path.exists():
+    if not fresh and db_path.exists():
         with Store(db_path) as store:
             found = reusable_run(store, key)
             if found is not None:
                 words = describe_reuse(store, found)
-                step(_event(name, "reused", detail=words, run_id=found))
-                return TargetRun(name, backend, found, True, words)
-    run = replace(_run_config(config, probe, backend, model, db_path), concurrency=concurrency)
-    run_id = _profile(run, name, step)
-    return TargetRun(name, backend, run_id, False, f"new run {run_id}")
+                step(_event(spec.name, "reused", detail=words, run_id=found))
+                return TargetRun(spec.name, spec.backend, found, True, words)
+    run = _run_config(options, probe, spec, db_path)
+    run_id = _profile(run, spec.name, step)
+    return TargetRun(spec.name, spec.backend, run_id, False, f"new run {run_id}")
 
 
 def _run_config(
-    config: DecideConfig, probe: Probe, backend: str, model: str | None, db_path: Path
+    options: MeasureOptions, probe: Probe, spec: TargetSpec, db_path: Path
 ) -> RunConfig:
     from edgeprof.measure.runner import RunConfig
 
-    return RunConfig(
-        backend=backend, model=model, prompts=config.prompts, repetitions=config.repetitions,
-        warmup=config.warmup, max_tokens=config.max_tokens, threads=config.threads,
-        ctx=config.ctx, db=db_path, label="decide", tdp_w=probe.tdp_w, sensors=config.sensors,
-        idle_seconds=config.idle_seconds,
-    )  # fmt: skip
+    measure = {**options.measure_options(), "tdp_w": probe.tdp_w}
+    return RunConfig(backend=spec.backend, model=spec.model, db=db_path, label="decide",
+                     concurrency=spec.concurrency, **measure)  # fmt: skip
 
 
 def _profile(run: RunConfig, name: str, step: StepFn) -> str:
@@ -277,7 +273,6 @@ def profile_clouds(
 ) -> list[TargetRun]:
     """Each cloud model at the endpoint the user gave, on the same prompts: latency measured,
     not assumed. Never reused: a network's latency is a fact of the hour it was measured."""
-    from edgeprof.decision.orchestrate import TargetRun
     from edgeprof.measure.runner import RunConfig
 
     runs = []

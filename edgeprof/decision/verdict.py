@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgeprof.report.formatting import format_count, format_usd
 
@@ -15,7 +15,7 @@ CLOSE_CALL = 0.05
 
 if TYPE_CHECKING:
     from edgeprof.decision.compare import Comparison, DeviceTarget, Latency
-    from edgeprof.decision.orchestrate import TargetRun
+    from edgeprof.decision.config import TargetRun
     from edgeprof.decision.economics import BreakEven
 
 
@@ -27,7 +27,86 @@ def _meets(latency: Latency | None, max_ttft_s: float | None) -> bool | None:
     return latency.ttft_p99_s <= max_ttft_s
 
 
-def _latency_cells(prefix: str, latency: Latency | None) -> dict[str, Any]:
+Side = Literal["device", "cloud"]
+SIDES: tuple[Side, ...] = ("device", "cloud")
+
+
+@dataclass(frozen=True)
+class SideFigures:
+    """One side of a decision row (the device target or the cloud), read by name."""
+
+    key: str  # the target as the comparison names it
+    cost_per_day_usd: float
+    meets_max_ttft: bool | None
+    latency: str  # "measured" | "not measured"
+    ttft_p50_s: float | None
+    ttft_p99_s: float | None
+    e2e_p50_s: float | None
+    decode_tps: float | None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """Every figure a verdict rests on for one device × cloud pair. `asdict` gives decide's
+    `--json` rows; the field names are those keys."""
+
+    device: str
+    cloud: str
+    deployment: str
+    requests_per_day: float
+    break_even_requests_per_day: float | None
+    break_even_status: str
+    payback_months: float | None
+    device_capacity_requests_per_day: float
+    devices_needed: int
+    devices_bought: int
+    device_cost_per_day_usd: float
+    # the device's $/day at the ends of its measured speeds' 95 % intervals
+    device_cost_per_day_ci_usd: tuple[float, float] | None
+    cloud_cost_per_day_usd: float
+    saving_usd_per_day: float
+    device_cost_per_request_usd: float
+    cloud_cost_per_request_usd: float
+    device_latency: str
+    device_ttft_p50_s: float | None
+    device_ttft_p99_s: float | None
+    device_e2e_p50_s: float | None
+    device_decode_tps: float | None
+    device_peak_rss_bytes: float | None
+    device_quality: str
+    device_kld_mean: float | None
+    device_delta_ppl_pct: float | None
+    device_top1_agreement: float | None
+    device_quality_reference: str | None
+    device_quality_text: str | None
+    cloud_latency: str
+    cloud_ttft_p50_s: float | None
+    cloud_ttft_p99_s: float | None
+    cloud_e2e_p50_s: float | None
+    cloud_decode_tps: float | None
+    device_meets_max_ttft: bool | None
+    cloud_meets_max_ttft: bool | None
+    device_energy_net_j_per_request: float | None
+    user_energy_cost_per_request_usd: float | None
+    user_battery_pct_per_100_requests: float | None
+    cheaper: Side
+    verdict: str
+
+    def side(self, side: Side) -> SideFigures:
+        if side == "device":
+            return SideFigures(
+                self.device, self.device_cost_per_day_usd, self.device_meets_max_ttft,
+                self.device_latency, self.device_ttft_p50_s, self.device_ttft_p99_s,
+                self.device_e2e_p50_s, self.device_decode_tps,
+            )  # fmt: skip
+        return SideFigures(
+            self.cloud, self.cloud_cost_per_day_usd, self.cloud_meets_max_ttft,
+            self.cloud_latency, self.cloud_ttft_p50_s, self.cloud_ttft_p99_s,
+            self.cloud_e2e_p50_s, self.cloud_decode_tps,
+        )  # fmt: skip
+
+
+def _latency_cells(prefix: Side, latency: Latency | None) -> dict[str, Any]:
     lat = latency
     return {
         f"{prefix}_latency": "measured" if lat is not None else "not measured",
@@ -50,7 +129,7 @@ def _quality_cells(c: Comparison, d: DeviceTarget) -> dict[str, Any]:
     }
 
 
-def decision_rows(c: Comparison, max_ttft_s: float | None = None) -> list[dict[str, Any]]:
+def decision_rows(c: Comparison, max_ttft_s: float | None = None) -> list[DecisionRow]:
     """Every figure a verdict rests on, one row per device × cloud pair."""
     devices = {d.name: d for d in c.devices}
     clouds = {t.name: t for t in c.clouds}
@@ -58,36 +137,35 @@ def decision_rows(c: Comparison, max_ttft_s: float | None = None) -> list[dict[s
     for p in c.pairs:
         r, d, t = p.result, devices[p.device], clouds[p.cloud]
         rows.append(
-            {
-                "device": p.device,
-                "cloud": p.cloud,
-                "deployment": r.deployment,
-                "requests_per_day": r.requests_per_day,
-                "break_even_requests_per_day": r.break_even_requests_per_day,
-                "break_even_status": r.break_even_status,
-                "payback_months": r.payback_months,
-                "device_capacity_requests_per_day": r.device_capacity_requests_per_day,
-                "devices_needed": r.devices_needed,
-                "devices_bought": r.devices_bought,
-                "device_cost_per_day_usd": r.device_cost_per_day_usd,
-                # the device's $/day at the ends of its measured speeds' 95 % intervals
-                "device_cost_per_day_ci_usd": p.device_cost_per_day_ci_usd,
-                "cloud_cost_per_day_usd": r.cloud_cost_per_day_usd,
-                "saving_usd_per_day": r.saving_usd_per_day,
-                "device_cost_per_request_usd": r.device_cost_per_request_usd,
-                "cloud_cost_per_request_usd": r.cloud_cost_per_request_usd,
+            DecisionRow(
+                device=p.device,
+                cloud=p.cloud,
+                deployment=r.deployment,
+                requests_per_day=r.requests_per_day,
+                break_even_requests_per_day=r.break_even_requests_per_day,
+                break_even_status=r.break_even_status,
+                payback_months=r.payback_months,
+                device_capacity_requests_per_day=r.device_capacity_requests_per_day,
+                devices_needed=r.devices_needed,
+                devices_bought=r.devices_bought,
+                device_cost_per_day_usd=r.device_cost_per_day_usd,
+                device_cost_per_day_ci_usd=p.device_cost_per_day_ci_usd,
+                cloud_cost_per_day_usd=r.cloud_cost_per_day_usd,
+                saving_usd_per_day=r.saving_usd_per_day,
+                device_cost_per_request_usd=r.device_cost_per_request_usd,
+                cloud_cost_per_request_usd=r.cloud_cost_per_request_usd,
                 **_latency_cells("device", d.latency),
-                "device_peak_rss_bytes": d.latency.peak_rss_bytes if d.latency else None,
+                device_peak_rss_bytes=d.latency.peak_rss_bytes if d.latency else None,
                 **_quality_cells(c, d),
                 **_latency_cells("cloud", t.latency),
-                "device_meets_max_ttft": _meets(d.latency, max_ttft_s),
-                "cloud_meets_max_ttft": _meets(t.latency, max_ttft_s),
-                "device_energy_net_j_per_request": r.device_energy_net_j_per_request,
-                "user_energy_cost_per_request_usd": r.user_energy_cost_per_request_usd,
-                "user_battery_pct_per_100_requests": r.user_battery_pct_per_100_requests,
-                "cheaper": "device" if r.saving_usd_per_day > 0 else "cloud",
-                "verdict": r.verdict,
-            }
+                device_meets_max_ttft=_meets(d.latency, max_ttft_s),
+                cloud_meets_max_ttft=_meets(t.latency, max_ttft_s),
+                device_energy_net_j_per_request=r.device_energy_net_j_per_request,
+                user_energy_cost_per_request_usd=r.user_energy_cost_per_request_usd,
+                user_battery_pct_per_100_requests=r.user_battery_pct_per_100_requests,
+                cheaper="device" if r.saving_usd_per_day > 0 else "cloud",
+                verdict=r.verdict,
+            )
         )
     return rows
 
@@ -101,7 +179,7 @@ class _Option:
 
     name: str  # as the paragraph says it
     key: str  # as the comparison names it
-    side: str  # "device" | "cloud"
+    side: Side
     cost_per_day_usd: float
     meets: bool | None
     # (low, high) $/day over the 95 % intervals of what was measured; None: no interval
@@ -117,25 +195,21 @@ class _Option:
         return a[0] <= b[1] and b[0] <= a[1]
 
 
-def _options(c: Comparison, rows: Sequence[dict[str, Any]], names: dict[str, str]) -> list[_Option]:
+def _options(c: Comparison, rows: Sequence[DecisionRow], names: dict[str, str]) -> list[_Option]:
     seen: dict[str, _Option] = {}
     for row in rows:
-        for side in ("device", "cloud"):
-            key = row[side]
-            if key not in seen:
-                ci = row["device_cost_per_day_ci_usd"] if side == "device" else None
-                seen[key] = _Option(
-                    names.get(key, key),
-                    key,
-                    side,
-                    row[f"{side}_cost_per_day_usd"],
-                    row[f"{side}_meets_max_ttft"],
-                    tuple(ci) if ci else None,
-                )
+        for side in SIDES:
+            f = row.side(side)
+            if f.key not in seen:
+                ci = row.device_cost_per_day_ci_usd if side == "device" else None
+                seen[f.key] = _Option(
+                    names.get(f.key, f.key), f.key, side, f.cost_per_day_usd, f.meets_max_ttft,
+                    (ci[0], ci[1]) if ci else None,
+                )  # fmt: skip
     return list(seen.values())
 
 
-def _cheapest(options: Sequence[_Option], side: str | None = None) -> _Option | None:
+def _cheapest(options: Sequence[_Option], side: Side | None = None) -> _Option | None:
     ok = [o for o in options if o.meets is not False and (side is None or o.side == side)]
     return min(ok, key=lambda o: (o.cost_per_day_usd, o.side != "device"), default=None)
 
@@ -152,7 +226,7 @@ def target_names(c: Comparison, runs: Sequence[TargetRun]) -> dict[str, str]:
 
 def verdict_paragraph(
     c: Comparison,
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[DecisionRow],
     *,
     runs: Sequence[TargetRun],
     device_name: str,

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeprof.errors import UsageError
 from edgeprof.analysis.metrics import confidence_interval
 from edgeprof.analysis.summary import repetition_figures
+from edgeprof.errors import UsageError
 
 # The figures `--target-ci` narrows: speed, and energy per token where the run has energy.
 TARGET_FIGURES = ("decode_tps", "j_per_output_token")

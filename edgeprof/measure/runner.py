@@ -18,39 +18,33 @@ from pathlib import Path
 from typing import Any
 
 from edgeprof import __version__
+from edgeprof.analysis.energy import net_energy_j, shared_energy_j, window_energy
+from edgeprof.analysis.metrics import request_metrics
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
 from edgeprof.backends.settings import settings_dict
-from edgeprof.measure.device import environment, fingerprint
-from edgeprof.analysis.energy import net_energy_j, shared_energy_j, window_energy
 from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
-from edgeprof.analysis.metrics import request_metrics
-from edgeprof.models.files import sha256_file
+from edgeprof.measure.device import environment, fingerprint
+from edgeprof.measure.options import MeasureOptions
 from edgeprof.measure.passes import Passes, schedule
+from edgeprof.measure.workload import Prompt, load_suite, suite_sha256, with_system_prompt
+from edgeprof.models.files import sha256_file
 from edgeprof.samplers import SensorEnv, discover
 from edgeprof.samplers.base import Sampler, unit_of
 from edgeprof.samplers.recorder import Recorder
 from edgeprof.store.db import Store, default_db_path
 from edgeprof.store.ids import ulid
 from edgeprof.store.liveness import this_process
-from edgeprof.measure.workload import Prompt, load_suite, suite_sha256, with_system_prompt
 
 
-@dataclass
-class RunConfig:
+@dataclass(kw_only=True)
+class RunConfig(MeasureOptions):
+    """One profiling session: a backend and a model measured as `MeasureOptions` say."""
+
     backend: str = "llamacpp"
     model: str | None = None
-    prompts: str | None = None  # a bundled suite name or a .jsonl path
-    repetitions: int = 3
-    warmup: int = 1  # warm-up requests before the measured ones: recorded, not counted
-    max_tokens: int = 128
-    threads: int | None = None
-    ctx: int = 4096
     hz: float = 10.0
     db: Path | None = None
     label: str | None = None
-    tdp_w: float | None = None
-    sensors: list[str] | None = None
-    idle_seconds: float = 3.0
     keep_cache: bool = False
     seed: int = 0
     concurrency: int = 1
@@ -322,8 +316,9 @@ def _insert_run(
                 "idle_seconds": config.idle_seconds,
                 "sensors": config.sensors,
                 "tdp_w": config.tdp_w,
-                # What makes two runs comparable (edgeprof.decision.reuse): the prompts' content, not
-                # the suite's name, and every backend setting, including those params() omits.
+                # What makes two runs comparable (edgeprof.decision.reuse): the prompts'
+                # content, not the suite's name, and every backend setting, including those
+                # params() omits.
                 "suite_sha256": suite_sha256(prompts),
                 **_settings_params(backend),
                 # Governor, nvpmodel mode, AC or battery: they change speed and energy.

@@ -21,6 +21,29 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 _STRING, _ARRAY = 8, 9
 
 
+FILE_TYPE_KEY = "general.file_type"
+
+
+def quant_name(file_type: Any) -> str | None:
+    """llama.cpp's name for a GGUF's `general.file_type` ("Q4_1", "Q4_K_M", "F32"), as
+    `llama_model_ftype_name` writes it; None when the file does not say. The one table of
+    these names is gguf's `LlamaFileType`."""
+    if file_type is None:
+        return None
+    from gguf import LlamaFileType
+
+    try:
+        name = LlamaFileType(int(file_type)).name
+    except (ValueError, TypeError):
+        return f"ftype {file_type}"
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+
+
+def file_quant(path: Path) -> str | None:
+    """The quantization llama.cpp will report for this GGUF."""
+    return quant_name(read_gguf_header(path).metadata.get(FILE_TYPE_KEY))
+
+
 @dataclass(frozen=True)
 class GGUFTensor:
     name: str

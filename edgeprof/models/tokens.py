@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeprof.models.chat import render_chat
 from edgeprof.errors import ModelLoadError
+from edgeprof.models.chat import render_chat
 
 if TYPE_CHECKING:
     from llama_cpp import Llama

@@ -405,9 +405,7 @@ def reference_note(path: Path) -> str:
         ref = data.get("reference") or {}
         if Path(str(ref.get("path", ""))).name == path.name and ref.get("note"):
             return str(ref["note"])
-    from edgeprof.backends.llamacpp import FILE_TYPES
-    from edgeprof.models.gguf_header import read_gguf_header
+    from edgeprof.models.gguf_header import file_quant
 
-    file_type = read_gguf_header(path).metadata.get("general.file_type")
-    name = FILE_TYPES.get(int(file_type)) if file_type is not None else None
+    name = file_quant(path)
     return f"reference: {path.name}" + (f", {name}" if name else "")

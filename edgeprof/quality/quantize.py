@@ -28,6 +28,7 @@ from typing import Any
 
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import MODELS_DIR, check_gguf, sha256_file
+from edgeprof.models.gguf_header import FILE_TYPE_KEY, quant_name
 
 # llama_ftype names (LLAMA_FTYPE_MOSTLY_<NAME>) that quantize well without an importance
 # matrix. IQ1/IQ2/IQ3 and Q2_K_S need one (llama-quantize refuses them without it); TQ and the
@@ -42,7 +43,6 @@ PARTIAL_SUFFIX = ".partial"  # not .gguf: an unfinished file never passes for a 
 # ggml type names: not quantized blocks, and (of those) copied into the F32 file unchanged
 _PLAIN_TYPES = ("F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64")
 _KEPT_TYPES = ("F32", "F64", "I8", "I16", "I32", "I64")
-_FILE_TYPE_KEY = "general.file_type"
 _GGML_LOG_ERROR, _GGML_LOG_CONT = 4, 5  # enum ggml_log_level in ggml.h
 # "name.Q4_1", "name-q4_k_m", "name.F16": the quantization a file name ends in
 _QUANT_SUFFIX = re.compile(r"[._-](?:I?Q\d(?:_[A-Z0-9]+)*|TQ\d_\d|B?F16|F32)$", re.IGNORECASE)
@@ -242,12 +242,11 @@ def _type_name(header: Any) -> str:
     matrix type."""
     from collections import Counter
 
-    from gguf import GGMLQuantizationType, LlamaFileType
+    from gguf import GGMLQuantizationType
 
-    file_type = header.metadata.get(_FILE_TYPE_KEY)
-    with contextlib.suppress(ValueError, TypeError):
-        name = LlamaFileType(int(file_type)).name
-        return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    name = quant_name(header.metadata.get(FILE_TYPE_KEY))
+    if name is not None and not name.startswith("ftype"):
+        return name
     matrices = Counter(t.type_id for t in header.tensors if len(t.shape) > 1)
     if not matrices:
         return "unknown"
@@ -414,11 +413,11 @@ def _copy_metadata(reader: Any, writer: Any) -> None:
         vtype = GGUFValueType(field.types[0])
         sub_type = GGUFValueType(field.types[-1]) if vtype == GGUFValueType.ARRAY else None
         value = field.contents()
-        if field.name == _FILE_TYPE_KEY:
+        if field.name == FILE_TYPE_KEY:
             value = int(LlamaFileType.ALL_F32)
         writer.add_key_value(field.name, value, vtype, sub_type=sub_type)
-    if _FILE_TYPE_KEY not in reader.fields:
-        writer.add_key_value(_FILE_TYPE_KEY, int(LlamaFileType.ALL_F32), GGUFValueType.UINT32)
+    if FILE_TYPE_KEY not in reader.fields:
+        writer.add_key_value(FILE_TYPE_KEY, int(LlamaFileType.ALL_F32), GGUFValueType.UINT32)
 
 
 def _written_type(tensor: Any) -> Any:

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeprof.quality import perplexity as q
 from edgeprof.errors import UsageError
+from edgeprof.quality import perplexity as q
 from edgeprof.store.db import Store
 from edgeprof.store.ids import ulid
 

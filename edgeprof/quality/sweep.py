@@ -14,15 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeprof.decision.orchestrate import DecideConfig, StepEvent, StepFn
+from edgeprof.decision.config import StepEvent, StepFn
 from edgeprof.errors import EdgeprofError, UsageError
+from edgeprof.measure.options import MeasureOptions
 
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
 ONNX_FORMATS = ("int4", "int8", "fp32")
 
 
-@dataclass(frozen=True)
-class SweepConfig:
+@dataclass(kw_only=True)
+class SweepConfig(MeasureOptions):
     model: str | None = None  # a GGUF, a name under models/, or None for the demo
     types: tuple[str, ...] = DEFAULT_TYPES
     onnx: tuple[str, ...] = ("int4",)
@@ -30,16 +31,12 @@ class SweepConfig:
     db: Path | None = None
     text: Path | None = None  # default: the bundled evaluation text
     quality_ctx: int = 512
-    prompts: str | None = None
+    fresh: bool = False
+    # short profiles: a sweep measures many variants
     max_tokens: int = 64
     repetitions: int = 2
-    warmup: int = 1
-    threads: int | None = None
     ctx: int = 2048
     idle_seconds: float = 1.0
-    tdp_w: float | None = None
-    sensors: list[str] | None = None
-    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,27 +212,22 @@ def _profiles(
     variants: list[Variant], config: SweepConfig, db_path: Path, step: StepFn, notes: list[str]
 ) -> list[tuple[Variant, Any]]:
     """One run per variant, reused when the database already holds one that matches."""
-    from edgeprof.models.files import sha256_file
-    from edgeprof.decision.targets import Probe, _gguf_quant, _target
+    from edgeprof.decision.targets import Probe, TargetSpec, profile_or_reuse
     from edgeprof.measure.workload import load_suite, suite_sha256
+    from edgeprof.models.files import sha256_file
+    from edgeprof.models.gguf_header import file_quant
 
-    decide_like = DecideConfig(
-        requests_per_day=1, prompts=config.prompts, max_tokens=config.max_tokens,
-        repetitions=config.repetitions, warmup=config.warmup, threads=config.threads,
-        ctx=config.ctx, idle_seconds=config.idle_seconds, tdp_w=config.tdp_w,
-        sensors=config.sensors, fresh=config.fresh, db=db_path,
-    )  # fmt: skip
-    probe = Probe.this_device(decide_like)
+    probe = Probe.this_device(config.tdp_w)
     suite = suite_sha256(load_suite(config.prompts))
     runs = []
     for v in variants:
         if v.backend == "onnx":
             sha, quant = _onnx_identity(v.path)
         else:
-            sha, quant = sha256_file(v.path), _gguf_quant(v.path)
+            sha, quant = sha256_file(v.path), file_quant(v.path)
+        spec = TargetSpec(v.name, v.backend, str(v.path), sha, quant, suite)
         try:
-            run = _target(decide_like, probe, db_path, step, v.name, v.backend, str(v.path),
-                          (sha, quant, suite))  # fmt: skip
+            run = profile_or_reuse(spec, config, probe, db_path, step, fresh=config.fresh)
         except EdgeprofError as e:
             notes.append(f"{v.name} not profiled: {e}")
             step(StepEvent(v.name, "skipped", detail=str(e)))
@@ -283,8 +275,8 @@ def _rows(
     db_path: Path,
     n_params: int | None,
 ) -> list[SweepRow]:
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize_run
+    from edgeprof.store.db import Store
 
     rows = []
     with Store(db_path) as store:

@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeprof.report import formatting as f
+from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
 from edgeprof.errors import ProfileDBError
+from edgeprof.report import formatting as f
 from edgeprof.report.formatting import DASH
 from edgeprof.store.db import Store
-from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
 EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
@@ -99,8 +99,8 @@ def _quality_chart(
 ) -> str:
     """The sweep's Pareto chart for the runs whose target has a quality score (newest row per
     target, as `compare` uses it); "" when none has."""
-    from edgeprof.report.plots import QualityPoint, quality_figure
     from edgeprof.quality.store import quality_of
+    from edgeprof.report.plots import QualityPoint, quality_figure
 
     points = []
     for run, s in zip(runs, summaries, strict=True):
@@ -422,8 +422,8 @@ def write_html_report(
     headline: str | None = None,
 ) -> Path:
     """Write one self-contained HTML page: runs table, per-device charts, power timelines and,
-    when `compare` is given (an `edgeprof.decision.compare.Comparison` or its `to_dict`), the verdict;
-    `headline` (decide's paragraph) goes on top."""
+    when `compare` is given (an `edgeprof.decision.compare.Comparison` or its `to_dict`), the
+    verdict; `headline` (decide's paragraph) goes on top."""
     out = Path(path)
     text = render_html_report(store, run_ids, compare, headline)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgeprof.analysis.energy import build_series, interpolate, power_points, select_domains
 from edgeprof.errors import ProfileDBError, UsageError
-from edgeprof.report.formatting import format_count
 from edgeprof.power import POWER_METRICS
+from edgeprof.report.formatting import format_count
 from edgeprof.store.db import Store
 
 if TYPE_CHECKING:
@@ -404,8 +404,8 @@ SOAK_MARKS = {"first": ("tab:blue", "first minute"), "last": ("tab:orange", "las
 
 
 def soak_figure(soak: Any) -> Any:
-    """A soak (`edgeprof.analysis.soak.Soak`) over time, one panel each: output tok/s per window (and
-    each request's decode tok/s), power per window, then temperature and CPU clock when
+    """A soak (`edgeprof.analysis.soak.Soak`) over time, one panel each: output tok/s per
+    window (and each request's decode tok/s), power per window, then temperature and CPU clock when
     sampled. Throttle events are red vertical lines across every panel; the first and last
     full windows are shaded; the partial tail window is drawn lighter. Minutes on the x axis
     since the first measured request."""

@@ -460,14 +460,12 @@ def read_llama_bench(path: Path) -> tuple[list[BenchTest], str]:
 
 def model_file(path: Path) -> ModelFile:
     """A GGUF at hand: its sha256, size, the bytes of its tensors and its quantization."""
-    from edgeprof.backends.llamacpp import FILE_TYPES
-    from edgeprof.models.gguf_header import read_gguf_header
     from edgeprof.models.files import check_gguf, sha256_file
+    from edgeprof.models.gguf_header import FILE_TYPE_KEY, quant_name, read_gguf_header
 
     check_gguf(path)
     header = read_gguf_header(path)
-    file_type = header.metadata.get("general.file_type")
-    quant = FILE_TYPES.get(int(file_type), f"ftype {file_type}") if file_type is not None else None
+    quant = quant_name(header.metadata.get(FILE_TYPE_KEY))
     return ModelFile(
         path=path.resolve(),
         sha256=sha256_file(path),
