@@ -13,9 +13,19 @@ import pytest
 
 from edgeprof.models.files import demo_model_path
 from tests.builders import edgeprof_subprocess
+from tests.markers import mark_items
+
+# Installed plugins stay out of the tests (and of the commands they start): one could replace
+# or add a backend and change what a test measures. Tests of the plugin path opt in by name.
+os.environ["EDGEPROF_LOAD_PLUGINS"] = ""
 
 # The cloud fixtures (cloud_server, keyed_server, llama_server) reach every test by name.
 pytest_plugins = ["tests.cloud_fixtures"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the demo model or the server (tests/markers.py)."""
+    mark_items(items)
 
 
 @pytest.fixture(scope="session", autouse=True)

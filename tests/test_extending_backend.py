@@ -41,6 +41,7 @@ def echo_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: edgeprof-echo\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[edgeprof.plugins]\necho = edgeprof_echo\n")
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv(edgeprof.plugins.LOAD_PLUGINS_ENV, "echo")  # the suite loads none else
     monkeypatch.setattr(edgeprof.plugins, "_loaded", False)
     yield
     unregister_backend("echo")

@@ -132,6 +132,7 @@ def test_installed_plugin_registers_through_its_entry_point(
         name="fancy", value="sensor_plugin", group=plugins.ENTRY_POINT_GROUP
     )
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [ep])
+    monkeypatch.setenv(plugins.LOAD_PLUGINS_ENV, "fancy")
     monkeypatch.setattr(plugins, "_loaded", False)
     monkeypatch.setattr(plugins, "failures", {})
     try:

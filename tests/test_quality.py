@@ -195,7 +195,7 @@ def test_ctrl_c_keeps_the_finished_evaluations(
     second.write_bytes(demo_model.read_bytes() + b"")  # same weights, its own file
     seen: list[str] = []
 
-    def interrupt_on_second(done: int, total: int, what: str) -> None:
+    def interrupt_on_second(what: str, done: int, total: int) -> None:
         seen.append(what)
         if what == second.name:
             raise KeyboardInterrupt

@@ -54,7 +54,9 @@ def popen(
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
+    # closing(): a sqlite3 connection's own context manager commits but does not close, and
+    # the polling loops below would leave one open connection per poll
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -229,12 +231,15 @@ def test_merging_a_database_that_a_profile_is_writing(tmp_path: Path) -> None:
     live = tmp_path / "live.db"
     proc = popen(fake_run(live, "L", "--repetitions", "400", "--max-tokens", "32"))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        # The run is still going when merged: it has 400 passes to make. The bound only keeps
+        # a broken run from hanging the suite, and running out of it fails the test.
+        deadline = time.monotonic() + 120
+        n = 0
+        while n < 5 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
             with contextlib.suppress(sqlite3.OperationalError, IndexError):
-                if rows(live, "SELECT count(*) FROM requests")[0][0] >= 5:
-                    break
+                n = rows(live, "SELECT count(*) FROM requests")[0][0]
+        assert n >= 5 and proc.poll() is None, "the profile never wrote 5 requests while running"
         pooled = tmp_path / "pooled.db"
         done = cli("merge", live, "-o", pooled)
         assert done.exit_code == 0, done.output

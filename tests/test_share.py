@@ -63,7 +63,7 @@ def test_merge_two_devices_then_again_adds_nothing(
     a, b = two_devices
     dest = tmp_path / "all.db"
     seen: list[tuple[int, int]] = []
-    result = merge([a, b], dest, progress=lambda done, total, _what: seen.append((done, total)))
+    result = merge([a, b], dest, progress=lambda _what, done, total: seen.append((done, total)))
     ca, cb, cd = counts(a), counts(b), counts(dest)
     shared_prompts = len(rows(a, "prompts") & rows(b, "prompts"))
     assert shared_prompts == 2

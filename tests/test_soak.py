@@ -13,13 +13,13 @@ from edgeprof.analysis.soak import (
     is_soak_run,
     load_soak,
     prorated_tokens,
-    soak_lines,
     sustained_figures,
     throttle_events,
     window_bounds,
 )
 from edgeprof.errors import UsageError
 from edgeprof.report.plots import plot_soak, soak_figure
+from edgeprof.report.soak_text import soak_lines
 from edgeprof.store.db import Store
 from tests.builders import request_row
 

@@ -18,10 +18,12 @@ from edgeprof.backends.base import (
 )
 from edgeprof.backends.settings import parse_settings
 from edgeprof.errors import UsageError
+from edgeprof.plugins import check_replacement, load_plugins
 
 # name -> the class, or "module:Class" imported on first use so that `edgeprof --help` never
 # loads llama.cpp or ONNX Runtime.
 _REGISTRY: dict[str, type[Backend] | str] = {}
+_BUILTINS: frozenset[str] = frozenset()  # set once the built-ins below are registered
 _lock = threading.Lock()
 
 
@@ -29,11 +31,13 @@ def register_backend(name: str, backend: type[Backend] | str) -> None:
     """Make `backend` available as `edgeprof run --backend NAME`.
 
     `backend` is a Backend subclass, or a "package.module:Class" string imported lazily.
-    Registering a name again replaces the earlier entry (a plugin may override a built-in).
+    Registering a name again replaces the earlier entry, except that a plugin may not replace
+    a built-in (`edgeprof.plugins.check_replacement`).
     """
     if not name or not name.replace("-", "_").isidentifier():
         raise ValueError(f"backend name must be a short identifier, got {name!r}")
     with _lock:
+        check_replacement("backend", name, name in _BUILTINS)
         _REGISTRY[name] = backend
 
 
@@ -70,8 +74,6 @@ def create_backend(name: str, options: BackendOptions) -> Backend:
 
 
 def _load_plugins() -> None:
-    from edgeprof.plugins import load_plugins
-
     load_plugins()
 
 
@@ -79,6 +81,7 @@ register_backend("llamacpp", "edgeprof.backends.llamacpp:LlamaCppBackend")
 register_backend("onnx", "edgeprof.backends.onnxrt:OnnxBackend")
 register_backend("openai", "edgeprof.backends.openai_compat:OpenAIBackend")
 register_backend("anthropic", "edgeprof.backends.anthropic:AnthropicBackend")
+_BUILTINS = frozenset(_REGISTRY)
 
 __all__ = [
     "Backend",

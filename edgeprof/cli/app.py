@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -76,6 +77,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show the libraries' own log lines (INFO and up)."
+    ),
+) -> None:
+    quiet_library_logs(verbose)
+
+
+def quiet_library_logs(verbose: bool = False) -> None:
+    """Libraries log to the root logger, and one of them (ONNX Runtime's MatMulNBits quantizer)
+    calls `logging.basicConfig(level=INFO)` when imported, which would print every INFO line
+    (gguf's writer, onnx-ir) before a verdict. A handler installed first makes that call a
+    no-op: warnings and errors still show; INFO only with --verbose."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
 
 # Tables and progress go to stderr so that `--json` output on stdout stays parseable.
 out = Console()

@@ -47,7 +47,7 @@ def quality_command(
     bar = progress_bar()
     task = bar.add_task("scoring", total=None)
 
-    def progress(done: int, total: int, what: str) -> None:
+    def progress(what: str, done: int, total: int) -> None:
         if not bar.live.is_started:  # only once scoring starts: bad input fails bar-free
             bar.start()
         bar.update(task, completed=done, total=total, description=f"scoring {what}")

@@ -88,9 +88,9 @@ def _print_tables(
     summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
 ) -> None:
     from edgeprof.analysis.comparability import comparability_notes
-    from edgeprof.analysis.soak import soak_lines
     from edgeprof.analysis.summary import gpu_mem_notes
     from edgeprof.cli.render import run_notes, runs_table
+    from edgeprof.report.soak_text import soak_lines
 
     out.print(runs_table(summaries, width=out.width))
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]
@@ -137,7 +137,7 @@ def _soaks(store: Store, summaries: list[RunSummary]) -> dict[str, Any]:
 def _soak_json(soak: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
-    from edgeprof.analysis.soak import window_rows
+    from edgeprof.report.soak_text import window_rows
 
     return {
         "windows": window_rows(soak),

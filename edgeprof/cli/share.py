@@ -26,7 +26,7 @@ def merge_cmd(
     with progress_bar(disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task("checking sources", total=None)
 
-        def progress(done: int, total: int, what: str) -> None:
+        def progress(what: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=what)
 
         result = merge(sources, output, progress=progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from edgeprof.convert.sidecar import sidecar_paths, write_config, write_vocab_gg
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import check_gguf, sha256_file
 from edgeprof.models.tokens import eog_token_ids, load_vocab
+from edgeprof.progress import ProgressFn
 
 WEIGHT_FORMATS = ("fp32", "int8", "int4")
 NBITS_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0
@@ -42,7 +43,6 @@ NATIVE_ACCURACY_LEVEL = {"int4": INT4_ACCURACY_LEVEL, "int8": INT8_ACCURACY_LEVE
 NATIVE_BITS = {"int4": (4, 8), "int8": (8,)}  # which GGUF block widths each format keeps
 
 # progress(stage, done, total): stages "dequantize", "quantize", "write"
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def convert_gguf(
     weights: str = "fp32",
     all_logits: bool = False,
     max_positions: int | None = None,
-    progress: Progress = _no_progress,
+    progress: ProgressFn = _no_progress,
 ) -> ConvertResult:
     """Write dst (an .onnx path) and its sidecars from a llama-family GGUF."""
     t0 = time.perf_counter()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from edgeprof.convert.agreement import Agreement, agreement_on_prompts, pooled
 from edgeprof.convert.sidecar import read_config, sidecar_paths
 from edgeprof.errors import ModelLoadError, UsageError
+from edgeprof.progress import ProgressFn
 
 VERIFY_PROMPTS = 2
 VERIFY_TOKENS = 16
@@ -33,7 +33,6 @@ THRESHOLDS = {"fp32": 0.90, "int8": 0.80, "int4": 0.80}
 DEFAULT_THRESHOLD = 0.80  # an export whose format the config does not name (hand-made)
 
 # progress(stage, done, total), as convert_gguf reports it; the stage here is "verify"
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def verify_export(
     n_prompts: int = VERIFY_PROMPTS,
     n_tokens: int = VERIFY_TOKENS,
     threads: int | None = None,
-    progress: Progress = _no_progress,
+    progress: ProgressFn = _no_progress,
 ) -> Verification:
     """Score the export `onnx_path` against llama.cpp running `source` (the GGUF it came from).
 

@@ -118,7 +118,7 @@ class Progress:
     detail: str = ""  # how far an open-ended run is: "soak 1:20 of 3:00", "±4.1% (target ±3%)"
 
 
-ProgressFn = Callable[[Progress], None]
+OnProgress = Callable[[Progress], None]
 
 
 @dataclass
@@ -165,7 +165,7 @@ def _schedule(
             yield request(p), rep, False
 
 
-def profile(config: RunConfig, on_progress: ProgressFn | None = None) -> str:
+def profile(config: RunConfig, on_progress: OnProgress | None = None) -> str:
     """Profile one backend on one prompt suite; returns the run id. Raises EdgeprofError on
     bad input before any work starts; KeyboardInterrupt leaves an `aborted` run behind."""
     config.validate()
@@ -368,7 +368,7 @@ def _run(
     store: Store,
     run_id: str,
     t0_ns: int,
-    notify: ProgressFn,
+    notify: OnProgress,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     idle_power_w = None
@@ -402,14 +402,12 @@ def _run(
 
 def _measure_idle(recorder: Recorder, seconds: float, fields: dict[str, Any]) -> float | None:
     """Idle power before the model loads: the baseline that net energy subtracts."""
-    a = recorder.mark()
-    time.sleep(seconds)
-    b = recorder.mark()
-    idle = window_energy(recorder.power_series(a, b), a, b)
-    if idle.energy_j is None:
+    with recorder.window("idle") as w:
+        time.sleep(seconds)
+    if w.energy.energy_j is None:
         return None
-    idle_power_w = idle.energy_j / ((b - a) / 1e9)
-    fields.update(idle_power_w=idle_power_w, idle_method=idle.method)
+    idle_power_w = w.energy.energy_j / w.duration_s
+    fields.update(idle_power_w=idle_power_w, idle_method=w.energy.method)
     return idle_power_w
 
 
@@ -448,7 +446,7 @@ def _measure_all(
     schedule: list[tuple[Request, int, bool]],
     concurrency: int,
     record: _Recorder,
-    notify: ProgressFn,
+    notify: OnProgress,
 ) -> None:
     """Warm-up requests one at a time, then the measured ones, `concurrency` at once."""
     total = len(schedule)
@@ -481,7 +479,7 @@ def _measure_passes(
     prompts: list[Prompt],
     passes: Passes,
     record: _Recorder,
-    notify: ProgressFn,
+    notify: OnProgress,
 ) -> None:
     """An open-ended run, one request at a time: warm-up, then passes over the suite until
     `passes` says stop (the clock, or an interval narrow enough)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,11 +25,11 @@ from edgeprof.convert.sidecar import read_config, sidecar_paths
 from edgeprof.convert.verify import DEFAULT_THRESHOLD, THRESHOLDS, Verification, verify_export
 from edgeprof.errors import EdgeprofError, ModelLoadError, UsageError
 from edgeprof.models.files import sha256_file
+from edgeprof.progress import ProgressFn
 
 RECORD_FORMAT = 1
 
 # progress(stage, done, total), passed through to convert_gguf and verify_export
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def cached_export(
     gguf: Path,
     *,
     weights: str = "int4",
-    progress: Progress = _no_progress,
+    progress: ProgressFn = _no_progress,
     threads: int | None = None,
 ) -> CachedExport:
     """The verified `weights` export of `gguf`: found beside it or in the cache, else
@@ -119,7 +119,7 @@ def _reuse(
     onnx_path: Path,
     record: dict[str, Any],
     gguf: Path,
-    progress: Progress,
+    progress: ProgressFn,
     threads: int | None,
 ) -> CachedExport:
     verify_s = None
@@ -140,7 +140,7 @@ def _convert(
     onnx_path: Path,
     weights: str,
     sha: str,
-    progress: Progress,
+    progress: ProgressFn,
     threads: int | None,
 ) -> CachedExport:
     # The commit marker goes first: from here until it is written again nothing looks valid.

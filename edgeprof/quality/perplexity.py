@@ -32,7 +32,6 @@ from edgeprof.errors import UsageError
 
 BUNDLED_TEXT = "eval.txt"
 DEFAULT_CTX = 512
-ProgressFn = Callable[[int, int, str], None]
 
 
 # --- the text ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import MODELS_DIR, check_gguf, sha256_file
 from edgeprof.models.gguf_header import FILE_TYPE_KEY, quant_name
+from edgeprof.progress import ProgressFn
 
 # llama_ftype names (LLAMA_FTYPE_MOSTLY_<NAME>) that quantize well without an importance
 # matrix. IQ1/IQ2/IQ3 and Q2_K_S need one (llama-quantize refuses them without it); TQ and the
@@ -52,7 +53,7 @@ __all__ = [
     "MANIFEST_NAME",
     "PARTIAL_SUFFIX",
     "QUANT_TYPES",
-    "Progress",
+    "ProgressFn",
     "QuantizeResult",
     "QuantizedFile",
     "ReferenceFile",
@@ -64,7 +65,6 @@ __all__ = [
 
 # progress(stage, done, total): "dequantize" counts tensors; "quantize:<TYPE>" counts types
 # done before <TYPE> (and all of them, once the last is written).
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def quantize_model(
     *,
     force: bool = False,
     threads: int | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> QuantizeResult:
     """Write `<name>.<TYPE>.gguf` per type into out_dir (and `<name>.F32.gguf` first when the
     source is quantized), then the manifest. Every check runs before anything is written."""
@@ -147,7 +147,7 @@ def quantize_model(
     )
 
 
-def dequantize_to_f32(src: Path, dst: Path, progress: Progress | None = None) -> None:
+def dequantize_to_f32(src: Path, dst: Path, progress: ProgressFn | None = None) -> None:
     """Write dst: src with every tensor as float32 (F32 and integer tensors copied as they are),
     the same tensor order, names and shapes, every metadata field copied and general.file_type
     set to ALL_F32. One tensor is held in memory at a time; dst appears only once complete."""
@@ -315,7 +315,7 @@ def _earlier_entries(
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _reference(src: _Source, ref_path: Path, source_sha: str, report: Progress) -> ReferenceFile:
+def _reference(src: _Source, ref_path: Path, source_sha: str, report: ProgressFn) -> ReferenceFile:
     if not src.quantized:
         size = src.path.stat().st_size
         return ReferenceFile(src.path, source_sha, f"reference: the source, {src.type}", size, 0.0)

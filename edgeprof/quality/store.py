@@ -7,18 +7,17 @@ same key measured again (`fresh`) adds a row, and the newest one is used.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgeprof.errors import UsageError
+from edgeprof.progress import ProgressFn
 from edgeprof.quality import perplexity as q
 from edgeprof.store.db import Store
 from edgeprof.store.ids import ulid
-
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def assess(
     """Evaluate each target on the text (against `reference` when given), storing each row as
     soon as it is complete, so an interrupted call keeps the targets it finished.
 
-    The reference's own row (its perplexity) comes first. `progress(done, total, what)` counts
+    The reference's own row (its perplexity) comes first. `progress(what, done, total)` counts
     chunks over every evaluation that runs."""
     for path in [*targets, *([reference] if reference else [])]:
         if not path.is_file():
@@ -204,7 +203,7 @@ class _Assessment:
             nonlocal peak_rss
             peak_rss = max(peak_rss, self._proc.memory_info().rss)
             if self.progress:
-                self.progress(k * n + i, self.total, model.name)
+                self.progress(model.name, k * n + i, self.total)
 
         t0 = time.perf_counter()
         try:

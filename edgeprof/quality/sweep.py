@@ -251,7 +251,7 @@ def _qualities(
     from edgeprof.quality.store import assess, load_text
     from edgeprof.store.db import Store
 
-    def progress(done: int, total: int, what: str) -> None:
+    def progress(what: str, done: int, total: int) -> None:
         step(StepEvent("quality", "progress", done=done, total=total, detail=what))
 
     step(StepEvent("quality", "start", detail=f"against {reference.name}"))

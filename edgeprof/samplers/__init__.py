@@ -14,6 +14,7 @@ from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
 from edgeprof.samplers.registry import (
     FALLBACK_SOURCE,
     Role,
+    mark_builtins,
     register_sampler,
     sampler_class,
     sampler_sources,
@@ -35,6 +36,7 @@ register_sampler("cpufreq", "edgeprof.samplers.cpufreq:CpufreqSampler", role="re
 register_sampler("devfreq", "edgeprof.samplers.cpufreq:DevfreqSampler", role="resource")
 register_sampler("throttle", "edgeprof.samplers.throttle:RpiThrottleSampler", role="resource")
 register_sampler("cpu_throttle", "edgeprof.samplers.throttle:CpuThrottleSampler", role="resource")
+mark_builtins()
 
 
 def probe_all(env: SensorEnv, role: Role = "power") -> list[ProbeResult]:

@@ -5,6 +5,11 @@ second, so the measured path never waits on disk and the buffer stays small howe
 run. Power and energy points are also kept in memory (a bounded window) so the runner can
 attribute energy to a request the moment it ends. `mark()` takes one synchronous sample so that
 every request window has a reading exactly at its edges.
+
+`with recorder.window("load") as w:` measures one stretch of work (as zeus's begin/end
+window): a reading at each edge, then `w.energy` (a `WindowEnergy`), `w.duration_s` and the
+window's peak RSS. With `db_path=None` nothing is written: a notebook can measure a window
+without a profile database.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeprof.analysis.energy import SensorSeries
+from edgeprof.analysis.energy import SensorSeries, WindowEnergy, window_energy
 from edgeprof.errors import ProfileDBError, SensorError
 from edgeprof.power import POWER_METRICS
 from edgeprof.samplers.base import Reading, Sampler
@@ -29,11 +35,27 @@ MAX_FLUSH_FAILURES = 5  # flushes in a row (about 1 s apart, each after the busy
 WINDOW_S = 3600.0  # power history kept in memory for attribution: the longest request window
 
 
+@dataclass
+class Window:
+    """One measured stretch of work: filled in when its `with` block ends."""
+
+    name: str
+    t_start_ns: int = 0
+    t_end_ns: int = 0
+    energy: WindowEnergy = field(default_factory=lambda: WindowEnergy(None, None))
+    series: list[SensorSeries] = field(default_factory=list)  # the power points it covers
+    peak_rss_bytes: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return (self.t_end_ns - self.t_start_ns) / 1e9
+
+
 class Recorder:
     def __init__(
         self,
         samplers: Sequence[Sampler],
-        db_path: Path,
+        db_path: Path | None,
         run_id: str,
         t0_ns: int,
         hz: float = 10.0,
@@ -86,7 +108,7 @@ class Recorder:
         self.stop()
 
     def _loop(self) -> None:
-        store = Store(self.db_path, migrate_schema=False)
+        store = Store(self.db_path, migrate_schema=False) if self.db_path is not None else None
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         last_flush = last_beat = wall0
         try:
@@ -97,7 +119,8 @@ class Recorder:
                 if now - last_flush >= FLUSH_INTERVAL_S:
                     self._flush(store)
                     last_flush = now
-                if now - last_beat >= HEARTBEAT_INTERVAL_S and self._write_error is None:
+                beat_due = now - last_beat >= HEARTBEAT_INTERVAL_S
+                if store is not None and beat_due and self._write_error is None:
                     with contextlib.suppress(ProfileDBError):  # the next beat may land
                         store.heartbeat(self.run_id)  # this run still has a live writer
                     last_beat = now
@@ -109,7 +132,8 @@ class Recorder:
         finally:
             self.thread_cpu_s = time.thread_time() - cpu0
             self.wall_s = time.perf_counter() - wall0
-            store.close()
+            if store is not None:
+                store.close()
 
     # -- sampling ------------------------------------------------------------------------
 
@@ -143,13 +167,26 @@ class Recorder:
     def mark(self) -> int:
         return self.poll()
 
-    def _flush(self, store: Store, *, final: bool = False) -> None:
+    @contextlib.contextmanager
+    def window(self, name: str) -> Iterator[Window]:
+        """Measure the `with` block: a reading at each edge, then its energy over the power
+        points between them (`energy.window_energy`) and the peak RSS sampled inside it."""
+        w = Window(name)
+        self.reset_peaks()
+        w.t_start_ns = self.mark()
+        yield w
+        w.t_end_ns = self.mark()
+        w.series = self.power_series(w.t_start_ns, w.t_end_ns)
+        w.energy = window_energy(w.series, w.t_start_ns, w.t_end_ns)
+        w.peak_rss_bytes = self.peak("rss_bytes")
+
+    def _flush(self, store: Store | None, *, final: bool = False) -> None:
         """Write the buffered samples. A failed write keeps them for the next flush (another
         process may hold the lock a while); after MAX_FLUSH_FAILURES in a row, or at the
         end, what could not be written is counted and the run told (`write_error`)."""
         with self._lock:
             rows, self._buffer = self._buffer, []
-        if not rows:
+        if not rows or store is None:  # no database: the samples lived in memory only
             return
         if self._write_error is None:
             try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgeprof.errors import UsageError
+from edgeprof.plugins import check_replacement, load_plugins
 from edgeprof.samplers.base import Sampler
 
 Role = Literal["power", "resource"]
@@ -27,6 +28,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+BUILTINS: frozenset[str] = frozenset()  # edgeprof's own sources, once registered
 _lock = threading.Lock()
 
 
@@ -47,6 +49,7 @@ def register_sampler(source: str, sampler: type[Sampler] | str, *, role: Role = 
     ):
         raise TypeError(f"sampler must be a Sampler subclass or 'module:Class', got {sampler!r}")
     with _lock:
+        check_replacement("sensor source", source, source in BUILTINS)
         if source in _REGISTRY or FALLBACK_SOURCE not in _REGISTRY:
             _REGISTRY[source] = _Entry(sampler, role)
             return
@@ -56,6 +59,12 @@ def register_sampler(source: str, sampler: type[Sampler] | str, *, role: Role = 
         items.insert(at, (source, _Entry(sampler, role)))
         _REGISTRY.clear()
         _REGISTRY.update(items)
+
+
+def mark_builtins() -> None:
+    """The sources registered so far are edgeprof's own: a plugin may not replace them."""
+    global BUILTINS
+    BUILTINS = frozenset(_REGISTRY)
 
 
 def unregister_sampler(source: str) -> None:
@@ -90,6 +99,4 @@ def sampler_class(source: str) -> type[Sampler]:
 
 def _load_plugins() -> None:
     # Imported here: edgeprof.plugins may import plugin modules that import this one.
-    from edgeprof.plugins import load_plugins
-
     load_plugins()

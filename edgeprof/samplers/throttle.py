@@ -37,13 +37,24 @@ from edgeprof.samplers.thermal import plausible, zones
 
 TIMEOUT_S = 2.0
 INTERVAL_S = 0.5
-NOW_BITS = 0xF
+# Raspberry Pi firmware (`vcgencmd get_throttled`): bits 0-3 say what holds now, 16-19 the
+# same "since boot".
 BITS = {
     0: "under-voltage",
     1: "ARM clock capped",
     2: "throttled",
     3: "soft temperature limit",
 }
+NOW_BITS = 0xF
+SINCE_BOOT_SHIFT = 16
+KNOWN_MASK = NOW_BITS | NOW_BITS << SINCE_BOOT_SHIFT
+
+
+def now_reasons(mask: int) -> tuple[str, ...]:
+    """The conditions a get_throttled field says hold now, in words."""
+    return tuple(name for bit, name in BITS.items() if mask >> bit & 1)
+
+
 _THROTTLED = re.compile(r"throttled=(0x[0-9a-fA-F]+|\d+)")
 _TEMP = re.compile(r"temp=(-?[\d.]+)'C")
 
@@ -65,8 +76,8 @@ def parse_temp(text: str) -> float | None:
 
 def describe_mask(mask: int) -> str:
     """What a get_throttled field says, in words: "now: throttled; since boot: under-voltage"."""
-    now = [name for bit, name in BITS.items() if mask >> bit & 1]
-    ever = [name for bit, name in BITS.items() if mask >> (bit + 16) & 1]
+    now = now_reasons(mask)
+    ever = now_reasons(mask >> SINCE_BOOT_SHIFT)
     return (
         f"now: {', '.join(now) or 'none'}; since boot: {', '.join(ever) or 'none'} "
         f"(throttled={mask:#x})"

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprof.errors import EdgeprofError, UsageError
+from edgeprof.store.ids import stable_ulid
 
 TOOL = "llama-bench"
 BACKEND = "llama-bench"
@@ -75,7 +75,6 @@ SETTING_NAMES = {
 }  # fmt: skip
 # llama.cpp's llama_model_ftype_name() sizes, as quant names are written (Q4_K_M).
 FTYPE_SIZES = {"Small": "S", "Medium": "M", "Large": "L"}
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 class NotLlamaBench(UsageError):
@@ -427,18 +426,6 @@ def request_rows(test: BenchTest, run_id: str, prompt_id: str) -> list[dict[str,
         })  # fmt: skip
         t_ns += ns
     return rows
-
-
-def stable_ulid(when: datetime, digest_hex: str) -> str:
-    """A ULID (26 characters, time-ordered like edgeprof's run ids) whose 80 random bits are
-    the first 80 of `digest_hex`: the same content, the same id."""
-    t_ms = max(0, math.floor(when.timestamp() * 1000))
-    value = (t_ms << 80) | int(digest_hex[:20], 16)
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_CROCKFORD[rem])
-    return "".join(reversed(chars))
 
 
 # -- I/O at the edges -------------------------------------------------------------------------

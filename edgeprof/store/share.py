@@ -24,7 +24,7 @@ import os
 import sqlite3
 import stat
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -32,6 +32,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from edgeprof.errors import ProfileDBError
+from edgeprof.progress import ProgressFn
 from edgeprof.store import migrations
 from edgeprof.store.trust import DB_ERRORS, check_columns, check_schema, harden
 
@@ -42,7 +43,6 @@ STATUS_RANK = (
 )
 
 # (rows done, rows total, what is being copied).
-ProgressFn = Callable[[int, int, str], None]
 Row = tuple[object, ...]
 
 
@@ -190,7 +190,7 @@ class _Merger:
     def tick(self, rows: int, what: str) -> None:
         self.done += rows
         if self.progress:
-            self.progress(min(self.done, self.total), self.total, what)
+            self.progress(what, min(self.done, self.total), self.total)
 
     def merge_source(self, attach: Path, label: str) -> None:
         c = self.conn
