@@ -14,14 +14,22 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from typer.testing import CliRunner, Result
 
 from edgeprof.store import Store
 from edgeprof.store.ids import ulid
+from edgeprof.store.rows import QualityRow
 
 Row = dict[str, Any]
+
+
+def loose(rows: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """Stored rows as plain dicts, for tests that assert on figures they know are set (the
+    library reads them through `edgeprof.store.rows`' types, which say what may be None)."""
+    return [dict(r) for r in rows]
+
 
 # -- profile rows -------------------------------------------------------------------------
 
@@ -218,11 +226,11 @@ def edgeprof_subprocess(
     )
 
 
-def quality_row(run: Row, *, kld_mean: float, delta_ppl_pct: float = 1.0,
-                top1: float = 0.95) -> Row:  # fmt: skip
+def quality_row(run: Mapping[str, Any], *, kld_mean: float, delta_ppl_pct: float = 1.0,
+                top1: float = 0.95) -> QualityRow:  # fmt: skip
     """A hand-made `edgeprof quality` row for the target `run` measured (same model_sha256,
     backend and quant), against a made-up F32 reference."""
-    return {
+    return cast(QualityRow, {
         "id": ulid(), "target": run.get("target"), "backend": run["backend"],
         "quant": run.get("quant"), "model_sha256": run.get("model_sha256"),
         "file_sha256": "cd" * 32, "reference": "model.F32.gguf", "reference_sha256": "ef" * 32,
@@ -230,4 +238,4 @@ def quality_row(run: Row, *, kld_mean: float, delta_ppl_pct: float = 1.0,
         "text_sha256": "01" * 32, "ctx": 512, "ppl": 20.0 * (1 + delta_ppl_pct / 100),
         "ref_ppl": 20.0, "delta_ppl_pct": delta_ppl_pct, "kld_mean": kld_mean,
         "kld_p99": kld_mean * 8, "top1_agreement": top1,
-    }  # fmt: skip
+    })  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store.db import Store
+from tests.builders import loose
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -48,7 +49,7 @@ def _ttfts(tmp_path: Path, keep_cache: bool) -> tuple[list[float], list[str], in
         )
     )
     store = Store(db)
-    rows = [r for r in store.requests(run_id) if not r["warmup"]]
+    rows = [r for r in loose(store.requests(run_id)) if not r["warmup"]]
     store.close()
     assert [r["repetition"] for r in rows] == [0, 1]
     return [r["ttft_s"] for r in rows], [r["output_text"] for r in rows], rows[0]["input_tokens"]
@@ -99,7 +100,7 @@ def test_a_shared_system_prompt_is_kept_between_requests_and_counted(tmp_path: P
             )
         )
         with Store(db) as store:
-            cached[keep] = [r for r in store.requests(run_id) if not r["warmup"]]
+            cached[keep] = [r for r in loose(store.requests(run_id)) if not r["warmup"]]
     assert all(r["cached_input_tokens"] == 0 for r in cached[False])
     for r in cached[True]:
         assert system_tokens <= r["cached_input_tokens"] < r["input_tokens"], r

@@ -12,7 +12,7 @@ from typer.testing import Result
 
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store.db import Store
-from tests.builders import cli, write_prompts
+from tests.builders import cli, loose, write_prompts
 from tests.cloud_fixtures import FAKE_KEY, drain, make_backend, request
 from tests.cloudserver import CloudServer, chunk_text
 
@@ -78,7 +78,7 @@ def _run(
 
 def _rows(db: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with Store(db) as store:
-        return store.runs([run_id])[0], store.requests(run_id)
+        return dict(store.runs([run_id])[0]), loose(store.requests(run_id))
 
 
 @pytest.mark.model
@@ -99,7 +99,7 @@ def test_cli_run_against_llama_cpp_server_lands_beside_local_runs(
     with Store(db) as store:
         runs = {r["backend"]: r for r in store.runs()}
         assert set(runs) == {"openai", "llamacpp"}
-        rows = store.requests(runs["openai"]["id"])
+        rows = loose(store.requests(runs["openai"]["id"]))
     assert len(rows) == 2
     for row in rows:
         assert row["error"] is None and row["output_tokens"] > 0

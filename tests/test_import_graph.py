@@ -111,4 +111,11 @@ def test_the_cycle_check_finds_a_function_local_cycle(tmp_path: Path) -> None:
 
 def test_top_level_is_a_handful_of_modules() -> None:
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "__main__.py", "errors.py", "plugins.py", "power.py", "progress.py"]
+    assert top == [
+        "__init__.py",
+        "__main__.py",
+        "errors.py",
+        "plugins.py",
+        "power.py",
+        "progress.py",
+    ]

@@ -37,7 +37,7 @@ from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.measure.workload import load_suite
 from edgeprof.models.tokens import load_vocab, prompt_tokens
 from edgeprof.store import Store
-from tests.builders import cli
+from tests.builders import cli, loose
 from tests.onnx_builders import cpu_isa, export_once
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"  # 37 to 531 prompt tokens
@@ -208,7 +208,7 @@ def test_a_batched_profile_stores_a_row_per_request(int4_export: Path, tmp_path:
     run_id = profile(config)
     with Store(db) as store:
         (run,) = store.runs([run_id])
-        rows = store.requests(run_id)
+        rows = loose(store.requests(run_id))
     assert run["status"] == "complete", run["error"]
     assert run["params"]["concurrency"] == 2 and run["params"]["kv_cache"]["sequences"] == 2
     measured = [r for r in rows if not r["warmup"]]

@@ -35,7 +35,7 @@ from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.measure.workload import load_suite
 from edgeprof.samplers import SensorEnv
 from edgeprof.store import Store
-from tests.builders import cli, write_prompts
+from tests.builders import cli, loose, write_prompts
 from tests.fakes import FakeBackend, token_text
 
 # Two prompts of different lengths, so a mean over the wrong rows shows. Input tokens are
@@ -88,7 +88,7 @@ def only_run(db: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The database's one run and its requests (for runs that raised instead of returning)."""
     with Store(db) as store:
         (run,) = store.runs()
-        return run, store.requests(run["id"])
+        return dict(run), loose(store.requests(run["id"]))
 
 
 def max_overlap(rows: list[dict[str, Any]]) -> int:
@@ -106,7 +106,7 @@ def test_full_run_rows_order_warmup_and_timing(db: Path, prompts: Path) -> None:
     words = {p.id: n for p, n in zip(suite, WORDS, strict=True)}
     with Store(db) as store:
         (run,) = store.runs([run_id])
-        rows = store.requests(run_id)
+        rows = loose(store.requests(run_id))
     assert run["status"] == "complete" and run["error"] is None and run["ended_at"]
     assert (run["backend"], run["target_kind"], run["target"]) == ("fake", "device", "fake-model")
     assert run["params"]["tokens_per_s"] == RATE and run["params"]["max_tokens"] == MAX_TOKENS
@@ -150,8 +150,8 @@ def test_recorder_samples_and_estimated_energy_cover_each_request(db: Path, prom
     run_id = profile(config(db, prompts, idle_seconds=0.2))
     with Store(db) as store:
         (run,) = store.runs([run_id])
-        rows = store.requests(run_id)
-        sensors = store.sensors(run_id)
+        rows = loose(store.requests(run_id))
+        sensors = loose(store.sensors(run_id))
         samples = list(store.samples(run_id))
         summary = summarize_run(store, run_id)
     power = [s for s in sensors if s["metric"] == "power_w"]
@@ -160,7 +160,7 @@ def test_recorder_samples_and_estimated_energy_cover_each_request(db: Path, prom
     assert {s["metric"] for s in samples} >= {"power_w", "rss_bytes"}
 
     # The idle baseline came from the estimator too, inside its TDP bounds.
-    assert run["idle_method"] == "estimated"
+    assert run["idle_method"] == "estimated" and run["idle_power_w"] is not None
     assert P_MIN <= run["idle_power_w"] <= P_MAX
 
     # Each request's energy, integrated again from the stored samples over its window,
@@ -195,7 +195,7 @@ def test_concurrent_requests_overlap_and_every_row_lands(db: Path, prompts: Path
     run_id = profile(config(db, prompts, repetitions=3, concurrency=3, backend="fake-remote"))
     with Store(db) as store:
         (run,) = store.runs([run_id])
-        rows = store.requests(run_id)
+        rows = loose(store.requests(run_id))
     assert run["status"] == "complete" and run["params"]["concurrency"] == 3
     assert len(rows) == 1 + 3 * 2
     assert sorted(r["seq"] for r in rows) == list(range(7))
@@ -245,7 +245,7 @@ def test_a_failed_request_is_stored_and_the_run_goes_on(db: Path, prompts: Path)
     run_id = profile(config(db, prompts, settings={"fail_at_request": 2, "fail_mode": "return"}))
     with Store(db) as store:
         (run,) = store.runs([run_id])
-        rows = store.requests(run_id)
+        rows = loose(store.requests(run_id))
         summary = summarize_run(store, run_id)
     assert run["status"] == "complete" and len(rows) == 5
     bad = rows[1]
@@ -259,7 +259,7 @@ def test_a_failed_request_is_stored_and_the_run_goes_on(db: Path, prompts: Path)
 def test_summary_is_computed_from_the_measured_rows(db: Path, prompts: Path) -> None:
     run_id = profile(config(db, prompts, repetitions=3, label="fake-run"))
     with Store(db) as store:
-        rows = store.requests(run_id)
+        rows = loose(store.requests(run_id))
         summary = summarize_run(store, run_id)
     measured = [r for r in rows if not r["warmup"]]
     decode = [r["decode_tps"] for r in measured]
@@ -329,7 +329,7 @@ def test_a_registered_backend_runs_through_the_public_path(
     assert done.exit_code == 0, done.output
     with Store(db) as store:
         (run,) = store.runs()
-        rows = store.requests(run["id"])
+        rows = loose(store.requests(run["id"]))
     assert run["backend"] == echo_registered and run["status"] == "complete"
     assert [r["output_text"] for r in rows] == [
         "".join(p.messages[-1]["content"].split()) for p in load_suite(str(prompts))

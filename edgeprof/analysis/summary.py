@@ -17,6 +17,7 @@ from edgeprof.analysis.metrics import (
 from edgeprof.power import POWER_METRICS
 from edgeprof.report.formatting import mib
 from edgeprof.store.db import Store
+from edgeprof.store.rows import RequestFigure, RunRow, SensorRow
 
 
 @dataclass(frozen=True)
@@ -140,14 +141,14 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
     ok = [r for r in measured if not r["error"]]
     params = run.get("params") or {}
 
-    def col(name: str) -> list[float]:
-        return [r[name] for r in ok if r.get(name) is not None]
+    def col(name: RequestFigure) -> list[float]:
+        return [v for r in ok if (v := r[name]) is not None]
 
     prefill, decode = mean_sd(col("prefill_tps")), mean_sd(col("decode_tps"))
     out_tokens = sum(r["output_tokens"] or 0 for r in ok)
     in_tokens = sum(r["input_tokens"] or 0 for r in ok)
     energies = [r for r in ok if r["energy_j"] is not None]
-    energy_j = sum(r["energy_j"] for r in energies)
+    energy_j = sum(r["energy_j"] or 0.0 for r in energies)
     energy_out_tokens = sum(r["output_tokens"] or 0 for r in energies)
     methods = sorted({r["energy_method"] for r in energies if r["energy_method"]})
     costs = [r["cost_usd"] for r in ok if r["cost_usd"] is not None]
@@ -292,7 +293,7 @@ def summarize(store: Store, run_ids: list[str] | None = None) -> list[RunSummary
     return [summarize_run(store, r["id"]) for r in store.runs(run_ids)]
 
 
-def _provenance(run: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _provenance(run: RunRow, params: dict[str, Any]) -> dict[str, Any]:
     out = dict(params.get("provenance") or {})
     if run.get("environment"):
         out["environment"] = run["environment"]
@@ -313,7 +314,7 @@ def unified_memory(device: dict[str, Any]) -> bool:
 
 def gpu_memory(
     store: Store,
-    run: dict[str, Any],
+    run: RunRow,
     device: dict[str, Any],
     windows: Sequence[tuple[int, int]],
 ) -> tuple[int | None, str | None]:
@@ -358,7 +359,7 @@ def peak_gpu_mem_bytes(
     return int(max(inside)) if inside else None
 
 
-def _no_gpu_mem_reason(sensors: list[dict[str, Any]]) -> str:
+def _no_gpu_mem_reason(sensors: list[SensorRow]) -> str:
     nvml = [s for s in sensors if str(s["sensor"]).startswith("nvml:")]
     if not nvml:
         return "no NVML"
@@ -376,9 +377,7 @@ def _power_sensors(store: Store, run_id: str) -> list[str]:
     return sorted({s["sensor"] for s in store.sensors(run_id) if s["metric"] in POWER_METRICS})
 
 
-def _roofline_share(
-    run: dict[str, Any], device: dict[str, Any], decode_tps: float | None
-) -> float | None:
+def _roofline_share(run: RunRow, device: dict[str, Any], decode_tps: float | None) -> float | None:
     """Measured decode tok/s as a share of the memory-bandwidth bound (local runs only)."""
     bandwidth = device.get("mem_bandwidth_gbs")
     if not bandwidth or not decode_tps or run.get("target_kind") == "remote":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from edgeprof.cli.app import app, err, out, progress_bar
+from edgeprof.store.rows import QualityRow
 
 
 @app.command("quality")
@@ -84,7 +86,7 @@ def _resolve(name: str, resolve: Any) -> Path:
     return resolve(name, suffixes=(".gguf", ".onnx"))
 
 
-def quality_table(rows: list[dict[str, Any]], reused: set[str]) -> Any:
+def quality_table(rows: list[QualityRow], reused: set[str]) -> Any:
     from rich.table import Table
 
     from edgeprof.report.formatting import DASH, mib
@@ -102,7 +104,7 @@ def quality_table(rows: list[dict[str, Any]], reused: set[str]) -> Any:
 
     for r in rows:
 
-        def num(key: str, fmt: str, r: dict[str, Any] = r) -> str:
+        def num(key: str, fmt: str, r: Mapping[str, Any] = r) -> str:
             return DASH if r.get(key) is None else format(r[key], fmt)
 
         ppl = f"{r['ppl']:.3f} ± {r['ppl_se']:.3f}"

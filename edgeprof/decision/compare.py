@@ -29,6 +29,7 @@ from edgeprof.decision.economics import (
 from edgeprof.errors import PricingError, ProfileDBError, UsageError
 from edgeprof.quality.floor import QualityFloor, TargetQuality
 from edgeprof.store.db import Store
+from edgeprof.store.rows import RunRow
 
 Provenance = Literal["measured", "estimated", "assumed"]
 # The p95 time to first token a device may take when `compare` picks its concurrency from a
@@ -326,7 +327,7 @@ def pool_idle_baselines(devices: Sequence[DeviceTarget]) -> list[DeviceTarget]:
     return pooled
 
 
-def _cloud_run_target(run: dict[str, Any], summary: RunSummary) -> CloudTarget | str:
+def _cloud_run_target(run: RunRow, summary: RunSummary) -> CloudTarget | str:
     from edgeprof.decision import prices
 
     run_id, model = str(run["id"]), str(run.get("target") or "")
@@ -386,9 +387,7 @@ def _priced(
     return CloudTarget(name, kind, price, run_id, tuple(figs))
 
 
-def _summaries(
-    store: Store, run_ids: Sequence[str] | None
-) -> list[tuple[dict[str, Any], RunSummary]]:
+def _summaries(store: Store, run_ids: Sequence[str] | None) -> list[tuple[RunRow, RunSummary]]:
     from edgeprof.analysis.summary import summarize_run
 
     if run_ids:
@@ -568,9 +567,7 @@ def _targets_from_runs(
     return devices, clouds, notes + soak_notes
 
 
-def _sustained(
-    store: Store, run: dict[str, Any], summary: RunSummary
-) -> tuple[RunSummary, str | None]:
+def _sustained(store: Store, run: RunRow, summary: RunSummary) -> tuple[RunSummary, str | None]:
     """A soak (`run --duration`) stands for what the device sustains: its later half's
     figures replace the whole run's. Returns the summary to price and where its figures
     came from (None: not a soak)."""
@@ -610,7 +607,7 @@ def prefer_soaks(devices: list[DeviceTarget]) -> tuple[list[DeviceTarget], list[
     return kept, notes
 
 
-def _curve_key(run: dict[str, Any]) -> tuple[Any, ...]:
+def _curve_key(run: RunRow) -> tuple[Any, ...]:
     """What must match for runs to be points of one throughput curve: all but concurrency."""
     p = run.get("params") or {}
     return (run.get("device_id"), run["backend"], run.get("model_sha256"), run.get("quant"),
@@ -658,7 +655,7 @@ def _p95_text(d: DeviceTarget) -> str:
     return "–" if v is None else f"{v:.2f} s"
 
 
-def _quality(store: Store, run: dict[str, Any]) -> TargetQuality | None:
+def _quality(store: Store, run: RunRow) -> TargetQuality | None:
     from edgeprof.quality.store import quality_of
 
     row = quality_of(store, run.get("model_sha256"), str(run["backend"]), run.get("quant"))

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edgeprof.store.db import Store
+from edgeprof.store.rows import RunRow
 
 Settings = tuple[tuple[str, str], ...]  # (name, value as JSON text), sorted by name
 
@@ -79,7 +80,7 @@ def describe_reuse(store: Store, run_id: str) -> str:
     return f"run {run_id[:8]} ({', '.join(str(p) for p in parts if p)})"
 
 
-def _matches(run: dict[str, Any], key: RunKey) -> bool:
+def _matches(run: RunRow, key: RunKey) -> bool:
     params = _params(run)
     return (
         run.get("status") == "complete"
@@ -109,12 +110,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _params(run: dict[str, Any]) -> dict[str, Any]:
+def _params(run: RunRow) -> dict[str, Any]:
     params = run.get("params")
     return params if isinstance(params, dict) else {}  # a damaged blob stays a string
 
 
-def _started(run: dict[str, Any]) -> datetime:
+def _started(run: RunRow) -> datetime:
     return _parse_time(run.get("started_at")) or datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -127,7 +128,7 @@ def _parse_time(value: Any) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def _started_text(run: dict[str, Any]) -> str | None:
+def _started_text(run: RunRow) -> str | None:
     when = _parse_time(run.get("started_at"))
     if when is None:
         return run.get("started_at") or None

@@ -18,6 +18,7 @@ from edgeprof.progress import ProgressFn
 from edgeprof.quality import perplexity as q
 from edgeprof.store.db import Store
 from edgeprof.store.ids import ulid
+from edgeprof.store.rows import QualityRow
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,13 @@ def file_sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    row: dict[str, Any]
+    row: QualityRow
     reused: bool
 
 
 def stored(
     store: Store, file_sha: str, ref_sha: str | None, text_sha: str, ctx: int
-) -> dict[str, Any] | None:
+) -> QualityRow | None:
     where = "file_sha256 = ? AND text_sha256 = ? AND ctx = ? AND "
     where += "reference_sha256 = ?" if ref_sha else "reference_sha256 IS NULL"
     args = [file_sha, text_sha, ctx, *([ref_sha] if ref_sha else [])]
@@ -67,12 +68,12 @@ def stored(
 
 def row_of(
     result: q.QualityResult, device_id: str, threads: int | None, seconds: float
-) -> dict[str, Any]:
+) -> QualityRow:
     from edgeprof import __version__
     from edgeprof.measure.device import environment
 
     ppl, ref, div = result.perplexity, result.reference_perplexity, result.divergence
-    return {
+    return {  # a dict literal mypy checks against QualityRow, key for key
         "id": ulid(),
         "device_id": device_id,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -258,7 +259,7 @@ class _Assessment:
 
 def quality_of(
     store: Store, model_sha256: str | None, backend: str, quant: str | None
-) -> dict[str, Any] | None:
+) -> QualityRow | None:
     """The newest quality row with a reference for the target a run measured, if any."""
     if not model_sha256:
         return None

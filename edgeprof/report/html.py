@@ -20,6 +20,7 @@ from edgeprof.errors import ProfileDBError
 from edgeprof.report import formatting as f
 from edgeprof.report.formatting import DASH
 from edgeprof.store.db import Store
+from edgeprof.store.rows import RunRow
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
 EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
@@ -94,9 +95,7 @@ def _fmt(kind: str, s: RunSummary, key: str) -> str:
     return numbers[kind]() if kind in numbers else html.escape(str(v))
 
 
-def _quality_chart(
-    store: Store, runs: Sequence[dict[str, Any]], summaries: Sequence[RunSummary]
-) -> str:
+def _quality_chart(store: Store, runs: Sequence[RunRow], summaries: Sequence[RunSummary]) -> str:
     """The sweep's Pareto chart for the runs whose target has a quality score (newest row per
     target, as `compare` uses it); "" when none has."""
     from edgeprof.quality.store import quality_of
@@ -105,7 +104,8 @@ def _quality_chart(
     points = []
     for run, s in zip(runs, summaries, strict=True):
         row = quality_of(store, run.get("model_sha256"), str(run["backend"]), run.get("quant"))
-        kld = 0.0 if row is None and _is_reference(store, run) else (row or {}).get("kld_mean")
+        reference = row is None and _is_reference(store, run)
+        kld = 0.0 if reference else (row["kld_mean"] if row else None)
         if kld is None:
             continue
         name = f"{s.backend}:{s.quant or Path(str(s.target)).name} ({_group_label(s, False)})"
@@ -120,7 +120,7 @@ def _quality_chart(
     return _img(uri, alt, alt + "; marker area is the file size")
 
 
-def _is_reference(store: Store, run: dict[str, Any]) -> bool:
+def _is_reference(store: Store, run: RunRow) -> bool:
     """The run profiled the file other variants were scored against (its KLD is 0)."""
     sha = run.get("model_sha256")
     return run.get("backend") == "llamacpp" and bool(

@@ -11,12 +11,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import sqlite_utils
 
 from edgeprof.errors import ProfileDBError
 from edgeprof.store.migrations import MIGRATIONS_TABLE, insert_points_nudging, migrate
+from edgeprof.store.rows import QualityRow, RequestRow, RunRow, SensorRow
 from edgeprof.store.trust import DB_ERRORS, check_columns, check_schema, harden
 
 DEFAULT_DB = Path("profiles") / "edgeprof.db"
@@ -286,8 +287,8 @@ class Store:
         self._series_ids = ids
 
     @_writes
-    def insert_quality(self, row: dict[str, Any]) -> None:
-        self.db.table("quality").insert(_jsonify(row, ("environment",)))
+    def insert_quality(self, row: QualityRow) -> None:
+        self.db.table("quality").insert(_jsonify(dict(row), ("environment",)))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -296,13 +297,13 @@ class Store:
         self,
         where: str = "",
         args: Sequence[Any] = (),
-    ) -> list[dict[str, Any]]:
+    ) -> list[QualityRow]:
         """Quality rows, newest first; `where` filters with `?` placeholders."""
         rows = self.db.table("quality").rows_where(where or None, list(args), order_by="id desc")
-        return [_unjsonify(r, ("environment",)) for r in rows]
+        return [cast(QualityRow, _unjsonify(r, ("environment",))) for r in rows]
 
     @_reads
-    def runs(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def runs(self, run_ids: Sequence[str] | None = None) -> list[RunRow]:
         if run_ids:
             marks = ",".join("?" for _ in run_ids)
             rows = self.db.table("runs").rows_where(
@@ -310,7 +311,7 @@ class Store:
             )
         else:
             rows = self.db.table("runs").rows_where(order_by="id")
-        return [_unjsonify(r, ("params", "environment")) for r in rows]
+        return [cast(RunRow, _unjsonify(r, ("params", "environment"))) for r in rows]
 
     @_reads
     def resolve_run_id(self, prefix: str) -> str:
@@ -334,12 +335,15 @@ class Store:
         return _unjsonify(rows[0], ("accelerators",))
 
     @_reads
-    def requests(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db.table("requests").rows_where("run_id = ?", [run_id], order_by="seq"))
+    def requests(self, run_id: str) -> list[RequestRow]:
+        rows = self.db.table("requests").rows_where("run_id = ?", [run_id], order_by="seq")
+        return [cast(RequestRow, r) for r in rows]
 
     @_reads
-    def sensors(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.db.table("sensors").rows_where("run_id = ?", [run_id]))
+    def sensors(self, run_id: str) -> list[SensorRow]:
+        return [
+            cast(SensorRow, r) for r in self.db.table("sensors").rows_where("run_id = ?", [run_id])
+        ]
 
     def samples(
         self,
