@@ -161,3 +161,16 @@ def test_probe_names_the_table_figure(fs: FakeSys) -> None:
     (res,) = EstimatedCpuSampler.probe(fs.env())
     assert res.available and res.method == "estimated"
     assert res.reason.startswith("estimated: TDP 4.38 W (codecarbon's CPU table:")
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["--tdp-w", 'codecarbon CPU table: "Xeon (x)" 205 W × 2/56 logical CPUs visible (a VM)'],
+)
+def test_the_stored_detail_gives_back_its_assumption(origin: str) -> None:
+    from edgeprof.samplers.estimate import TdpChoice, assumption_of, estimate_detail
+
+    detail = estimate_detail(TdpChoice(14.6, origin))
+    assert detail.startswith("estimated: TDP 14.6 W (")
+    assert assumption_of(detail) == f"TDP 14.6 W ({origin})"
+    assert assumption_of("measured by rapl") == "measured by rapl"  # not the estimator's

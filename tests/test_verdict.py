@@ -8,8 +8,10 @@ from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerforman
 from edgeprof.decision.orchestrate import TargetRun
 from edgeprof.decision.verdict import decision_rows, verdict_paragraph
 
-FAST = Latency(ttft_p50_s=0.1, ttft_p99_s=0.2, e2e_p50_s=1.0, decode_tps=50, peak_rss_bytes=2**28)
-SLOW = Latency(ttft_p50_s=2.0, ttft_p99_s=4.0, e2e_p50_s=9.0, decode_tps=8, peak_rss_bytes=2**28)
+FAST = Latency(ttft_p50_s=0.1, ttft_p99_s=0.2, e2e_p50_s=1.0, decode_tps=50, peak_rss_bytes=2**28,
+               ttft_p95_s=0.18)  # fmt: skip
+SLOW = Latency(ttft_p50_s=2.0, ttft_p99_s=4.0, e2e_p50_s=9.0, decode_tps=8, peak_rss_bytes=2**28,
+               ttft_p95_s=3.5)  # fmt: skip
 
 
 def _device(name: str, decode_tps: float, latency: Latency, idle_w: float = 2.0) -> DeviceTarget:
@@ -77,7 +79,19 @@ def test_a_latency_limit_excludes_the_slow_device() -> None:
     assert _say(c)[0] == "slow"  # cheapest: it idles at less
     winner, text = _say(c, max_ttft_s=1.0)
     assert winner == "fast"
-    assert "Excluded for a first token slower than 1 s (p99): slow." in text
+    assert "Excluded for a first token slower than 1 s (p95): slow." in text
+
+
+def test_the_latency_limit_is_a_p95_as_for_capacity() -> None:
+    """--max-ttft-s is one requirement: p95 TTFT, for the verdict as for the capacity that a
+    throughput curve gives. A device whose p95 meets it but whose slowest request (p99) does
+    not is not excluded; one whose p95 misses it is."""
+    tail = Latency(ttft_p50_s=0.2, ttft_p99_s=1.4, e2e_p50_s=1.0, decode_tps=50,
+                   peak_rss_bytes=2**28, ttft_p95_s=0.9)  # fmt: skip
+    c = _comparison([_device("tail", 40, tail)], [_cloud("pricey", 60.0)], DEDICATED)
+    assert _say(c, max_ttft_s=1.0)[0] == "tail"
+    winner, text = _say(c, max_ttft_s=0.8)
+    assert winner == "pricey" and "slower than 0.8 s (p95): tail" in text
 
 
 def test_nothing_meets_an_impossible_latency_limit_but_unmeasured_clouds() -> None:
@@ -86,7 +100,7 @@ def test_nothing_meets_an_impossible_latency_limit_but_unmeasured_clouds() -> No
     # the cloud's latency was not measured: it is not excluded, and the text says so
     assert winner == "cheap" and "cloud latency was not measured" in text
     assert "cheap is the only option that meets the latency requirement" in text
-    assert "Excluded for a first token slower than 0.5 s (p99): llama.cpp." in text
+    assert "Excluded for a first token slower than 0.5 s (p95): llama.cpp." in text
 
 
 def test_user_device_says_who_pays_what() -> None:

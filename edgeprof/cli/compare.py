@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from edgeprof.decision.compare import Comparison
-    from edgeprof.decision.economics import Deployment
 
 
 @app.command("compare")
@@ -93,7 +92,7 @@ def compare_command(
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
     from edgeprof.decision.compare import compare, to_dict
-    from edgeprof.decision.economics import DeviceCosts
+    from edgeprof.decision.economics import DeviceCosts, parse_deployment
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.quality.floor import QualityFloor
     from edgeprof.report.plots import plot_costs
@@ -102,7 +101,7 @@ def compare_command(
     path = db or default_db_path()
     if not path.exists():
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
-    mode = _deployment("owned" if owned else deployment)
+    mode = parse_deployment("owned" if owned else deployment)
     if mode == "dedicated" and (device_price is None or lifetime_years is None):
         raise UsageError(
             "give --device-price USD and --lifetime-years Y, or --deployment owned for a "
@@ -145,16 +144,6 @@ def compare_command(
         print(json.dumps(to_dict(result), indent=2))
         return
     _render(result)
-
-
-def _deployment(value: str) -> Deployment:
-    from edgeprof.decision.economics import DEPLOYMENTS
-    from edgeprof.errors import UsageError
-
-    for mode in DEPLOYMENTS:
-        if value == mode:
-            return mode
-    raise UsageError(f"--deployment must be one of {', '.join(DEPLOYMENTS)} (got {value!r})")
 
 
 def _render(c: Comparison) -> None:

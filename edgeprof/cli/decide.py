@@ -88,7 +88,10 @@ def decide_command(
         None, "--api-key-env", help="The environment variable holding the endpoint's key."
     ),
     max_ttft_s: float | None = typer.Option(
-        None, "--max-ttft-s", help="Latency requirement: time to first token, p99, seconds."
+        None,
+        "--max-ttft-s",
+        help="Latency requirement: time to first token at p95, seconds (the same p95 picks the "
+        "capacity from a throughput curve).",
     ),
     max_kld: float | None = MAX_KLD,
     max_ppl_increase: float | None = MAX_PPL_INCREASE,

@@ -32,9 +32,11 @@ Payback months = devices bought × price / monthly operating saving (cloud bill 
 electricity, idle included), a month being 365/12 days: at exactly R* it equals the lifetime.
 
 Without a measured idle baseline P_idle is taken as 0 (E_net = E): idle draw is then not
-charged, and the comparison says so. Not modelled (stated, not hidden): batching several
-requests on one device (capacity from single-stream speed is conservative), cloud volume
-discounts, the cost of the user's time waiting.
+charged, and the comparison says so. Batching is modelled where it was measured: a target
+profiled at several `--concurrency` levels is priced at the level whose p95 TTFT meets the
+latency requirement, with its aggregate speed and each request's share of the energy
+(`compare.pick_from_curves`). Not modelled (stated, not hidden): cloud volume discounts, the
+cost of the user's time waiting.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ TOKENS_PER_M = 1e6
 BreakEvenStatus = Literal["ok", "energy_exceeds_cloud", "exceeds_capacity"]
 Deployment = Literal["dedicated", "owned", "user-device"]
 DEPLOYMENTS: tuple[Deployment, ...] = ("dedicated", "owned", "user-device")
+
+
+def parse_deployment(value: str) -> Deployment:
+    """The deployment mode `value` names, or a `UsageError` listing the modes."""
+    for mode in DEPLOYMENTS:
+        if value == mode:
+            return mode
+    raise UsageError(f"`deployment` must be one of {', '.join(DEPLOYMENTS)} (got {value!r})")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from edgeprof.decision.config import (
     StepFn,
     TargetRun,
 )
-from edgeprof.decision.economics import DEPLOYMENTS, Deployment, DeviceCosts
+from edgeprof.decision.economics import Deployment, DeviceCosts, parse_deployment
 from edgeprof.decision.verdict import DecisionRow, decision_rows, verdict_paragraph
 from edgeprof.errors import UsageError
 
@@ -60,13 +60,6 @@ class Decision:
 # -- inputs --------------------------------------------------------------------------------
 
 
-def _deployment(value: str) -> Deployment:
-    for mode in DEPLOYMENTS:
-        if value == mode:
-            return mode
-    raise UsageError(f"`deployment` must be one of {', '.join(DEPLOYMENTS)} (got {value!r})")
-
-
 def _preset_figure(
     name: str, given: float | None, flag: str, preset: Any, key: str, default: float | None
 ) -> Figure:
@@ -85,7 +78,7 @@ def cost_inputs(
     config: DecideConfig, preset: Any, battery: Any = None
 ) -> tuple[DeviceCosts, list[Figure]]:
     """The owner's side of the comparison, each figure with where it came from."""
-    mode = _deployment(config.deployment)
+    mode = parse_deployment(config.deployment)
     price = _preset_figure(
         "device_price_usd", config.device_price_usd, "--device-price", preset, "price_usd", None
     )
@@ -242,7 +235,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
 
 
 def _check(config: DecideConfig) -> None:
-    _deployment(config.deployment)
+    parse_deployment(config.deployment)
     if not config.requests_per_day > 0 or config.requests_per_day == float("inf"):
         raise UsageError(
             f"`requests_per_day` must be a number above 0 (got {config.requests_per_day})"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgeprof.decision.compare import Figure
 from edgeprof.decision.config import DecideConfig, StepEvent, StepFn, StepState, TargetRun
 from edgeprof.errors import EdgeprofError
+from edgeprof.samplers.estimate import assumption_of
 from edgeprof.measure.options import MeasureOptions
 
 if TYPE_CHECKING:
@@ -108,10 +109,8 @@ class Probe:
                 if s["metric"] != "power_w":
                     continue
                 if s["method"] == "estimated":
-                    # "estimated: TDP 20 W (why) × (0.1 + 0.9 × load³), ...": the TDP is the news
-                    words = "estimated, " + str(s["detail"]).split(" × (0.1")[0].removeprefix(
-                        "estimated: "
-                    )
+                    # the estimator's TDP and where it came from is the news
+                    words = "estimated, " + assumption_of(s["detail"] or "")
                 else:
                     words = f"measured by {s['sensor']}"
                 if words not in seen:

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 
 def _meets(latency: Latency | None, max_ttft_s: float | None) -> bool | None:
-    """Whether a target's slowest measured first token (p99) is within the requirement;
-    None when there is no requirement or nothing was measured."""
-    if max_ttft_s is None or latency is None or latency.ttft_p99_s is None:
+    """Whether a target's first token meets the requirement at its p95 (the percentile
+    `--max-ttft-s` means everywhere, capacity included: `compare.MAX_TTFT_PERCENTILE`); None
+    when there is no requirement or nothing was measured."""
+    if max_ttft_s is None or latency is None or latency.ttft_p95_s is None:
         return None
-    return latency.ttft_p99_s <= max_ttft_s
+    return latency.ttft_p95_s <= max_ttft_s
 
 
 Side = Literal["device", "cloud"]
@@ -247,7 +248,7 @@ def verdict_paragraph(
     if best is None:
         return "none", (
             f"{head}, no target meets the {max_ttft_s:g} s time-to-first-token requirement "
-            f"(p99): {', '.join(excluded)}. {_provenance(c, runs, energy)}"
+            f"(p95): {', '.join(excluded)}. {_provenance(c, runs, energy)}"
         )
     device, cloud = _cheapest(options, "device"), _cheapest(options, "cloud")
     parts = [_winner_sentence(c, head, options, best, device, cloud, device_name)]
@@ -257,7 +258,7 @@ def verdict_paragraph(
     parts.append(_latency_sentence(c, device, cloud))
     if excluded:
         parts.append(
-            f"Excluded for a first token slower than {max_ttft_s:g} s (p99): {', '.join(excluded)}."
+            f"Excluded for a first token slower than {max_ttft_s:g} s (p95): {', '.join(excluded)}."
         )
     parts.append(_quality_sentence(c, runs, device))
     parts.append(_provenance(c, runs, energy))

@@ -5,6 +5,12 @@ global state).
   figures come from) above output tokens per second, each request's window shaded;
   `timeline_data` gathers its numbers (tested directly).
 - `plot_costs`: cost per day against requests per day for every target of a comparison.
+- `plot_quality` (`quality_figure`): a sweep's KL divergence against J per output token and
+  against decode tok/s, the Pareto front joined.
+- `plot_concurrency`: a throughput curve: aggregate tok/s and p95 TTFT per concurrency level,
+  J/token below.
+- `plot_soak` (`soak_figure`): a soak over time in 60 s windows, one panel per quantity, with
+  throttle events.
 """
 
 from __future__ import annotations

@@ -253,6 +253,22 @@ def assumed_tdp(env: SensorEnv) -> TdpChoice:
     return choose_tdp(cpu_model(env.sys_root), topo)
 
 
+LOAD_MODEL = "× (0.1 + 0.9 × load³), codecarbon's load model"
+DETAIL_PREFIX = "estimated: "
+
+
+def estimate_detail(tdp: TdpChoice) -> str:
+    """The sensor's `detail`, stored with each run: the TDP, where it came from, the model."""
+    return f"{DETAIL_PREFIX}TDP {format_w(tdp.tdp_w)} W ({tdp.origin}) {LOAD_MODEL}"
+
+
+def assumption_of(detail: str) -> str:
+    """The assumption a stored `estimate_detail` rests on, "TDP 20 W (its source)": what a
+    verdict names. The inverse of `estimate_detail` (tested both ways), kept beside it so the
+    format and its reader change together."""
+    return detail.removeprefix(DETAIL_PREFIX).split(" " + LOAD_MODEL)[0]
+
+
 class EstimatedCpuSampler(Sampler):
     source: ClassVar[str] = "estimate"
 
@@ -262,10 +278,7 @@ class EstimatedCpuSampler(Sampler):
             sensor="estimate:cpu",
             domain="package",
             method="estimated",
-            detail=(
-                f"estimated: TDP {format_w(tdp.tdp_w)} W ({tdp.origin}) × (0.1 + 0.9 × load³), "
-                "codecarbon's load model"
-            ),
+            detail=estimate_detail(tdp),
             metrics=("power_w",),
         )
         self._load = CpuLoad()
