@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from edgeprof.decision.compare import Figure
 from edgeprof.decision.config import DecideConfig, StepEvent, StepFn, StepState, TargetRun
 from edgeprof.errors import EdgeprofError
-from edgeprof.samplers.estimate import assumption_of
 from edgeprof.measure.options import MeasureOptions
+from edgeprof.samplers.estimate import assumption_of
 
 if TYPE_CHECKING:
     from edgeprof.measure.runner import RunConfig
