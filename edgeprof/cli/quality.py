@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from edgeprof.cli.app import app, err, out, progress_bar
-from edgeprof.store.rows import QualityRow
+
+if TYPE_CHECKING:
+    from edgeprof.store.rows import QualityRow
 
 
 @app.command("quality")
