@@ -95,8 +95,8 @@ def compare_command(
     from edgeprof.decision.compare import compare, to_dict
     from edgeprof.decision.economics import DeviceCosts
     from edgeprof.errors import ProfileDBError, UsageError
-    from edgeprof.report.plots import plot_costs
     from edgeprof.quality.floor import QualityFloor
+    from edgeprof.report.plots import plot_costs
     from edgeprof.store.db import Store, default_db_path
 
     path = db or default_db_path()
@@ -133,10 +133,12 @@ def compare_command(
             max_ttft_s=max_ttft_s,
         )
         if html is not None:
+            from edgeprof.report.decision_section import DecisionView
             from edgeprof.report.html import write_html_report
 
             run_ids = [store.resolve_run_id(r) for r in run] if run else None
-            write_html_report(store, html, run_ids, compare=result)
+            view = DecisionView(result, max_ttft_s=max_ttft_s)
+            write_html_report(store, html, run_ids, compare=view)
             err.print(f"wrote {html}")
     if plot is not None:
         plot_costs(result, plot)
@@ -159,8 +161,8 @@ def _deployment(value: str) -> Deployment:
 
 def _render(c: Comparison) -> None:
     from edgeprof.analysis.comparability import comparability_notes
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize
+    from edgeprof.store.db import Store
 
     render_tables(c)
     # The device targets' runs, read again: Comparison keeps figures, not what each ran with.

@@ -16,13 +16,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeprof.decision import economics as ec
-from edgeprof.decision.economics import BreakEven, CloudPrice, DeviceCosts, DevicePerformance, Workload
-from edgeprof.errors import PricingError, ProfileDBError, UsageError
 from edgeprof.analysis.metrics import Interval
+from edgeprof.analysis.summary import RunSummary
+from edgeprof.decision import economics as ec
+from edgeprof.decision.economics import (
+    BreakEven,
+    CloudPrice,
+    DeviceCosts,
+    DevicePerformance,
+    Workload,
+)
+from edgeprof.errors import PricingError, ProfileDBError, UsageError
 from edgeprof.quality.floor import QualityFloor, TargetQuality
 from edgeprof.store.db import Store
-from edgeprof.analysis.summary import RunSummary
 
 Provenance = Literal["measured", "estimated", "assumed"]
 # The p95 time to first token a device may take when `compare` picks its concurrency from a
@@ -49,6 +55,7 @@ class Latency:
     decode_tps: float | None
     peak_rss_bytes: int | None = None  # on-device: the memory the feature takes
     ttft_p95_s: float | None = None
+    e2e_p99_s: float | None = None
 
     @classmethod
     def of(cls, summary: RunSummary) -> Latency:
@@ -59,6 +66,7 @@ class Latency:
             summary.decode_tps_mean,
             summary.peak_rss_bytes,
             summary.ttft_p95_s,
+            summary.e2e_p99_s,
         )
 
 
@@ -322,6 +330,7 @@ def pool_idle_baselines(devices: Sequence[DeviceTarget]) -> list[DeviceTarget]:
 
 def _cloud_run_target(run: dict[str, Any], summary: RunSummary) -> CloudTarget | str:
     from edgeprof.decision import prices
+
     run_id, model = str(run["id"]), str(run.get("target") or "")
     name = f"{run.get('backend')}:{model} [{run_id[:8]}]"
     raw = run.get("params")
@@ -663,6 +672,7 @@ def _listed_clouds(
 ) -> list[CloudTarget]:
     """Cloud targets named by the user: catalog models, and one explicit price pair."""
     from edgeprof.decision import prices
+
     clouds = []
     for ref in cloud_models:
         mp = prices.lookup_price(ref)
