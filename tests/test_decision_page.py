@@ -309,3 +309,21 @@ def test_the_page_fits_a_laptop_and_a_phone(tmp_path: Path) -> None:
             boxed_in = b.open(boxed, width)
             assert boxed_in.scroll_width <= boxed_in.client_width
             assert any(w.startswith("boxed ") for w in boxed_in.wide)
+
+
+def test_compare_html_command(tmp_path: Path) -> None:
+    """`edgeprof compare --html`: the decision section on top of the runs, no paragraph."""
+    from tests.builders import cli
+
+    page, _ = _decision_page(tmp_path)
+    out = tmp_path / "compare.html"
+    res = cli("compare", tmp_path / "p.db", "--requests-per-day", "1000",
+              "--device-price", "600", "--lifetime-years", "3", "--price-in", "5",
+              "--electricity", "0.3", "--price-out", "15", "--max-ttft-s", "0.01",
+              "--html", out)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    text = out.read_text(encoding="utf-8")
+    assert text.index('id="break-even"') < text.index("<h2>Runs</h2>")
+    assert "Verdict." not in text and raw_values(text) == []
+    # --max-ttft-s reaches the page: every device's 50 ms first token is too slow for 10 ms
+    assert text.count("slower than the TTFT limit") == 3
