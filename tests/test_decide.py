@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from edgeprof.decision.orchestrate import DEFAULT_CLOUDS, DecideConfig, cost_inputs
-from edgeprof.errors import UsageError
 from edgeprof.decision.presets import get_preset
+from edgeprof.errors import UsageError
 from tests.builders import cli
 from tests.test_decision_page import raw_values
 

@@ -28,7 +28,7 @@ from edgeprof.report.decision_section import DecisionView, decision_section
 from edgeprof.report.html import render_html_report, write_html_report
 from edgeprof.store import Store
 from tests.browser import CHROMIUM, Browser
-from tests.builders import add_run, device_row
+from tests.builders import add_run, cli, device_row
 
 # $1 a day of capital (a 3-year life), no electricity, no idle draw: a device day costs $1
 # until the volume needs a second device.
@@ -313,9 +313,7 @@ def test_the_page_fits_a_laptop_and_a_phone(tmp_path: Path) -> None:
 
 def test_compare_html_command(tmp_path: Path) -> None:
     """`edgeprof compare --html`: the decision section on top of the runs, no paragraph."""
-    from tests.builders import cli
-
-    page, _ = _decision_page(tmp_path)
+    _decision_page(tmp_path)
     out = tmp_path / "compare.html"
     res = cli("compare", tmp_path / "p.db", "--requests-per-day", "1000",
               "--device-price", "600", "--lifetime-years", "3", "--price-in", "5",
