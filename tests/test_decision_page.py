@@ -245,7 +245,7 @@ def test_the_decision_comes_first(tmp_path: Path) -> None:
 
 def test_matrix_and_latency_cells() -> None:
     devices = [_device("llama.cpp"), _device("onnxruntime:a-very-long-model-file-name.onnx [01J]")]
-    clouds = [_cloud("pricey", 0.001), _cloud("free", 0.0)]
+    clouds = [_cloud("pricey", 0.001), _cloud("free", 0.0), _cloud("<img src=x>", 0.002)]
     c = _comparison(devices, clouds)
     html = decision_section(DecisionView(c, names={"llama.cpp": "llama.cpp"}))
     start = html.index('id="break-even"')
@@ -258,6 +258,8 @@ def test_matrix_and_latency_cells() -> None:
     assert "payback" in by["pricey"]
     assert ">never<" in by["free"]  # a free cloud: no volume pays for the device
     assert by["capacity/device"] == "72,000/day" and by["devices needed"] == "1"
+    # names are escaped: a file name cannot inject markup
+    assert "<img src=x>" not in html and "&lt;img src=x&gt;" in html
     # the long name is collapsed, the full one on hover
     assert 'title="onnxruntime:a-very-long-model-file-name.onnx [01J]"' in rows[1]
     assert ">onnxruntime:a-very-long-mod…<" in rows[1]  # 28 characters
@@ -298,12 +300,14 @@ def test_the_page_fits_a_laptop_and_a_phone(tmp_path: Path) -> None:
     box = f'<div style="overflow-x:auto">{WIDE_TABLE.replace("wide", "boxed")}</div>'
     boxed.write_text(text.replace("</body>", f"{box}</body>"), encoding="utf-8")
     with Browser() as b:
-        for width in (1300, 400):
+        # a desktop, a laptop, a small laptop (the runs table turns into cards), a phone
+        for width in (1300, 1024, 800, 400):
             layout = b.open(page, width)
             assert layout.client_width <= width and layout.client_width > width - 20
             assert not layout.overflows, (width, layout)
-            b.screenshot(tmp_path / f"decide-{width}.png", width)
-            assert (tmp_path / f"decide-{width}.png").read_bytes()[:4] == b"\x89PNG"
+            if width in (1300, 400):
+                shot = b.screenshot(tmp_path / f"decide-{width}.png", width)
+                assert shot.read_bytes()[:4] == b"\x89PNG"
             too_wide = b.open(wide, width)
             assert too_wide.scroll_width > too_wide.client_width and too_wide.overflows
             boxed_in = b.open(boxed, width)

@@ -201,7 +201,7 @@ def targets_html(view: DecisionView) -> str:
 
 def inputs_html(figures: Sequence[Figure]) -> str:
     columns = [Column("input", text=True), Column("value"), Column("kind", text=True),
-               Column("source", text=True)]  # fmt: skip
+               Column("source", text=True, long=True)]  # fmt: skip
     body = [
         [html.escape(x.name), html.escape(f.figure_value(x.value, x.unit)),
          html.escape(x.provenance), html.escape(x.source)]

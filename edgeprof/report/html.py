@@ -242,7 +242,7 @@ def _runs_table(summaries: Sequence[RunSummary]) -> str:
     columns = [Column(h, text=c == "t") for h, _, _, c in RUN_COLUMNS]
     body = [[_fmt(k, s, key) for _, key, k, _ in RUN_COLUMNS] for s in summaries]
     attrs = [f'data-run-id="{html.escape(s.run_id)}"' for s in summaries]
-    return table(columns, body, "runs", attrs)
+    return table(columns, body, "runs", attrs, cards="cards-wide")
 
 
 def _runs_section(summaries: list[RunSummary]) -> list[str]:
