@@ -85,13 +85,16 @@ def format_usd(value: float) -> str:
 
 def sig(value: float | None, digits: int = 3) -> str:
     """`digits` significant digits in fixed notation, thousands separated: 103.8, 0.0123,
-    12,346 (never 1.2e+04: a reader compares these by eye)."""
+    12,346 (never 1.2e+04: a reader compares these by eye); at most six decimals, so fewer
+    digits below 0.001, and powers of ten below a millionth."""
     if value is None:
         return DASH
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
     decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:,.{min(decimals, 6)}f}" if decimals <= 6 else f"{value:.{digits}g}"
+    if abs(value) < 5e-7:  # nothing left at six decimals
+        return f"{value:.{digits - 1}e}"
+    return f"{value:,.{min(decimals, 6)}f}"  # at most six decimals: 0.000123, not 0.0001235
 
 
 def seconds(value: float | None) -> str:
@@ -115,9 +118,9 @@ def figure_value(value: float | str | None, unit: str) -> str:
         return f"{value} {unit}".strip()
     v = float(value)
     if unit == "USD":
-        return format_usd(v)
+        return usd_compact(v)
     if unit.startswith("USD/"):
-        return f"{format_usd(v)}/{unit.removeprefix('USD/')}"
+        return f"{usd_compact(v)}/{unit.removeprefix('USD/')}"
     if unit == "fraction of the day":
         return f"{pct(v)} of the day"
     text = f"{v:,.0f}" if v == int(v) and abs(v) < 1e15 else sig(v, 4)
