@@ -22,7 +22,13 @@ from edgeprof.decision.compare import (
     Pair,
     compare,
 )
-from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
+from edgeprof.decision.economics import (
+    CloudPrice,
+    Deployment,
+    DeviceCosts,
+    DevicePerformance,
+    Workload,
+)
 from edgeprof.report.cost_chart import cost_chart, crossing_labels
 from edgeprof.report.decision_section import DecisionView, decision_section
 from edgeprof.report.html import render_html_report, write_html_report
@@ -156,13 +162,18 @@ class Text(HTMLParser):
             self.chunks.append(data)
 
 
-RAW = re.compile(r"\bNone\b|\bnan\b|\binf\b|\d\.\d{7,}")
+RAW = re.compile(r"\bNone\b|\bnan\b|\binf\b|\$?\d\.\d{7,}")
+# The one exception: a sub-cent dollar amount in the formatting layer's own form, three
+# significant digits after the zeros ("$0.0000263", `format_usd`), as the verdict sentences
+# say a request's electricity. The tables show such amounts per 1,000 requests instead.
+SMALL_USD = re.compile(r"\$0\.0{4,}[1-9]\d{0,2}")
 
 
 def raw_values(page: str) -> list[str]:
-    """Values that skipped the formatting layer: Python's None, nan, floats with more than
-    six decimals."""
-    return [m.group() for chunk in Text(page).chunks for m in RAW.finditer(chunk)]
+    """Values that skipped the formatting layer: Python's None, nan, inf, and numbers with
+    more than six decimals."""
+    found = (m.group() for chunk in Text(page).chunks for m in RAW.finditer(chunk))
+    return [v for v in found if not SMALL_USD.fullmatch(v)]
 
 
 DECIDE_INPUTS = (
@@ -225,6 +236,8 @@ def test_no_raw_value_reaches_the_page(tmp_path: Path) -> None:
     assert raw_values(text.replace("</table>", "<td>None</td></table>", 1)) == ["None"]
     assert raw_values('<p title="0.12345678">x</p>') == ["0.12345678"]
     assert raw_values("<style>a{width:0.12345678px}</style><p>0.123456</p>") == []
+    assert raw_values("<p>$0.0000263 a request</p>") == []  # format_usd's sub-cent form
+    assert raw_values("<p>$0.00002625 a request</p>") == ["$0.00002625"]  # four digits: raw
 
 
 def test_the_decision_comes_first(tmp_path: Path) -> None:
@@ -267,6 +280,20 @@ def test_matrix_and_latency_cells() -> None:
     assert "0.21 s" in targets and "0.48 s" in targets and "1.2 s" in targets
     assert "2.5 s" in targets  # the whole answer's p99
     assert "not measured" in targets  # the clouds' latency
+
+
+@pytest.mark.parametrize("deployment", ["owned", "user-device"])
+def test_other_deployments_and_no_pair(deployment: Deployment) -> None:
+    costs = DeviceCosts(0, 3, 0.17, deployment=deployment, battery_wh=50)
+    c = _comparison([_device("llama.cpp")], [_cloud("pricey", 0.001)], costs)
+    html = decision_section(DecisionView(c))
+    assert raw_values(html) == [] and "from request 1" in html
+    if deployment == "user-device":  # the operator pays nothing; the users pay the energy
+        assert "$0 for you" in html and "the users pay the energy" in html
+    # a quality floor that left every device target out: the section says what it can
+    empty = replace(c, devices=(), pairs=())
+    html = decision_section(DecisionView(empty, verdict="No device target meets the floor."))
+    assert "No device target meets the floor." in html and 'id="break-even"' not in html
 
 
 def test_compare_page_without_a_paragraph(tmp_path: Path) -> None:

@@ -245,9 +245,10 @@ def decision_section(view: DecisionView) -> str:
         f"{f.count(w.input_tokens)} input and {f.count(w.output_tokens)} output tokens each, "
         f"{html.escape(c.costs.deployment)} deployment.</p>"
     )
-    parts.append(chart_html(view))
-    # The cost-quality frontier (issue 20/21) goes here, beside the cost chart.
+    # No pair (a quality floor left every device target out): no chart, no matrix.
     if c.pairs:
+        parts.append(chart_html(view))
+        # The cost-quality frontier (issues 20 and 21) goes here, beside the cost chart.
         parts += [matrix_html(view), targets_html(view)]
     parts.append(inputs_html(c.assumptions))
     parts += [f'<p class="meta">{html.escape(str(n))}</p>' for n in c.notes]
