@@ -250,6 +250,7 @@ def test_the_decision_comes_first(tmp_path: Path) -> None:
     # a wide chart and a phone's copy, both inline
     assert text.count('alt="Cost per day against requests per day') == 2
     assert not re.search(r"""src="(?!data:image/png;base64,)""", text)
+    assert not re.search(r"url\(|@import|<link|<script|https?://[^\s\"<]*\.(js|css)", text, re.I)
     # every pair's whole sentence is a cell's hover text; no pair has a paragraph of its own
     for p in c.pairs:
         assert f'title="{p.result.verdict}"' in text.replace("&#x27;", "'")
