@@ -259,7 +259,8 @@ def test_the_decision_comes_first(tmp_path: Path) -> None:
 
 def test_matrix_and_latency_cells() -> None:
     devices = [_device("llama.cpp"), _device("onnxruntime:a-very-long-model-file-name.onnx [01J]")]
-    clouds = [_cloud("pricey", 0.001), _cloud("free", 0.0), _cloud("<img src=x>", 0.002)]
+    clouds = [_cloud("pricey", 0.001), _cloud("free", 0.0), _cloud("<img src=x>", 0.002),
+              _cloud("mid", 0.0004)]  # fmt: skip
     c = _comparison(devices, clouds)
     html = decision_section(DecisionView(c, names={"llama.cpp": "llama.cpp"}))
     start = html.index('id="break-even"')
@@ -269,7 +270,10 @@ def test_matrix_and_latency_cells() -> None:
     cells = re.findall(r'data-label="([^"]*)">(.*?)</td>', rows[0])
     by = {label: value for label, value in cells}
     assert "1,000/day" in by["pricey"]  # $1 a day against $0.001 a request
-    assert "payback" in by["pricey"]
+    # $1,095 of device against $2 a day of cloud bill at 2,000 requests/day: 18 months
+    assert "payback 18.0 months<" in by["pricey"]
+    # $0.80 a day saved: 45 months, longer than the device lives
+    assert "2,500/day" in by["mid"] and "payback 45.0 months, past its 36-month life" in by["mid"]
     assert ">never<" in by["free"]  # a free cloud: no volume pays for the device
     assert by["capacity/device"] == "72,000/day" and by["devices needed"] == "1"
     # names are escaped: a file name cannot inject markup

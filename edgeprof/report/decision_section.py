@@ -41,6 +41,7 @@ class DecisionView:
     names: Mapping[str, str] = field(default_factory=dict)
     rows: Sequence[Any] = ()
     max_ttft_s: float | None = None
+    notes: Sequence[str] | None = None  # decide's (probe and comparison); None: the comparison's
 
 
 def _cell(row: Any, key: str) -> Any:
@@ -73,14 +74,15 @@ def _first_by(rows: Sequence[Any], side: str) -> dict[str, Any]:
 # -- the break-even matrix -----------------------------------------------------------------
 
 
-def _payback(row: Any) -> str:
+def _payback(row: Any, life_months: float) -> str:
     months = _cell(row, "payback_months")
     if months is None:
         return ""
-    return f'<span class="sub">payback {f.num(months)} months</span>'
+    past = f", past its {f.count(life_months)}-month life" if months > life_months else ""
+    return f'<span class="sub">payback {f.num(months)} months{past}</span>'
 
 
-def _break_even_cell(row: Any) -> str:
+def _break_even_cell(row: Any, life_months: float) -> str:
     """Where the device starts to save against this cloud, in words a cell can hold; the
     pair's whole verdict is its hover text."""
     be, status = _cell(row, "break_even_requests_per_day"), _cell(row, "break_even_status")
@@ -91,9 +93,9 @@ def _break_even_cell(row: Any) -> str:
     elif status == "exceeds_capacity":
         text = f'over capacity<span class="sub">needs {f.count(be)}/day</span>'
     elif not be:
-        text = f"from request 1{_payback(row)}"
+        text = f"from request 1{_payback(row, life_months)}"
     else:
-        text = f"{f.count(be)}/day{_payback(row)}"
+        text = f"{f.count(be)}/day{_payback(row, life_months)}"
     title = html.escape(str(_cell(row, "verdict") or ""))
     return f'<span title="{title}">{text}</span>'
 
@@ -108,10 +110,14 @@ def matrix_html(view: DecisionView) -> str:
     columns = [Column("device target", text=True)]
     columns += [Column(f.short_label(names.get(c, c).split(":")[-1], 18), title=c) for c in clouds]
     columns += [Column("capacity/device"), Column("devices needed")]
+    life_months = view.comparison.costs.lifetime_years * 12
     body = []
     for d, first in devices.items():
         cells = [name(d, names.get(d))]
-        cells += [_break_even_cell(by_pair[(d, c)]) if (d, c) in by_pair else DASH for c in clouds]
+        cells += [
+            _break_even_cell(by_pair[(d, c)], life_months) if (d, c) in by_pair else DASH
+            for c in clouds
+        ]
         cells += [
             f"{f.count(_cell(first, 'device_capacity_requests_per_day'))}/day",
             f.count(_cell(first, "devices_needed")),
@@ -121,8 +127,8 @@ def matrix_html(view: DecisionView) -> str:
     return (
         "<h3>Break-even against each cloud</h3>"
         '<p class="meta">Requests/day above which the device target costs less than the cloud '
-        f"({clouds_line}); hover a cell for the whole sentence.</p>"
-        + table(columns, body, "break-even")
+        f"({clouds_line}), and the payback at your volume; hover a cell for the whole "
+        "sentence.</p>" + table(columns, body, "break-even")
     )
 
 
@@ -251,7 +257,8 @@ def decision_section(view: DecisionView) -> str:
         # The cost-quality frontier (issues 20 and 21) goes here, beside the cost chart.
         parts += [matrix_html(view), targets_html(view)]
     parts.append(inputs_html(c.assumptions))
-    parts += [f'<p class="meta">{html.escape(str(n))}</p>' for n in c.notes]
+    notes = c.notes if view.notes is None else view.notes
+    parts += [f'<p class="meta">{html.escape(str(n))}</p>' for n in notes]
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
