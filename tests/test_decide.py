@@ -24,6 +24,7 @@ from edgeprof.decision.orchestrate import DEFAULT_CLOUDS, DecideConfig, cost_inp
 from edgeprof.decision.presets import get_preset
 from edgeprof.errors import UsageError
 from tests.builders import cli
+from tests.test_decision_page import raw_values
 
 PROVENANCES = {"measured", "estimated", "assumed"}
 # Short profiles: 12 prompts × 1 repetition × 8 tokens on each device target.
@@ -304,6 +305,11 @@ def test_html_puts_the_verdict_on_top(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.stderr
     text = page.read_text()
     assert text.index("Verdict.") < text.index("<h2>Runs</h2>")
+    # the decision section: chart, matrix, cost and latency, inputs, all formatted
+    for part in ('alt="Cost per day against requests per day', 'id="break-even"', 'id="targets"',
+                 'id="assumptions"'):  # fmt: skip
+        assert text.index("Verdict.") < text.index(part) < text.index("<h2>Runs</h2>")
+    assert raw_values(text) == []
 
 
 @pytest.mark.model

@@ -85,7 +85,7 @@ def test_html_report_has_a_by_device_section_only_for_several_devices(
     page = tmp_path / "r.html"
     assert cli("report", pooled_db["db"], "--html", page).exit_code == 0
     text = page.read_text(encoding="utf-8")
-    assert "<h2>By device</h2>" in text and text.count('class="by-device"') == 2
+    assert "<h2>By device</h2>" in text and text.count('class="cards by-device"') == 2
     assert NOT_RANKED in text and "differ in threads (4 vs 2)" in text
     assert cli("report", tmp_path / "laptop.db", "--html", page).exit_code == 0
     assert "By device" not in page.read_text(encoding="utf-8")

@@ -73,6 +73,7 @@ class RunSummary:
     # the share of the model file in the page cache just before the load (0: a cold start)
     page_cache_fraction: float | None
     e2e_p50_s: float | None
+    e2e_p99_s: float | None  # the whole answer, slowest 1 %
     itl_p50_s: float | None
     itl_p99_s: float | None
     peak_rss_bytes: int | None
@@ -209,6 +210,7 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         power_setup=dict(params.get("power_setup") or {}),
         page_cache_fraction=params.get("page_cache_fraction"),
         e2e_p50_s=percentile(col("e2e_s"), 50),
+        e2e_p99_s=percentile(col("e2e_s"), 99),
         itl_p50_s=percentile(col("itl_p50_s"), 50),
         itl_p99_s=max(col("itl_p99_s"), default=None),
         peak_rss_bytes=int(max(rss)) if rss else None,

@@ -132,10 +132,12 @@ def compare_command(
             max_ttft_s=max_ttft_s,
         )
         if html is not None:
+            from edgeprof.report.decision_section import DecisionView
             from edgeprof.report.html import write_html_report
 
             run_ids = [store.resolve_run_id(r) for r in run] if run else None
-            write_html_report(store, html, run_ids, compare=result)
+            view = DecisionView(result, max_ttft_s=max_ttft_s)
+            write_html_report(store, html, run_ids, compare=view)
             err.print(f"wrote {html}")
     if plot is not None:
         plot_costs(result, plot)

@@ -20,7 +20,7 @@ from edgeprof.cli.floor_options import (
     floor_lines,
 )
 from edgeprof.decision.verdict import SIDES
-from edgeprof.report.formatting import format_count, format_usd
+from edgeprof.report.formatting import figure_value, format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
 if TYPE_CHECKING:
@@ -172,14 +172,22 @@ def decide_command(
 
 
 def _write_html(decision: Decision, path: Path) -> None:
+    from edgeprof.report.decision_section import DecisionView
     from edgeprof.report.html import write_html_report
     from edgeprof.store.db import Store
 
     c = decision.comparison
+    max_ttft = next((x.value for x in decision.inputs if x.name == "max_ttft_s"), None)
+    view = DecisionView(
+        c,
+        verdict=decision.verdict,
+        names=_names(decision),
+        rows=decision.rows,
+        max_ttft_s=None if max_ttft is None else float(max_ttft),
+        notes=decision.notes,
+    )
     with Store(Path(c.db_path)) as store:
-        write_html_report(
-            store, path, [r.run_id for r in decision.runs], compare=c, headline=decision.verdict
-        )
+        write_html_report(store, path, [r.run_id for r in decision.runs], compare=view)
     err.print(f"wrote {path}")
 
 
@@ -238,12 +246,7 @@ def _names(decision: Decision) -> dict[str, str]:
 
 
 def _figure_value(f: Figure) -> str:
-    if f.value is None:
-        return "–"
-    if f.unit == "fraction of the day":
-        return f"{float(f.value):.0%} of the day"
-    value = f"{f.value:.4g}" if isinstance(f.value, float) else str(f.value)
-    return f"{value} {f.unit}".strip()
+    return figure_value(f.value, f.unit)  # the HTML report's inputs table says it the same way
 
 
 def _seconds(v: float | None) -> str:

@@ -56,6 +56,7 @@ class Latency:
     decode_tps: float | None
     peak_rss_bytes: int | None = None  # on-device: the memory the feature takes
     ttft_p95_s: float | None = None
+    e2e_p99_s: float | None = None
 
     @classmethod
     def of(cls, summary: RunSummary) -> Latency:
@@ -66,6 +67,7 @@ class Latency:
             summary.decode_tps_mean,
             summary.peak_rss_bytes,
             summary.ttft_p95_s,
+            summary.e2e_p99_s,
         )
 
 

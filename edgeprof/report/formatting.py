@@ -81,3 +81,63 @@ def format_usd(value: float) -> str:
     # Three significant digits in fixed notation: $0.0000262 reads better than $2.62e-05.
     decimals = 2 - math.floor(math.log10(v))
     return f"{sign}${v:.{decimals}f}"
+
+
+def sig(value: float | None, digits: int = 3) -> str:
+    """`digits` significant digits in fixed notation, thousands separated: 103.8, 0.0123,
+    12,346 (never 1.2e+04: a reader compares these by eye); at most six decimals, so fewer
+    digits below 0.001, and powers of ten below a millionth."""
+    if value is None:
+        return DASH
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    if abs(value) < 5e-7:  # nothing left at six decimals
+        return f"{value:.{digits - 1}e}"
+    return f"{value:,.{min(decimals, 6)}f}"  # at most six decimals: 0.000123, not 0.0001235
+
+
+def seconds(value: float | None) -> str:
+    return DASH if value is None else f"{sig(value, 2)} s"
+
+
+def per_day(value: float | None) -> str:
+    return DASH if value is None else f"{format_usd(value)}/day"
+
+
+def usd_range(low: float, high: float) -> str:
+    return f"{format_usd(low)}–{format_usd(high)}"
+
+
+def figure_value(value: float | str | None, unit: str) -> str:
+    """An input as decide's tables show it: "$80", "$0.17/kWh", "100% of the day", "104
+    tokens", "–" where none was given."""
+    if value is None or value == "":
+        return DASH
+    if isinstance(value, str):
+        return f"{value} {unit}".strip()
+    v = float(value)
+    if unit == "USD":
+        return usd_compact(v)
+    if unit.startswith("USD/"):
+        return f"{usd_compact(v)}/{unit.removeprefix('USD/')}"
+    if unit == "fraction of the day":
+        return f"{pct(v)} of the day"
+    text = f"{v:,.0f}" if v == int(v) and abs(v) < 1e15 else sig(v, 4)
+    return f"{text} {unit}".strip()
+
+
+def short_label(text: str, limit: int = 24) -> str:
+    """A long target name cut to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def usd_compact(value: float | None) -> str:
+    """Dollars with at most six decimals: a page shows no $0.00000740. Amounts that small read
+    better per 1,000 requests (the caller scales them); below $0.0001 they are rounded."""
+    if value is None:
+        return DASH
+    if value != 0 and abs(value) < 1e-4:
+        text = f"${abs(value):.6f}".rstrip("0")
+        return ("-" if value < 0 else "") + (text if text != "$0." else "<$0.000001")
+    return format_usd(value)

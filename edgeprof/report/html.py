@@ -8,49 +8,59 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
 from edgeprof.errors import ProfileDBError
 from edgeprof.report import formatting as f
+from edgeprof.report.decision_section import CSS as DECISION_CSS
+from edgeprof.report.decision_section import DecisionView, decision_section
 from edgeprof.report.formatting import DASH
+from edgeprof.report.images import img as _img
+from edgeprof.report.images import png_uri as _png_uri
+from edgeprof.report.tables import CSS as TABLE_CSS
+from edgeprof.report.tables import Column, name, table
 from edgeprof.store.db import Store
 from edgeprof.store.rows import RunRow
+
+if TYPE_CHECKING:
+    from edgeprof.decision.compare import Comparison
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
 EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
 
-CSS = """
+CSS = (
+    """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1200px;padding:0 1rem;color:#1d2330}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;
-border-bottom:1px solid #d8dce3;padding-bottom:.2rem}
+border-bottom:1px solid #d8dce3;padding-bottom:.2rem}h3{font-size:1rem;margin:1.4rem 0 .2rem}
+p,div,figcaption{overflow-wrap:break-word}
 .meta{color:#5b6472;margin-top:0}
-table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.6rem 0}
-th,td{padding:.3rem .5rem;border-bottom:1px solid #e6e8ec;text-align:right;white-space:nowrap}
-th{background:#f3f5f8;position:sticky;top:0}
-td.t,th.t{text-align:left}
-tr:hover td{background:#fafbfc}
+th{position:sticky;top:0}
 .est{color:#a25a00}.status-complete{color:#1a7f37}.status-failed,.status-aborted{color:#b42318}
 .verdict{background:#f0f6ff;border-left:4px solid #2f6feb;padding:.6rem .9rem;margin:.5rem 0}
 .decision{font-size:1rem;background:#eef8f0;border-left-color:#1a7f37}
-figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6e8ec}
+figure{margin:1rem 0}figure img{display:block;box-sizing:border-box;max-width:100%;
+height:auto;border:1px solid #e6e8ec}
 figcaption{color:#5b6472;font-size:.8rem}
-.scroll{overflow-x:auto}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:1rem}
+@media (max-width:720px){body{margin:1rem auto;padding:0 .6rem}}
 """
+    + TABLE_CSS
+    + DECISION_CSS
+)
 
 # (heading, summary key, formatter, css class)
 RUN_COLUMNS: list[tuple[str, str, str, str]] = [
     ("run", "run_id", "id", "t"),
     ("device", "device_label", "text", "t"),
     ("backend", "backend", "text", "t"),
-    ("target", "target", "text", "t"),
+    ("target", "target", "path", "t"),
     ("quant", "quant", "text", "t"),
     ("label", "label", "text", "t"),
     ("status", "status", "status", "t"),
@@ -77,6 +87,8 @@ def _fmt(kind: str, s: RunSummary, key: str) -> str:
         return DASH
     if kind == "id":
         return f'<code title="{html.escape(str(v))}">{html.escape(str(v)[:10])}</code>'
+    if kind == "path":
+        return name(str(v), Path(str(v)).name, 24)
     if kind == "status":
         return f'<span class="status-{html.escape(str(v))}">{html.escape(str(v))}</span>'
     numbers = {
@@ -84,15 +96,21 @@ def _fmt(kind: str, s: RunSummary, key: str) -> str:
         "ms": lambda: f.ms(v),
         "num": lambda: f.num(v),
         "num2": lambda: f.num(v, 2),
-        "prefill": lambda: f.with_interval(f.num(v), s.prefill_tps_ci),
-        "decode": lambda: f.with_interval(f.num(v), s.decode_tps_ci),
-        "jpt": lambda: f.with_interval(
-            f.j_per_token(v, s.energy_method, mark=EST_MARK), s.j_per_output_token_ci, 3
+        "prefill": lambda: f.num(v) + _sub(f.interval(s.prefill_tps_ci)),
+        "decode": lambda: f.num(v) + _sub(f.interval(s.decode_tps_ci)),
+        "jpt": lambda: (
+            f.j_per_token(v, s.energy_method, mark=EST_MARK)
+            + _sub(f.interval(s.j_per_output_token_ci, 3))
         ),
         "mib": lambda: f.mib(v),
         "usd": lambda: f.usd_exact(v),
     }
     return numbers[kind]() if kind in numbers else html.escape(str(v))
+
+
+def _sub(text: str) -> str:
+    """A figure's interval, on its own line under it: the column stays narrow."""
+    return f'<span class="sub">{html.escape(text)}</span>' if text else ""
 
 
 def _quality_chart(store: Store, runs: Sequence[RunRow], summaries: Sequence[RunSummary]) -> str:
@@ -134,12 +152,6 @@ def _run_notes(summaries: list[RunSummary]) -> list[str]:
     from edgeprof.analysis.comparability import comparability_notes
 
     return [*gpu_mem_notes(summaries), *comparability_notes(summaries)]
-
-
-def _png_uri(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _figure(w: float, h: float) -> Any:
@@ -214,8 +226,8 @@ def _simple_timeline(store: Store, run_id: str) -> str | None:
         return None
     fig = _figure(10, 3.2)
     ax = fig.add_subplot()
-    for name, pts in sorted(series.items()):
-        ax.plot([t for t, _ in pts], [w for _, w in pts], lw=1, label=name)
+    for sensor, pts in sorted(series.items()):
+        ax.plot([t for t, _ in pts], [w for _, w in pts], lw=1, label=sensor)
     for req in store.requests(run_id):
         if req["t_start_ns"] is not None and req["t_end_ns"] is not None:
             ax.axvspan(req["t_start_ns"] / 1e9, req["t_end_ns"] / 1e9, color="tab:blue", alpha=0.1)
@@ -226,21 +238,11 @@ def _simple_timeline(store: Store, run_id: str) -> str | None:
     return _png_uri(fig)
 
 
-def _img(uri: str, alt: str, caption: str) -> str:
-    return (
-        f'<figure><img src="{uri}" alt="{html.escape(alt)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    )
-
-
 def _runs_table(summaries: Sequence[RunSummary]) -> str:
-    head = "".join(f'<th class="{c}">{html.escape(h)}</th>' for h, _, _, c in RUN_COLUMNS)
-    body = []
-    for s in summaries:
-        cells = "".join(f'<td class="{c}">{_fmt(k, s, key)}</td>' for _, key, k, c in RUN_COLUMNS)
-        body.append(f'<tr data-run-id="{html.escape(s.run_id)}">{cells}</tr>')
-    table = f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-    return f'<div class="scroll">{table}</div>'
+    columns = [Column(h, text=c == "t") for h, _, _, c in RUN_COLUMNS]
+    body = [[_fmt(k, s, key) for _, key, k, _ in RUN_COLUMNS] for s in summaries]
+    attrs = [f'data-run-id="{html.escape(s.run_id)}"' for s in summaries]
+    return table(columns, body, "runs", attrs, cards="cards-wide")
 
 
 def _runs_section(summaries: list[RunSummary]) -> list[str]:
@@ -260,121 +262,35 @@ def _by_device_section(store: Store, summaries: Sequence[RunSummary]) -> str:
              '<p class="meta">One row per device for each group of comparable runs (same model, '
              "prompts, max tokens, backend, quant, threads, offload and build); each figure is "
              "the median of the device's runs.</p>"]  # fmt: skip
-    head = "".join(
-        f'<th class="{"t" if h in ("device", "energy basis") else ""}">{h}</th>'
-        for h in ("device", "runs", "decode tok/s", "prefill tok/s", "TTFT p50 ms",
-                  "J/token", "W", "energy basis")
-    )  # fmt: skip
+    columns = [Column(h, text=h in ("device", "energy basis"))
+               for h in ("device", "runs", "decode tok/s", "prefill tok/s", "TTFT p50 ms",
+                         "J/token", "W", "energy basis")]  # fmt: skip
     for g in report.groups:
-        rows = "".join(
-            f'<tr><td class="t">{html.escape(r.name)}</td><td>{r.n_runs}</td>'
-            f"<td>{f.num(r.decode_tps)}</td><td>{f.num(r.prefill_tps)}</td>"
-            f"<td>{f.ms(r.ttft_p50_s)}</td>"
-            f"<td>{f.j_per_token(r.j_per_output_token, r.energy_basis, mark=EST_MARK)}</td>"
-            f'<td>{f.num(r.avg_power_w)}</td><td class="t">{html.escape(r.energy_basis or DASH)}'
-            "</td></tr>"
+        rows = [
+            [html.escape(r.name), f.count(r.n_runs), f.num(r.decode_tps), f.num(r.prefill_tps),
+             f.ms(r.ttft_p50_s), f.j_per_token(r.j_per_output_token, r.energy_basis, mark=EST_MARK),
+             f.num(r.avg_power_w), html.escape(r.energy_basis or DASH)]
             for r in g.rows
-        )
+        ]  # fmt: skip
         parts += [
             f"<h3>{html.escape(g.title)}</h3>",
-            f'<div class="scroll"><table class="by-device" data-group="{g.key.key_id}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>",
+            table(columns, rows, extra=f'by-device data-group="{html.escape(str(g.key.key_id))}"'),
             *(f'<p class="meta">{html.escape(n)}</p>' for n in g.notes),
         ]
     parts += [f'<p class="meta">{html.escape(n)}</p>' for n in report.notes]
     return "\n".join(parts)
 
 
-def _money(v: Any, digits: int = 6) -> str:
-    return f.usd_exact(None if v is None else float(v), digits)
+def _decision_view(compare: Comparison | DecisionView, headline: str | None) -> DecisionView:
+    if isinstance(compare, DecisionView):
+        return compare
+    return DecisionView(compare, verdict=headline)
 
 
-def _count(v: Any) -> str:
-    return f.count(None if v is None else float(v))
-
-
-def _compare_section(comparison: Any) -> str:
-    """The verdict of edgeprof.decision.compare: a Comparison, or its `to_dict` form."""
-    if not isinstance(comparison, dict):
-        from edgeprof.decision.compare import to_dict
-
-        comparison = to_dict(comparison)
-    parts = ["<h2>Device or cloud?</h2>"]
-    w = comparison.get("workload") or {}
-    if w:
-        parts.append(
-            f'<p class="meta">At {_count(w.get("requests_per_day"))} requests/day of '
-            f"{_count(w.get('input_tokens'))} input and {_count(w.get('output_tokens'))} "
-            "output tokens each.</p>"
-        )
-    rows = []
-    for p in comparison.get("pairs") or []:
-        r = p.get("result") or {}
-        payback = r.get("payback_months")
-        parts.append(
-            f'<div class="verdict"><b>{html.escape(str(p.get("device")))}</b> vs '
-            f"<b>{html.escape(str(p.get('cloud')))}</b>: "
-            f"{html.escape(str(r.get('verdict') or DASH))}</div>"
-        )
-        rows.append(
-            "<tr>"
-            f'<td class="t">{html.escape(str(p.get("device")))}</td>'
-            f'<td class="t">{html.escape(str(p.get("cloud")))}</td>'
-            f"<td>{_money(r.get('device_cost_per_request_usd'))}</td>"
-            f"<td>{_money(r.get('cloud_cost_per_request_usd'))}</td>"
-            f"<td>{_money(r.get('device_cost_per_day_usd'), 2)}</td>"
-            f"<td>{_money(r.get('cloud_cost_per_day_usd'), 2)}</td>"
-            f"<td>{_count(r.get('device_capacity_requests_per_day'))}</td>"
-            f"<td>{_count(r.get('break_even_requests_per_day'))}</td>"
-            f"<td>{DASH if payback is None else f'{float(payback):.1f}'}</td>"
-            "</tr>"
-        )
-    if rows:
-        head = "".join(
-            f"<th{' class=t' if i < 2 else ''}>{h}</th>"
-            for i, h in enumerate(
-                ("device", "cloud", "device $/request", "cloud $/request", "device $/day",
-                 "cloud $/day", "capacity req/day", "break-even req/day", "payback months")
-            )
-        )  # fmt: skip
-        table = f'<table id="compare"><thead><tr>{head}</tr></thead>{"".join(rows)}</table>'
-        parts.append(f'<div class="scroll">{table}</div>')
-    assumptions = comparison.get("assumptions") or []
-    if assumptions:
-        items = "".join(
-            f'<tr><td class="t">{html.escape(str(a.get("name")))}</td>'
-            f"<td>{html.escape(str(a.get('value')))}</td>"
-            f'<td class="t">{html.escape(str(a.get("unit")))}</td>'
-            f'<td class="t">{html.escape(str(a.get("provenance")))}</td>'
-            f'<td class="t">{html.escape(str(a.get("source")))}</td></tr>'
-            for a in assumptions
-        )
-        parts.append(
-            '<table id="assumptions"><thead><tr><th class="t">input</th><th>value</th>'
-            '<th class="t">unit</th><th class="t">provenance</th><th class="t">source</th>'
-            f"</tr></thead>{items}</table>"
-        )
-    for note in comparison.get("notes") or []:
-        parts.append(f'<p class="meta">{html.escape(str(note))}</p>')
-    return "\n".join(parts)
-
-
-def render_html_report(
-    store: Store,
-    run_ids: Sequence[str] | None = None,
-    compare: Any = None,
-    headline: str | None = None,
-) -> str:
-    """The page as a string (see `write_html_report`)."""
-    from edgeprof.analysis.summary import summarize_run
-
-    runs = store.runs(list(run_ids) if run_ids else None)
-    if not runs:
-        raise ProfileDBError(f"{store.path} holds no runs to report; add one with `edgeprof run`")
-    summaries = [summarize_run(store, str(r["id"])) for r in runs]
+def _head(store: Store, summaries: Sequence[RunSummary]) -> list[str]:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     devices = len({s.device_id for s in summaries})
-    parts = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -384,13 +300,19 @@ def render_html_report(
         f'<p class="meta">{html.escape(store.path.name)} · {len(summaries)} run(s) on '
         f"{devices} device(s) · generated {now}</p>",
     ]
-    if headline:
-        parts.append(f'<div class="verdict decision"><b>Verdict.</b> {html.escape(headline)}</div>')
+
+
+def _top(compare: Comparison | DecisionView | None, headline: str | None) -> list[str]:
+    """The decision section when there is a comparison; else decide's paragraph alone."""
     if compare is not None:
-        parts.append(_compare_section(compare))
-    parts += _runs_section(summaries)
-    if devices > 1:
-        parts.append(_by_device_section(store, summaries))
+        return [decision_section(_decision_view(compare, headline))]
+    if headline:
+        return [f'<div class="verdict decision"><b>Verdict.</b> {html.escape(headline)}</div>']
+    return []
+
+
+def _charts(store: Store, runs: Sequence[RunRow], summaries: list[RunSummary]) -> list[str]:
+    parts = []
     charts = [
         _bar_chart(summaries, "decode_tps_mean", "decode_tps_sd", "Decode speed", "tokens/s"),
         _bar_chart(summaries, "j_per_output_token", None, "Energy per output token", "J/token"),
@@ -410,6 +332,26 @@ def render_html_report(
             timelines.append(_img(uri, f"power timeline of run {s.run_id}", caption))
     if timelines:
         parts += ["<h2>Power timelines</h2>", *timelines]
+    return parts
+
+
+def render_html_report(
+    store: Store,
+    run_ids: Sequence[str] | None = None,
+    compare: Comparison | DecisionView | None = None,
+    headline: str | None = None,
+) -> str:
+    """The page as a string (see `write_html_report`)."""
+    from edgeprof.analysis.summary import summarize_run
+
+    runs = store.runs(list(run_ids) if run_ids else None)
+    if not runs:
+        raise ProfileDBError(f"{store.path} holds no runs to report; add one with `edgeprof run`")
+    summaries = [summarize_run(store, str(r["id"])) for r in runs]
+    parts = [*_head(store, summaries), *_top(compare, headline), *_runs_section(summaries)]
+    if len({s.device_id for s in summaries}) > 1:
+        parts.append(_by_device_section(store, summaries))
+    parts += _charts(store, runs, summaries)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -418,12 +360,14 @@ def write_html_report(
     store: Store,
     path: Path | str,
     run_ids: Sequence[str] | None = None,
-    compare: Any = None,
+    compare: Comparison | DecisionView | None = None,
     headline: str | None = None,
 ) -> Path:
     """Write one self-contained HTML page: runs table, per-device charts, power timelines and,
-    when `compare` is given (an `edgeprof.decision.compare.Comparison` or its `to_dict`), the
-    verdict; `headline` (decide's paragraph) goes on top."""
+    when `compare` is given (an `edgeprof.decision.compare.Comparison`, or a
+    `edgeprof.report.decision_section.DecisionView` with decide's rows and names), the
+    decision section on top: verdict, cost chart, break-even matrix, cost and latency per
+    target, inputs. `headline` (decide's paragraph) opens it."""
     out = Path(path)
     text = render_html_report(store, run_ids, compare, headline)
     out.parent.mkdir(parents=True, exist_ok=True)

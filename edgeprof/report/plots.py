@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from edgeprof.analysis.energy import build_series, interpolate, power_points, select_domains
 from edgeprof.errors import ProfileDBError, UsageError
 from edgeprof.power import POWER_METRICS
-from edgeprof.report.formatting import format_count
 from edgeprof.store.db import Store
 
 if TYPE_CHECKING:
@@ -160,94 +159,15 @@ def plot_run_timeline(store: Store, run_id: str, path: Path | str) -> Path:
     return out
 
 
-def plot_costs(comparison: Comparison, path: Path | str) -> Path:
-    """Cost per day against requests per day (log-log) for every target; break-evens marked."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure as MplFigure
-
-    from edgeprof.decision.economics import device_cost_per_day_usd
+def plot_costs(
+    comparison: Comparison, path: Path | str, names: dict[str, str] | None = None
+) -> Path:
+    """Cost per day against requests per day for every target (`edgeprof.report.cost_chart`):
+    break-evens marked, the volume and each device's capacity drawn."""
+    from edgeprof.report.cost_chart import cost_chart, cost_figure
 
     path = Path(path)
-    r = comparison.workload.requests_per_day
-    first = {p.device: p.result for p in comparison.pairs}
-    marks = [r] + [p.result.break_even_requests_per_day or 0 for p in comparison.pairs]
-    marks += [res.device_capacity_requests_per_day for res in first.values()]
-    positive = [m for m in marks if m and m > 0]
-    lo, hi = min(positive) / 10, max(positive) * 10
-    xs = np.logspace(math.log10(lo), math.log10(hi), 300)
-
-    fig = MplFigure(figsize=(9, 5.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    costs = comparison.costs
-    for i, d in enumerate(comparison.devices):
-        res, color = first[d.name], f"C{i}"
-        if res.deployment == "user-device":
-            continue  # the operator pays nothing on the device: no curve on a log scale
-        cap = res.device_capacity_requests_per_day
-        # steps: one more device bought each time the volume passes a multiple of capacity
-        y = [
-            device_cost_per_day_usd(
-                v,
-                res.device_fixed_usd_per_device_day,
-                res.device_energy_cost_per_request_usd,
-                cap,
-                deployment=res.deployment,
-                owned_devices=costs.owned_devices,
-            )
-            for v in xs
-        ]
-        ax.plot(xs, y, color=color, lw=2, label=_tex_safe(f"device: {d.name}"))
-        ax.axvline(cap, color=color, ls=":", lw=1)
-        ax.annotate(
-            f"one device's capacity {format_count(cap)}/day",
-            (cap, 0.02),
-            color=color,
-            xycoords=("data", "axes fraction"),
-            rotation=90,
-            ha="right",
-            fontsize=8,
-        )
-    n = len(comparison.devices)
-    for j, c in enumerate(comparison.clouds):
-        per_req = next(
-            p.result.cloud_cost_per_request_usd for p in comparison.pairs if p.cloud == c.name
-        )
-        ax.plot(
-            xs,
-            xs * per_req,
-            color=f"C{n + j}",
-            lw=1.5,
-            ls="--",
-            label=_tex_safe(f"cloud: {c.name}"),
-        )
-    for k, p in enumerate(comparison.pairs):
-        be = p.result.break_even_requests_per_day
-        if be and p.result.break_even_status == "ok":
-            at = (be, be * p.result.cloud_cost_per_request_usd)
-            ax.plot([at[0]], [at[1]], "o", color="black", ms=6)
-            # Stagger labels: break-evens against similar clouds sit close together.
-            ax.annotate(
-                f"{format_count(be)}/day",
-                at,
-                textcoords="offset points",
-                xytext=(6, -12 - 10 * (k % 3)),
-                fontsize=8,
-            )
-    ax.axvline(r, color="grey", ls="-.", lw=1, label=f"your volume: {format_count(r)}/day")
-    ax.set_xscale("log")
-    ax.set_yscale("log", nonpositive="mask")
-    ax.set_xlabel("requests per day")
-    ax.set_ylabel("cost per day (USD)")
-    w = comparison.workload
-    ax.set_title(
-        f"Cost per day, {w.input_tokens:,.0f} in / {w.output_tokens:,.0f} out tokens "
-        "per request (● break-even)"
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    fig = cost_figure(cost_chart(comparison, names))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
