@@ -114,7 +114,7 @@ phase() { # name: ends the phase before with its elapsed time
     PHASE_T=$SECONDS
     [ -z "$1" ] || echo "== $1"
 }
-echo "check_gpu: $(date -u +%FT%TZ) on $(hostname), GPU: $GPU_NAME${CUDA_ARCH:+ (sm_$CUDA_ARCH)}," \
+echo "check_gpu: $(date -u +%FT%TZ) on $(uname -n), GPU: $GPU_NAME${CUDA_ARCH:+ (sm_$CUDA_ARCH)}," \
     "$THREADS threads; results in $OUT"
 
 # -- 2. the wheelhouse has what the base Python lacks (names what it lacks, before pip) -------
@@ -179,8 +179,14 @@ pip_install() { # args...: from the wheelhouse only; names what it lacks
 if [ -n "$WHEELHOUSE" ]; then
     phase "venv: $WORK/venv"
     VENV=$WORK/venv
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV" 2>/dev/null ||
+        "$PYTHON" -m venv --without-pip "$VENV" || die 2 "$PYTHON cannot make a venv"
     VPY=$VENV/bin/python
+    if ! "$VPY" -m pip --version >/dev/null 2>&1; then # no ensurepip (uv's Pythons, Debian's)
+        PIP_WHEEL=$(find "$WHEELHOUSE" -maxdepth 1 -name 'pip-*.whl' | sort | tail -n 1)
+        [ -n "$PIP_WHEEL" ] || die 2 "the venv has no pip and the wheelhouse lacks pip's wheel"
+        "$VPY" "$PIP_WHEEL/pip" install --quiet --no-index "$PIP_WHEEL" # pip runs from its wheel
+    fi
     # A venv made from a venv would not see its packages (--system-site-packages means the base
     # interpreter's): a .pth puts the base Python's site-packages after the venv's own.
     "$PYTHON" -c 'import site; print("\n".join(site.getsitepackages()))' \
@@ -198,22 +204,34 @@ build_llama() { # src: llama.cpp from the sdist, for CUDA (or the CPU with --cpu
     args="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_TESTS=OFF \
 -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
 -DLLAMA_OPENSSL=OFF ${LLAMA_CMAKE_EXTRA:-}"
-    [ "$CPU_ONLY" = 1 ] || args="$args -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH"
+    if [ "$CPU_ONLY" = 0 ]; then
+        args="$args -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH"
+        # the toolkit's usual home, when its bin is not on PATH
+        command -v nvcc >/dev/null 2>&1 || [ ! -x /usr/local/cuda/bin/nvcc ] ||
+            export PATH=/usr/local/cuda/bin:$PATH
+        command -v nvcc >/dev/null 2>&1 ||
+            die 2 "no nvcc: building llama.cpp for CUDA needs the CUDA toolkit (nvcc on PATH)"
+    fi
     stamp="$(basename "$SDIST") $args"
-    if [ -f "$build/bin/libllama.so" ] && [ -x "$build/bin/llama-bench" ] &&
-        [ "$(cat "$build/.edgeprof-stamp" 2>/dev/null)" = "$stamp" ]; then
+    # A build cut short (a time limit) resumes where it stopped: ninja redoes only what is
+    # missing. Only other settings start over.
+    if [ "$(cat "$build/.edgeprof-args" 2>/dev/null)" != "$stamp" ]; then
+        rm -rf "$build"
+    fi
+    if [ -f "$build/.edgeprof-done" ]; then
         echo "reusing $build (built with: $args)"
     else
         echo "cmake $args ($(nproc) jobs; the CUDA kernels take most of it; log: $OUT/build.log)"
-        rm -rf "$build"
+        mkdir -p "$build"
+        echo "$stamp" >"$build/.edgeprof-args"
         # shellcheck disable=SC2086 # the arguments are words
-        if ! { cmake -S "$src/vendor/llama.cpp" -B "$build" -G Ninja $args &&
-            cmake --build "$build" --target llama llama-bench -j "$(nproc)"; } \
-            >"$OUT/build.log" 2>&1; then
+        if ! { { [ -f "$build/build.ninja" ] || cmake -S "$src/vendor/llama.cpp" -B "$build" \
+            -G Ninja $args; } && cmake --build "$build" --target llama llama-bench \
+            -j "$(nproc)"; } >>"$OUT/build.log" 2>&1; then
             tail -n 30 "$OUT/build.log"
             die 2 "building llama.cpp failed (above; the whole log is $OUT/build.log)"
         fi
-        echo "$stamp" >"$build/.edgeprof-stamp"
+        touch "$build/.edgeprof-done"
     fi
     LLAMA_LIB=$build/bin
 }
