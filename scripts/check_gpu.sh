@@ -164,6 +164,15 @@ PY
 fi
 
 # -- 3. a venv that sees the base Python's packages and adds the wheelhouse's -----------------
+signal_of() { # exit status -> words: "killed by SIGSEGV", "timed out", "exit status 1"
+    if [ "$1" = 124 ]; then
+        echo "timed out"
+    elif [ "$1" -gt 128 ]; then
+        echo "killed by SIG$(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"
+    else
+        echo "exit status $1"
+    fi
+}
 PIP_LOG=$WORK/pip.log
 pip_try() { # args...: pip install from the wheelhouse only; its words in $PIP_LOG
     "$VPY" -m pip install --no-index --find-links "$WHEELHOUSE" --no-build-isolation --quiet \
@@ -283,8 +292,14 @@ if [ "$LLAMA_READY" = 0 ]; then
     install_llama_cpp_python "$SRC" "$LLAMA_LIB"
     [ -n "$LLAMA_BENCH" ] || [ ! -x "$LLAMA_LIB/llama-bench" ] || LLAMA_BENCH=$LLAMA_LIB/llama-bench
 fi
-"$VPY" -c 'import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)' ||
+rc=0
+"$VPY" -c 'import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 10)' ||
+    rc=$?
+if [ "$rc" = 10 ]; then
     [ "$CPU_ONLY" = 1 ] || echo "WARNING: this llama-cpp-python cannot offload to a GPU (a CPU build)"
+elif [ "$rc" != 0 ]; then
+    echo "WARNING: importing llama_cpp failed ($(signal_of "$rc")); the checks go on, to say how"
+fi
 
 # -- 5. the model: the demo model's layout with random weights --------------------------------
 phase "model: random weights, the demo model's layout"
@@ -300,15 +315,6 @@ TARGETS=(gpu cpu)
 [ "$CPU_ONLY" = 0 ] || TARGETS=(cpu)
 layers() { [ "$1" = gpu ] && echo all || echo 0; }
 ngl() { [ "$1" = gpu ] && echo 99 || echo 0; }
-signal_of() { # exit status -> words: "killed by SIGSEGV", "timed out", "exit status 1"
-    if [ "$1" = 124 ]; then
-        echo "timed out"
-    elif [ "$1" -gt 128 ]; then
-        echo "killed by SIG$(kill -l $(($1 - 128)) 2>/dev/null || echo $(($1 - 128)))"
-    else
-        echo "exit status $1"
-    fi
-}
 
 phase "a. edgeprof probe"
 if timeout 120 "${EP[@]}" probe --json --db "$DB" >"$OUT/probe.json" 2>"$OUT/probe.err"; then
