@@ -49,7 +49,8 @@ WHEELHOUSE=${WHEELHOUSE:-}
 LLAMA_BENCH=${LLAMA_BENCH:-}
 OUT=${OUT:-}
 WORK=${WORK:-$ROOT/.gpu-check}
-THREADS=${THREADS:-$(nproc)}
+NPROC=$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 4) # macOS has no nproc
+THREADS=${THREADS:-$NPROC}
 MAX_TOKENS=${MAX_TOKENS:-128}
 REPETITIONS=${REPETITIONS:-3}
 PYTHON=${PYTHON:-python3}
@@ -72,6 +73,8 @@ while [ $# -gt 0 ]; do
 done
 # pip must never reach for an index, whatever the caller's pip.conf says
 export PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+# coreutils' timeout bounds each check; where there is none (macOS), the checks run unbounded
+command -v timeout >/dev/null 2>&1 || timeout() { shift; "$@"; }
 
 # -- 1. a GPU, before anything else: nothing is installed or built on a machine without one --
 GPU_NAME=cpu
@@ -236,13 +239,13 @@ build_llama() { # src: llama.cpp from the sdist, for CUDA (or the CPU with --cpu
     if [ -f "$build/.edgeprof-done" ]; then
         echo "reusing $build (built with: $args)"
     else
-        echo "cmake $args ($(nproc) jobs; the CUDA kernels take most of it; log: $OUT/build.log)"
+        echo "cmake $args ($NPROC jobs; the CUDA kernels take most of it; log: $OUT/build.log)"
         mkdir -p "$build"
         echo "$stamp" >"$build/.edgeprof-args"
         # shellcheck disable=SC2086 # the arguments are words
         if ! { { [ -f "$build/build.ninja" ] || cmake -S "$src/vendor/llama.cpp" -B "$build" \
             -G Ninja $args; } && cmake --build "$build" --target llama llama-bench \
-            -j "$(nproc)"; } >>"$OUT/build.log" 2>&1; then
+            -j "$NPROC"; } >>"$OUT/build.log" 2>&1; then
             tail -n 30 "$OUT/build.log"
             die 2 "building llama.cpp failed (above; the whole log is $OUT/build.log)"
         fi
@@ -285,7 +288,8 @@ if [ "$LLAMA_READY" = 0 ]; then
     fi
     if [ -n "$LLAMA_LIB" ]; then
         LLAMA_LIB=$(cd "$LLAMA_LIB" && pwd)
-        [ -f "$LLAMA_LIB/libllama.so" ] || die 2 "--llama-lib $LLAMA_LIB has no libllama.so"
+        [ -f "$LLAMA_LIB/libllama.so" ] || [ -f "$LLAMA_LIB/libllama.dylib" ] ||
+            die 2 "--llama-lib $LLAMA_LIB has no libllama.so (or .dylib)"
     else
         build_llama "$SRC"
     fi

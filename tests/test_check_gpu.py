@@ -361,3 +361,12 @@ def test_check_gpu_script_is_valid_bash() -> None:
     result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert os.access(SCRIPT, os.X_OK)
+
+
+def test_help_and_an_unknown_option(tmp_path: Path) -> None:
+    result, _ = _run_check(tmp_path, "--help", path=SYSTEM_PATH)
+    assert result.returncode == 0
+    assert "--wheelhouse DIR" in result.stdout and "Exit status: 0" in result.stdout
+    result, _ = _run_check(tmp_path, "--wheelhous", "x", path=SYSTEM_PATH)
+    assert result.returncode == 2
+    assert "unknown option --wheelhous" in result.stderr
