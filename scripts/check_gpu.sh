@@ -308,7 +308,8 @@ fi
 # -- 5. the model: the demo model's layout with random weights --------------------------------
 phase "model: random weights, the demo model's layout"
 GGUF=$WORK/smollm2-135m-q4_1-random.gguf
-[ -s "$GGUF" ] || "$VPY" scripts/make_random_gguf.py "$GGUF"
+# written aside and moved, so that a write cut short is never taken for the model
+[ -s "$GGUF" ] || { "$VPY" scripts/make_random_gguf.py "$GGUF.part" && mv "$GGUF.part" "$GGUF"; }
 echo "$GGUF ($(du -m "$GGUF" | cut -f1) MiB)"
 phase ""
 echo "setup done after $((SECONDS - T0)) s"
@@ -319,6 +320,12 @@ TARGETS=(gpu cpu)
 [ "$CPU_ONLY" = 0 ] || TARGETS=(cpu)
 layers() { [ "$1" = gpu ] && echo all || echo 0; }
 ngl() { [ "$1" = gpu ] && echo 99 || echo 0; }
+
+table() { # the table from what the database holds now
+    timeout 120 "${EP[@]}" report "$DB" --json >"$OUT/report.json" 2>"$OUT/report.err" || true
+    "$VPY" scripts/gpu_check_table.py --out "$OUT" --report "$OUT/report.json" \
+        --targets "${TARGETS[@]}" || echo "the table failed (above); edgeprof report $DB shows it all"
+}
 
 phase "a. edgeprof probe"
 if timeout 120 "${EP[@]}" probe --json --db "$DB" >"$OUT/probe.json" 2>"$OUT/probe.err"; then
@@ -345,6 +352,9 @@ for target in "${TARGETS[@]}"; do
     fi
 done
 
+phase "the table so far (in case time runs out; the final one comes last)"
+table
+
 for target in "${TARGETS[@]}"; do
     phase "c. llama-bench, same build, -ngl $(ngl "$target")"
     if [ -z "$LLAMA_BENCH" ]; then
@@ -366,7 +376,6 @@ done
 
 phase "d. the table"
 timeout 120 "${EP[@]}" report "$DB" >"$OUT/report.txt" 2>&1 || true
-timeout 120 "${EP[@]}" report "$DB" --json >"$OUT/report.json" 2>"$OUT/report.err" || true
-"$VPY" scripts/gpu_check_table.py --out "$OUT" --report "$OUT/report.json" --targets "${TARGETS[@]}"
+table
 phase ""
 echo "total $((SECONDS - T0)) s; everything is in $OUT (edgeprof report $DB)"
