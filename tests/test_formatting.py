@@ -61,3 +61,11 @@ def test_no_figure_shows_more_than_six_decimals(v: float) -> None:
                  f.figure_value(abs(v), "USD/kWh"), f.seconds(abs(v))):  # fmt: skip
         assert not LONG_DECIMALS.search(text), text
         assert "None" not in text and "nan" not in text
+
+
+def test_a_count_of_one_is_singular() -> None:
+    from edgeprof.report.formatting import figure_value
+
+    assert figure_value(1, "passes") == "1 pass"
+    assert figure_value(2, "passes") == "2 passes"
+    assert figure_value(1, "years") == "1 year"

@@ -124,7 +124,12 @@ def figure_value(value: float | str | None, unit: str) -> str:
     if unit == "fraction of the day":
         return f"{pct(v)} of the day"
     text = f"{v:,.0f}" if v == int(v) and abs(v) < 1e15 else sig(v, 4)
+    if v == 1:
+        unit = _SINGULAR.get(unit, unit)
     return f"{text} {unit}".strip()
+
+
+_SINGULAR = {"passes": "pass", "tokens": "token", "years": "year", "devices": "device"}
 
 
 def short_label(text: str, limit: int = 24) -> str:
