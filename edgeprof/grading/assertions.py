@@ -100,7 +100,8 @@ def make_assertion(obj: object, where: str) -> Assertion:
     extra = sorted(set(obj) - allowed)
     if extra:
         raise UsageError(
-            f"{where}: {kind} does not take {', '.join(extra)}; it takes {', '.join(sorted(allowed))}"
+            f"{where}: {kind} does not take {', '.join(extra)}; "
+            f"it takes {', '.join(sorted(allowed))}"
         )
     weight = obj.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
@@ -154,8 +155,10 @@ def _check_number(a: Assertion, where: str) -> None:
 
 def _check_choice(a: Assertion, where: str) -> None:
     labels = a.options.get("labels")
-    if not isinstance(labels, list) or len(labels) < 2 or not all(
-        isinstance(s, str) and _norm(s) for s in labels
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(s, str) and _norm(s) for s in labels)
     ):
         raise UsageError(f'{where}: choice needs "labels": a list of at least two label strings')
     if not isinstance(a.value, str) or _norm(a.value) not in {_norm(s) for s in labels}:
@@ -197,7 +200,7 @@ def _check_json(a: Assertion, where: str) -> None:
     import jsonschema  # lazily: only suites with schemas need it
 
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        jsonschema.validators.validator_for(schema).check_schema(dict(schema))
     except jsonschema.SchemaError as e:
         raise UsageError(f"{where}: invalid JSON Schema ({e.message}); fix the schema") from e
 
@@ -443,8 +446,9 @@ def answer_passes(
     """Whether a prompt's answer passes all its checks (promptfoo's rule): every assertion
     passes, or with a per-test `threshold`, the weighted mean score reaches it."""
     if threshold is None:
-        return all(r.passed for r, a in zip(results, assertions) if a.weight > 0)
+        return all(r.passed for r, a in zip(results, assertions, strict=True) if a.weight > 0)
     total = sum(a.weight for a in assertions)
     if total == 0:
         return True
-    return sum(r.score * a.weight for r, a in zip(results, assertions)) / total >= threshold
+    weighted = sum(r.score * a.weight for r, a in zip(results, assertions, strict=True))
+    return weighted / total >= threshold
