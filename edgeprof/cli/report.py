@@ -11,8 +11,8 @@ import typer
 from edgeprof.cli.app import app, err, out
 
 if TYPE_CHECKING:
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import RunSummary
+    from edgeprof.store.db import Store
 
 
 @app.command("report")
@@ -37,12 +37,15 @@ def report_command(
         "--by",
         help="`device`: one row per device for each group of comparable runs (docs/fleet.md).",
     ),
+    failures: bool = typer.Option(
+        False, "--failures", help="List failing answers: an excerpt and why (docs/quality.md)."
+    ),
 ) -> None:
     """Summarize the runs in a profile database."""
+    from edgeprof.analysis.summary import summarize
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.store import open_store
     from edgeprof.store.db import default_db_path
-    from edgeprof.analysis.summary import summarize
 
     if by not in (None, "device"):
         raise UsageError(f"`by` {by!r} is not known; use `device` or leave it out")
@@ -64,14 +67,45 @@ def report_command(
             return
         per_request = {s.run_id: store.requests(s.run_id) for s in summaries} if requests else {}
         soaks = _soaks(store, summaries)
+        quality = _task_quality(store, summaries)
+        failed = _failures(store, summaries) if failures else None
     if as_json:
-        _print_json(summaries, per_request, soaks)
+        _print_json(summaries, per_request, soaks, quality, failed)
     else:
         _print_tables(summaries, per_request, soaks)
+        _print_quality(summaries, quality, failed)
+
+
+def _task_quality(store: Store, summaries: list[RunSummary]) -> dict[str, Any]:
+    from edgeprof.grading.grade_runs import quality_of_runs
+
+    return quality_of_runs(store, [s.run_id for s in summaries])
+
+
+def _failures(store: Store, summaries: list[RunSummary]) -> list[dict[str, Any]]:
+    from edgeprof.grading.grade_runs import failures
+
+    return failures(store, [s.run_id for s in summaries])
+
+
+def _print_quality(
+    summaries: list[RunSummary], quality: dict[str, Any], failed: list[dict[str, Any]] | None
+) -> None:
+    from edgeprof.report.quality import failures_table, quality_table
+
+    table = quality_table(summaries, quality)
+    if table is not None:
+        out.print(table)
+    if failed is not None:
+        out.print(failures_table(failed))
 
 
 def _print_json(
-    summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
+    summaries: list[RunSummary],
+    per_request: dict[str, Any],
+    soaks: dict[str, Any],
+    quality: dict[str, Any],
+    failed: list[dict[str, Any]] | None,
 ) -> None:
     payload = [
         {**s.to_dict(), "requests": per_request[s.run_id]} if s.run_id in per_request
@@ -81,16 +115,21 @@ def _print_json(
     for row in payload:
         if row["run_id"] in soaks:
             row["soak"] = _soak_json(soaks[row["run_id"]])
+        q = quality.get(row["run_id"])
+        row["task_quality"] = q.to_dict() if q is not None and q.pass_rate else None
+    if failed is not None:
+        out.print_json(json.dumps({"runs": payload, "failures": failed}, default=str))
+        return
     out.print_json(json.dumps(payload, default=str))
 
 
 def _print_tables(
     summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
 ) -> None:
-    from edgeprof.cli.render import run_notes, runs_table
     from edgeprof.analysis.comparability import comparability_notes
     from edgeprof.analysis.soak import soak_lines
     from edgeprof.analysis.summary import gpu_mem_notes
+    from edgeprof.cli.render import run_notes, runs_table
 
     out.print(runs_table(summaries, width=out.width))
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from edgeprof.grading.assertions import Assertion
@@ -24,6 +25,9 @@ class Prompt:
     reference: str | None = None  # a good answer, for judges and people reading the report
     kind: str | None = None  # what the prompt exercises ("classify", "extract"): per-kind rates
     threshold: float | None = None  # promptfoo's per-test threshold on the weighted score
+    # A JSON Schema the answer must follow, asked of the backend (Request.response_schema):
+    # structured-output features, and a judge's verdict.
+    response_schema: Mapping[str, Any] | None = None
 
     @property
     def text(self) -> str:

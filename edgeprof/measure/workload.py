@@ -2,8 +2,8 @@
 
 A suite file holds one JSON object per line: `{"name": ..., "prompt": "user text"}`, optionally
 with `"system": "..."`, or `{"name": ..., "messages": [{"role": ..., "content": ...}, ...]}`;
-optionally with `"assert": [...]` (grading/assertions.py), `"reference"`, `"kind"` and
-`"threshold"`. promptfoo's YAML configs (promptfoo.py) and OpenAI evals' JSONL
+optionally with `"assert": [...]` (grading/assertions.py), `"reference"`, `"kind"`,
+`"threshold"` and `"response_schema"` (a JSON Schema the backend holds the answer to). promptfoo's YAML configs (promptfoo.py) and OpenAI evals' JSONL
 (openai_evals.py, `FILE.jsonl#fuzzy` chooses how `ideal` is matched) load as they are.
 A prompt's id is the sha256 of its canonical messages, so the same prompt has the same id in
 every database and merges never duplicate it.
@@ -132,6 +132,9 @@ def _prompt(obj: dict[str, Any], suite: str, default_name: str, where: str) -> P
         isinstance(threshold, bool) or not isinstance(threshold, (int, float))
     ):
         raise UsageError(f'{where}: "threshold" must be a number from 0 to 1')
+    schema = obj.get("response_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise UsageError(f'{where}: "response_schema" must be a JSON Schema object')
     return Prompt(
         prompt_id(messages),
         suite,
@@ -141,6 +144,7 @@ def _prompt(obj: dict[str, Any], suite: str, default_name: str, where: str) -> P
         reference=obj.get("reference"),
         kind=obj.get("kind"),
         threshold=None if threshold is None else float(threshold),
+        response_schema=schema,
     )
 
 

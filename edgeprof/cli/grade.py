@@ -1,0 +1,116 @@
+"""`edgeprof grade`: grade stored answers again (new expectations, a judge), never re-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edgeprof.cli.app import app, err, out
+
+
+@app.command("grade")
+def grade_command(
+    runs: list[str] | None = typer.Argument(
+        None, help="Run ids or unique prefixes (default: every run whose suite has expectations)."
+    ),
+    db: Path | None = typer.Option(
+        None, help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
+    ),
+    prompts: str | None = typer.Option(
+        None,
+        help="New expectations for the runs' prompts: a suite (JSONL, promptfooconfig.yaml, "
+        "OpenAI evals JSONL) holding the same prompts; stored, then every answer re-graded.",
+    ),
+    judge: list[str] | None = typer.Option(
+        None,
+        "--judge",
+        help="A judge for llm-rubric checks (repeatable): BACKEND:MODEL (openai:NAME with "
+        "--base-url) or a .gguf file. Its tokens, cost and time are a run of its own.",
+    ),
+    against: str | None = typer.Option(
+        None,
+        help="Pairwise: the judge compares each answer with this run's answer to the same "
+        "prompt, in both orders (a verdict that flips is a tie): win / tie / loss.",
+    ),
+    base_url: str | None = typer.Option(None, help="Cloud judges: the API's base URL."),
+    api_key_env: str | None = typer.Option(
+        None, help="Cloud judges: the environment variable holding the API key."
+    ),
+    threads: int | None = typer.Option(None, help="Local judges: CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was graded as JSON."),
+) -> None:
+    """Grade stored answers: deterministic checks always, llm-rubric and pairwise with --judge."""
+    from edgeprof.errors import ProfileDBError, UsageError
+    from edgeprof.grading.grade_runs import gradable_run_ids, grade_rules
+    from edgeprof.grading.judges import parse_judge
+    from edgeprof.store import open_store
+    from edgeprof.store.db import default_db_path
+
+    path = db or default_db_path()
+    if not path.exists():
+        raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
+    settings = {k: v for k, v in (("base_url", base_url), ("api_key_env", api_key_env)) if v}
+    judges = [parse_judge(j, settings) for j in judge or []]
+    if against and not judges:
+        raise UsageError("`against` needs a `judge` to compare the answers")
+    suite = None
+    if prompts is not None:
+        from edgeprof.measure.workload import load_suite
+
+        suite = load_suite(prompts)
+    report: dict[str, Any] = {"runs": [], "judges": []}
+    with open_store(path) as store:
+        run_ids = [store.resolve_run_id(r) for r in runs] if runs else gradable_run_ids(store)
+        if not run_ids:
+            raise UsageError(
+                f"{path} holds no run of a suite with expectations; run one with "
+                "`edgeprof run --prompts tasks`"
+            )
+        for run_id in run_ids:
+            done = grade_rules(store, run_id, suite)
+            report["runs"].append(done.__dict__)
+        for j in judges:
+            report["judges"] += _judge(store, run_ids, j, against, threads)
+    _print(report, as_json)
+
+
+def _judge(store: Any, run_ids: list[str], judge: Any, against: str | None, threads: int | None
+           ) -> list[dict[str, Any]]:  # fmt: skip
+    from edgeprof.grading.judges import judge_pairwise, judge_rubrics
+
+    done = []
+    err.print(f"judging with {judge.label}…", highlight=False)
+    result = judge_rubrics(store, run_ids, judge, threads)
+    if result is not None:
+        done.append({"judge": judge.label, "kind": "llm-rubric", **result.__dict__})
+    if against:
+        other = store.resolve_run_id(against)
+        for run_id in run_ids:
+            pair = judge_pairwise(store, run_id, other, judge, threads)
+            done.append({"judge": judge.label, "kind": "pairwise", "run_id": run_id,
+                         "against": other, **pair.__dict__})  # fmt: skip
+    return done
+
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    for r in report["runs"]:
+        left = f", {r['judged_checks']} llm-rubric checks left for --judge" if r[
+            "judged_checks"
+        ] else ""  # fmt: skip
+        out.print(
+            f"run {r['run_id']}: {r['answers']} answers, {r['grades']} rule grades{left}",
+            highlight=False,
+        )
+    for j in report["judges"]:
+        out.print(
+            f"judge {j['judge']} ({j['kind']}): {j['grades']} grades, {j['failures']} judge "
+            f"failures, its run {j['judge_run_id']}",
+            highlight=False,
+        )
+    out.print("see `edgeprof report` for pass rates", highlight=False)

@@ -1,0 +1,174 @@
+"""Grading stored answers: at the end of `run`, again with `grade` (idempotent, new
+expectations re-grade without re-running), judges, and what `report` shows. Fixed answers
+from the `canned` backend (tests/canned.py), no model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tests.canned  # noqa: F401 - registers the `canned` backends
+from edgeprof.grading.grade_runs import quality_of_runs
+from edgeprof.store import open_store
+from tests.builders import cli, write_prompts
+
+SUITE: list[dict[str, Any]] = [
+    {"name": "capital", "kind": "qa", "prompt": "Capital of France?",
+     "assert": [{"type": "icontains", "value": "Paris"}]},
+    {"name": "sum", "kind": "math", "prompt": "2+2?",
+     "assert": [{"type": "number", "value": 4}]},
+    {"name": "mood", "kind": "classify", "prompt": "Sentiment: I love it.",
+     "assert": [{"type": "choice", "value": "positive", "labels": ["positive", "negative"]}]},
+    {"name": "summary", "kind": "summarize", "prompt": "Summarize: the cat sat.",
+     "assert": [{"type": "llm-rubric", "value": "mentions the cat"},
+                {"type": "max-words", "value": 10}]},
+]  # fmt: skip
+ANSWERS = {
+    "Capital of France?": "It is Paris.",
+    "2+2?": "5",
+    "Sentiment: I love it.": "Positive.",
+    "Summarize: the cat sat.": "A cat sat down.",
+}
+RUN_FLAGS = ("--repetitions", "2", "--warmup", "0", "--idle-seconds", "0", "--max-tokens", "16")
+
+
+def _run(tmp_path: Path, db: Path, backend: str = "canned", answers: dict[str, str] = ANSWERS,
+         suite: list[dict[str, Any]] = SUITE) -> str:  # fmt: skip
+    prompts = write_prompts(tmp_path / "mine.jsonl", suite)
+    table = tmp_path / f"answers-{backend}.json"
+    table.write_text(json.dumps(answers))
+    done = cli("run", "--backend", backend, "--set", f"answers={table}", "--prompts", prompts,
+               "--db", db, *RUN_FLAGS, "--json")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    return str(json.loads(done.stdout)["run_id"])
+
+
+def _grades(db: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(
+            "SELECT request_id, assertion_index, assertion_type, grader, passed, reason "
+            "FROM grades ORDER BY request_id, assertion_index"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_run_grades_every_answer_and_report_shows_pass_rates(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    run_id = _run(tmp_path, db)
+    grades = _grades(db)
+    # 2 repetitions × (1 + 1 + 1 + max-words) rule checks; llm-rubric waits for a judge.
+    assert len(grades) == 2 * 4
+    assert {g[2] for g in grades} == {"icontains", "number", "choice", "max-words"}
+    assert all(g[3] == "rule" for g in grades)
+    failed = [g for g in grades if not g[4]]
+    assert {g[2] for g in failed} == {"number"} and failed[0][5] == "5, expected 4"
+
+    report = cli("report", db, "--json")
+    assert report.exit_code == 0, report.stderr
+    (row,) = json.loads(report.stdout)
+    q = row["task_quality"]
+    # 3 of 4 prompts pass (the unjudged rubric leaves max-words to decide "summary").
+    assert q["pass_rate"]["n"] == 4 and q["pass_rate"]["rate"] == 0.75
+    assert 0.3 < q["pass_rate"]["low"] < 0.75 < q["pass_rate"]["high"] < 1.0
+    assert q["per_type"]["number"]["rate"] == 0.0 and q["per_type"]["choice"]["rate"] == 1.0
+    assert q["per_kind"]["math"]["rate"] == 0.0 and q["unjudged"] == 2
+    assert q["suite"] == "mine" and q["n_answers"] == 8
+
+    table = cli("report", db, "--failures")
+    assert table.exit_code == 0, table.stderr
+    assert "task quality" in table.stdout and "75% [" in table.stdout
+    assert "5, expected 4" in table.stdout and "sum" in table.stdout
+    listed = json.loads(cli("report", db, "--json", "--failures").stdout)
+    assert [f["prompt"] for f in listed["failures"]] == ["sum", "sum"]
+    assert listed["runs"][0]["run_id"] == run_id
+
+
+def test_grade_is_idempotent_and_new_expectations_regrade_without_rerunning(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "p.db"
+    run_id = _run(tmp_path, db)
+    before = _grades(db)
+    for _ in range(2):
+        again = cli("grade", "--db", db)
+        assert again.exit_code == 0, again.stderr
+        assert _grades(db) == before  # one set of grades, whatever the count of gradings
+    assert f"run {run_id}: 8 answers, 8 rule grades, 2 llm-rubric checks" in again.stdout
+    # The same prompts, "sum" now expecting 5: its answers pass, nothing generated again.
+    changed = [dict(p) for p in SUITE]
+    changed[1]["assert"] = [{"type": "number", "value": 5}]
+    new = write_prompts(tmp_path / "changed.jsonl", changed)
+    done = cli("grade", run_id[:10], "--db", db, "--prompts", new)
+    assert done.exit_code == 0, done.stderr
+    with open_store(db) as store:
+        assert store.count("requests") == 8  # no new answers
+        q = quality_of_runs(store, [run_id])[run_id]
+    assert q.pass_rate is not None and q.pass_rate.rate == 1.0
+    assert len(_grades(db)) == len(before)
+
+
+def test_grade_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    _run(tmp_path, db, suite=[{"prompt": "hi"}])  # no expectations
+    done = cli("grade", "--db", db)
+    assert done.exit_code == 2 and "no run of a suite with expectations" in done.stderr
+    bad = cli("grade", "--db", db, "--judge", "nonsense")
+    assert bad.exit_code == 2 and "give BACKEND:MODEL" in bad.stderr
+    alone = cli("grade", "--db", db, "--against", "01")
+    assert alone.exit_code == 2 and "needs a --judge" in alone.stderr
+
+
+@pytest.mark.parametrize(
+    ("reply", "passed", "failed"),
+    [
+        ('{"pass": true, "score": 0.9, "reason": "mentions the cat"}', 1, 0),
+        ('{"pass": false, "score": 0.1, "reason": "no cat"}', 0, 0),
+        ("The answer looks good to me, it passes.", 0, 1),  # prose: a judge failure
+        ('{"pass": "yes", "score": 2, "reason": ""}', 0, 1),  # JSON, but not the schema
+    ],
+)
+def test_judge_grades_rubrics_and_a_reply_that_is_no_verdict_is_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reply: str, passed: int, failed: int
+) -> None:
+    db = tmp_path / "p.db"
+    run_id = _run(tmp_path, db)
+    tests.canned.CannedBackend.seen.clear()
+    monkeypatch.setenv("CANNED_REPLY", reply)
+    for _ in range(2):  # judging again with the same judge replaces its grades
+        done = cli("grade", "--db", db, "--judge", "canned-remote:judge-model", "--json")
+        assert done.exit_code == 0, done.stderr
+    # Both repetitions gave the same answer: one distinct question per judging.
+    asked = tests.canned.CannedBackend.seen
+    assert len(asked) == 2 and asked[0].response_schema is not None
+    assert "mentions the cat" in asked[0].messages[-1]["content"]
+    assert "A cat sat down." in asked[0].messages[-1]["content"]
+    conn = sqlite3.connect(db)
+    rubric = conn.execute(
+        "SELECT passed, judge_failed, grader, reason FROM grades "
+        "WHERE assertion_type = 'llm-rubric'"
+    ).fetchall()
+    judge_runs = conn.execute(
+        "SELECT id, label, status FROM runs WHERE prompt_suite = 'edgeprof-judge' ORDER BY id"
+    ).fetchall()
+    tokens = conn.execute(
+        "SELECT count(*), sum(output_tokens) FROM requests WHERE run_id = ?", [judge_runs[-1][0]]
+    ).fetchone()
+    conn.close()
+    # The judge's own run: its tokens and time recorded like any run's.
+    assert len(judge_runs) == 2 and judge_runs[-1][1:] == ("judge canned-remote:judge-model",
+                                                           "complete")  # fmt: skip
+    assert tokens[0] == 1 and tokens[1] == len(reply.split(" "))
+    assert len(rubric) == 2 and {r[2] for r in rubric} == {judge_runs[-1][0]}
+    assert all((r[0], r[1]) == (passed, failed) for r in rubric)
+    if failed:
+        assert "judge failed" in rubric[0][3]
+    with open_store(db) as store:
+        q = quality_of_runs(store, [run_id])[run_id]
+    assert q.judge_failures == 2 * failed and q.unjudged == 0
+    assert q.pass_rate is not None and q.pass_rate.rate == (0.75 if passed else 0.5)
