@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import tests.canned  # noqa: F401 - registers the `canned` backends
+import tests.canned
 from edgeprof.grading.grade_runs import quality_of_runs
 from edgeprof.store import open_store
 from tests.builders import cli, write_prompts

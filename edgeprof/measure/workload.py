@@ -3,8 +3,9 @@
 A suite file holds one JSON object per line: `{"name": ..., "prompt": "user text"}`, optionally
 with `"system": "..."`, or `{"name": ..., "messages": [{"role": ..., "content": ...}, ...]}`;
 optionally with `"assert": [...]` (grading/assertions.py), `"reference"`, `"kind"`,
-`"threshold"` and `"response_schema"` (a JSON Schema the backend holds the answer to). promptfoo's YAML configs (promptfoo.py) and OpenAI evals' JSONL
-(openai_evals.py, `FILE.jsonl#fuzzy` chooses how `ideal` is matched) load as they are.
+`"threshold"` and `"response_schema"` (a JSON Schema the backend holds the answer to).
+promptfoo's YAML configs (promptfoo.py) and OpenAI evals' JSONL (openai_evals.py,
+`FILE.jsonl#fuzzy` chooses how `ideal` is matched) load as they are.
 A prompt's id is the sha256 of its canonical messages, so the same prompt has the same id in
 every database and merges never duplicate it.
 """
