@@ -3,7 +3,8 @@
 Registered as `canned` (device) and `canned-remote` (remote) the way a plugin registers.
 Settings: `answers`, a JSON file mapping a request's last message to its answer (unknown
 prompts get "I don't know."); `reply`, one answer for every request (a judge that always says
-the same thing), or the environment variable CANNED_REPLY (a judge `grade --judge` builds).
+the same thing), or the environment variable CANNED_REPLY, or CANNED_REPLIES (JSON: model
+name -> reply) for judges that `grade --judge` builds.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class CannedBackend(Backend):
         CannedBackend.seen.append(request)
         s: CannedSettings = self.settings
         last = request.messages[-1]["content"]
+        by_model = json.loads(os.environ.get("CANNED_REPLIES") or "{}")
         reply = s.reply if s.reply is not None else os.environ.get("CANNED_REPLY")
+        reply = by_model.get(self.options.model, reply)
         text = reply if reply is not None else self.table.get(last, "I don't know.")
         words = text.split(" ")
         for i, w in enumerate(words):

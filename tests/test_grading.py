@@ -172,3 +172,43 @@ def test_judge_grades_rubrics_and_a_reply_that_is_no_verdict_is_a_failure(
         q = quality_of_runs(store, [run_id])[run_id]
     assert q.judge_failures == 2 * failed and q.unjudged == 0
     assert q.pass_rate is not None and q.pass_rate.rate == (0.75 if passed else 0.5)
+
+
+def test_two_judges_agreement_and_pairwise_in_both_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "p.db"
+    device = _run(tmp_path, db)
+    better = {**ANSWERS, "2+2?": "4"}
+    cloud = _run(tmp_path, db, backend="canned-remote", answers=better)
+    yes = '{"pass": true, "score": 1, "reason": "fine"}'
+    no = '{"pass": false, "score": 0, "reason": "not fine"}'
+    monkeypatch.setenv("CANNED_REPLIES", json.dumps({"kind": yes, "strict": no}))
+    done = cli("grade", device, cloud, "--db", db, "--judge", "canned-remote:kind",
+               "--judge", "canned-remote:strict", "--json")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [j["judge"] for j in report["judges"]] == ["canned-remote:kind", "canned-remote:strict"]
+    (agreed,) = report["agreement"]
+    # 2 runs × 2 repetitions × 1 rubric: the two judges never agree; κ is undefined when each
+    # judge gives one verdict throughout (chance agreement 0, observed 0: κ = 0).
+    assert agreed["n"] == 4 and agreed["share"] == 0.0 and agreed["kappa"] == 0.0
+    # Pairwise: a judge that always prefers answer A prefers whichever comes first: every
+    # verdict flips with the order, so every comparison is a tie.
+    monkeypatch.setenv("CANNED_REPLIES", json.dumps({"kind": '{"winner": "A", "reason": "x"}'}))
+    pair = cli("grade", device, "--db", db, "--judge", "canned-remote:kind", "--against", cloud,
+               "--json")  # fmt: skip
+    assert pair.exit_code == 0, pair.stderr
+    kinds = [j["kind"] for j in json.loads(pair.stdout)["judges"]]
+    assert kinds == ["llm-rubric", "pairwise"]
+    report = json.loads(cli("report", db, "--json").stdout)
+    mine = next(r for r in report if r["run_id"] == device)["task_quality"]
+    assert mine["pairwise"] == {"win": 0, "tie": 8, "loss": 0}
+    # The rubric grades of the "strict" judge survived the "kind" judge's second judging.
+    conn = sqlite3.connect(db)
+    graders = conn.execute(
+        "SELECT r.label, count(*) FROM grades g JOIN runs r ON r.id = g.grader "
+        "WHERE g.assertion_type = 'llm-rubric' GROUP BY r.label ORDER BY r.label"
+    ).fetchall()
+    conn.close()
+    assert graders == [("judge canned-remote:kind", 4), ("judge canned-remote:strict", 4)]

@@ -74,7 +74,24 @@ def grade_command(
             report["runs"].append(done.__dict__)
         for j in judges:
             report["judges"] += _judge(store, run_ids, j, against, threads)
+        report["agreement"] = _agreement(store, report["judges"])
     _print(report, as_json)
+
+
+def _agreement(store: Any, judged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With two judges or more: each pair's share of identical verdicts and Cohen's κ."""
+    import itertools
+
+    from edgeprof.grading.judges import judge_agreement
+
+    out = []
+    for kind in ("llm-rubric", "pairwise"):
+        runs = [(j["judge"], j["judge_run_id"]) for j in judged if j["kind"] == kind]
+        for (name_a, a), (name_b, b) in itertools.combinations(runs, 2):
+            agreed = judge_agreement(store, a, b)
+            out.append({"kind": kind, "judge_a": name_a, "judge_b": name_b,
+                        **agreed.__dict__})  # fmt: skip
+    return out
 
 
 def _judge(store: Any, run_ids: list[str], judge: Any, against: str | None, threads: int | None
@@ -111,6 +128,14 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
         out.print(
             f"judge {j['judge']} ({j['kind']}): {j['grades']} grades, {j['failures']} judge "
             f"failures, its run {j['judge_run_id']}",
+            highlight=False,
+        )
+    for a in report["agreement"]:
+        share = "–" if a["share"] is None else f"{a['share']:.0%}"
+        kappa = "–" if a["kappa"] is None else f"{a['kappa']:.2f}"
+        out.print(
+            f"{a['judge_a']} and {a['judge_b']} ({a['kind']}): {share} identical verdicts, "
+            f"Cohen's κ {kappa}, n={a['n']}",
             highlight=False,
         )
     out.print("see `edgeprof report` for pass rates", highlight=False)

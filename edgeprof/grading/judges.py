@@ -24,6 +24,7 @@ from edgeprof.grading.verdicts import (
     OUTCOME_SCORE,
     PAIR_SCHEMA,
     VERDICT_SCHEMA,
+    agreement,
     pair_messages,
     pair_outcome,
     parse_pair,
@@ -223,7 +224,29 @@ def judge_pairwise(
             )
         )  # fmt: skip
     request_ids = sorted({str(m["id"]) for m, _ in pairs})
-    replace_grades(
-        store, request_ids, [judge_run, *_earlier_runs_of(store, judge, judge_run)], grades
-    )
+    graders = [judge_run, *_earlier_runs_of(store, judge, judge_run)]
+    replace_grades(store, request_ids, graders, grades, pairwise=True)
     return JudgeResult(judge_run, len(grades), sum(g.judge_failed for g in grades))
+
+
+@dataclass(frozen=True)
+class Agreement:
+    judge_a: str  # judge run ids
+    judge_b: str
+    n: int  # checks both judged (judge failures aside)
+    share: float | None  # identical verdicts
+    kappa: float | None  # Cohen's κ
+
+
+def judge_agreement(store: Store, judge_a: str, judge_b: str) -> Agreement:
+    """How often two judges' runs gave the same pass/fail on the same checks."""
+    rows = store.db.execute(
+        "SELECT a.passed, b.passed FROM grades a JOIN grades b "
+        "ON a.request_id = b.request_id AND a.assertion_index = b.assertion_index "
+        "AND a.against_request_id = b.against_request_id "
+        "WHERE a.grader = ? AND b.grader = ? AND NOT a.judge_failed AND NOT b.judge_failed "
+        "ORDER BY a.request_id, a.assertion_index",
+        [judge_a, judge_b],
+    ).fetchall()
+    share, kappa = agreement([bool(r[0]) for r in rows], [bool(r[1]) for r in rows])
+    return Agreement(judge_a, judge_b, len(rows), share, kappa)
