@@ -60,8 +60,21 @@ class CannedBackend(Backend):
         return Generation(n_in, len(words), text, finish_reason="stop", cost_usd=None)
 
 
+@dataclass(frozen=True)
+class CannedRemoteSettings(CannedSettings):
+    price_in_usd_per_m: float | None = None  # recorded with the run, as a cloud run's prices
+    price_out_usd_per_m: float | None = None
+
+
 class CannedRemoteBackend(CannedBackend):
     kind: ClassVar[TargetKind] = "remote"
+    Settings: ClassVar[type[Any]] = CannedRemoteSettings
+
+    def params(self) -> dict[str, Any]:
+        s: CannedRemoteSettings = self.settings
+        prices = {"price_in_usd_per_m": s.price_in_usd_per_m,
+                  "price_out_usd_per_m": s.price_out_usd_per_m}  # fmt: skip
+        return {**super().params(), **{k: v for k, v in prices.items() if v is not None}}
 
 
 register_backend("canned", CannedBackend)

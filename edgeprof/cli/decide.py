@@ -19,6 +19,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.task_options import MIN_PASS_RATE, task_table
 from edgeprof.report.formatting import format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
@@ -129,6 +130,7 @@ def decide_command(
     idle_seconds: float = typer.Option(
         3.0, "--idle-seconds", help="Idle baseline before each model load (charged as idle draw)."
     ),
+    min_pass_rate: float | None = MIN_PASS_RATE,
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
@@ -149,7 +151,7 @@ def decide_command(
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
-        tdp_w=tdp_w, idle_seconds=idle_seconds,
+        tdp_w=tdp_w, idle_seconds=idle_seconds, min_pass_rate=min_pass_rate,
     )  # fmt: skip
     steps = _Steps()
     try:
@@ -186,8 +188,10 @@ def _render(decision: Decision) -> None:
     for run in decision.runs:
         how = "reused" if run.reused else "profiled"
         out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
-    for table in (_targets_table(decision), _pairs_table(decision), _inputs_table(decision)):
-        out.print(table)
+    task = task_table(decision.task_quality) if decision.task_quality else None
+    for table in (_targets_table(decision), task, _pairs_table(decision), _inputs_table(decision)):
+        if table is not None:
+            out.print(table)
     out.print(
         "every input above, with its provenance: --json; the report with charts: --html FILE",
         style="dim",

@@ -81,6 +81,8 @@ class DecideConfig:
     api_key_env: str | None = None
     max_ttft_s: float | None = None
     floor: QualityFloor = field(default_factory=QualityFloor)
+    # task quality: leave out targets (device and cloud) passing fewer of the suite's checks
+    min_pass_rate: float | None = None
     shared_prefix_tokens: float = 0.0  # cached on both sides (see compare())
     cache_device: bool = True
     cache_cloud: bool = True
@@ -122,6 +124,7 @@ class Decision:
     rows: tuple[dict[str, Any], ...]  # one per device × cloud pair
     notes: tuple[str, ...] = field(default=())
     device: dict[str, Any] = field(default_factory=dict)
+    task_quality: Any = None  # decision.task_quality.TaskQualityReport
 
     def to_dict(self) -> dict[str, Any]:
         from edgeprof.decision.compare import to_dict
@@ -255,6 +258,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     bad input before any profiling; KeyboardInterrupt keeps every finished run."""
     from edgeprof.store.db import Store, default_db_path
     from edgeprof.decision.targets import Probe, profile_clouds, profile_devices
+    from edgeprof.decision.task_quality import NoDeviceMeetsFloor
     from edgeprof.decision.verdict import decision_rows, verdict_paragraph
 
     step = on_step or (lambda _e: None)
@@ -288,6 +292,12 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
             max_ttft_s=config.max_ttft_s,
         )
         energy_notes = probe.energy_sources(store, [r.run_id for r in runs])
+        try:
+            comparison, task = _task_floor(store, comparison, config)
+        except NoDeviceMeetsFloor as e:
+            step(StepEvent("compare", "done"))
+            inputs = [*_run_inputs(config, clouds), *cost_figures, *probe.figures()]
+            return _cloud_only(e, comparison, costs, [*runs, *live], inputs, notes, probe)
     tokens = [f for f in comparison.assumptions
               if f.name in ("input_tokens", "output_tokens", "shared_prefix_tokens")]  # fmt: skip
     inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
@@ -304,7 +314,8 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     )
     step(StepEvent("compare", "done"))
     return Decision(
-        verdict=paragraph,
+        # task quality first: whether the device does the feature comes before its price
+        verdict=" ".join([*task.sentences, paragraph]),
         winner=winner,
         deployment=costs.deployment,
         comparison=comparison,
@@ -313,7 +324,28 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         rows=tuple(rows),
         notes=tuple(notes + list(comparison.notes)),
         device=probe.device_dict(),
+        task_quality=task,
     )
+
+
+def _task_floor(store: Any, comparison: Comparison, config: DecideConfig) -> tuple[Any, Any]:
+    from edgeprof.decision.task_quality import TaskFloor, apply_task_floor
+    from edgeprof.measure.workload import load_suite
+
+    suite = load_suite(config.prompts)[0].suite
+    return apply_task_floor(store, comparison, TaskFloor(config.min_pass_rate, suite))
+
+
+def _cloud_only(
+    e: Any, comparison: Comparison, costs: Any, runs: list[Any], inputs: list[Figure],
+    notes: list[str], probe: Any,
+) -> Decision:  # fmt: skip
+    """Every device target is below the task floor: the verdict is the cloud's."""
+    return Decision(
+        verdict=str(e), winner=e.winner, deployment=costs.deployment, comparison=comparison,
+        runs=tuple(runs), inputs=tuple(inputs), rows=(), notes=tuple(notes),
+        device=probe.device_dict(), task_quality=e.report,
+    )  # fmt: skip
 
 
 def _check(config: DecideConfig) -> None:
