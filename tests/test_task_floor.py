@@ -11,6 +11,7 @@ import pytest
 
 import tests.canned  # noqa: F401 - registers the `canned` backends
 from edgeprof.decision.task_quality import (
+    Side,
     TargetTaskQuality,
     TaskFloor,
     TaskQualityReport,
@@ -27,10 +28,9 @@ FLAGS = ("--repetitions", "2", "--warmup", "0", "--idle-seconds", "0", "--max-to
 COMPARE = ("--requests-per-day", "1000", "--electricity", "0.2", "--owned")
 
 
-def _target(name: str, side: str, rate: PassRate | None, usd: float | None = None,
+def _target(name: str, side: Side, rate: PassRate | None, usd: float | None = None,
             meets: bool | None = None) -> TargetTaskQuality:  # fmt: skip
-    return TargetTaskQuality(name, side, "r", rate, usd, per_passing(usd, rate), None, None,
-                             meets)  # type: ignore[arg-type]  # fmt: skip
+    return TargetTaskQuality(name, side, "r", rate, usd, per_passing(usd, rate), None, None, meets)
 
 
 def test_per_passing_answer_divides_by_the_pass_rate() -> None:
