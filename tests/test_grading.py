@@ -212,3 +212,35 @@ def test_two_judges_agreement_and_pairwise_in_both_orders(
     ).fetchall()
     conn.close()
     assert graders == [("judge canned-remote:kind", 4), ("judge canned-remote:strict", 4)]
+
+
+def test_a_judge_that_replies_prose_is_stored_as_judge_failed(
+    tmp_path: Path, cloud_server: Any
+) -> None:
+    """An OpenAI-compatible judge (the tests' own server, which answers " w0 w1 ..." whatever
+    it is asked): every rubric grade is a judge failure, none a pass."""
+    db = tmp_path / "p.db"
+    run_id = _run(tmp_path, db)
+    done = cli("grade", run_id, "--db", db, "--judge", "openai:chunks=5", "--base-url",
+               cloud_server.base_url, "--price-in", "1", "--price-out", "2")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    assert "2 grades, 2 judge failures" in done.stdout
+    body = next(b for b in cloud_server.bodies if b["model"] == "chunks=5")
+    # The judge was asked for the verdict's schema (llama.cpp's servers: json_object + schema).
+    assert body["response_format"]["type"] == "json_object"
+    assert body["response_format"]["schema"]["required"] == ["pass", "score", "reason"]
+    conn = sqlite3.connect(db)
+    rows = conn.execute(
+        "SELECT passed, judge_failed, reason FROM grades WHERE assertion_type = 'llm-rubric'"
+    ).fetchall()
+    cost = conn.execute(
+        "SELECT sum(cost_usd), sum(output_tokens) FROM requests WHERE run_id = "
+        "(SELECT id FROM runs WHERE label = 'judge openai:chunks=5')"
+    ).fetchone()
+    conn.close()
+    assert rows and all(r[:2] == (0, 1) for r in rows)
+    assert "not a valid JSON verdict: ' w0 w1 w2 w3 w4'" in rows[0][2]
+    assert cost[0] > 0 and cost[1] == 5  # the judge's own tokens and cost, as a run
+    report = json.loads(cli("report", db, "--json").stdout)
+    graded = next(r for r in report if r["run_id"] == run_id)["task_quality"]
+    assert graded["judge_failures"] == 2

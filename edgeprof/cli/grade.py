@@ -39,6 +39,12 @@ def grade_command(
     api_key_env: str | None = typer.Option(
         None, help="Cloud judges: the environment variable holding the API key."
     ),
+    price_in: float | None = typer.Option(
+        None, help="Cloud judges not in the price list: input USD per 1M tokens."
+    ),
+    price_out: float | None = typer.Option(
+        None, help="Cloud judges not in the price list: output USD per 1M tokens."
+    ),
     threads: int | None = typer.Option(None, help="Local judges: CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print what was graded as JSON."),
 ) -> None:
@@ -52,7 +58,9 @@ def grade_command(
     path = db or default_db_path()
     if not path.exists():
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
-    settings = {k: v for k, v in (("base_url", base_url), ("api_key_env", api_key_env)) if v}
+    given = (("base_url", base_url), ("api_key_env", api_key_env),
+             ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out))  # fmt: skip
+    settings = {k: v for k, v in given if v is not None}
     judges = [parse_judge(j, settings) for j in judge or []]
     if against and not judges:
         raise UsageError("`against` needs a `judge` to compare the answers")

@@ -170,7 +170,7 @@ def judge_rubrics(
         verdict = parse_verdict(reply) if reply is not None else None
         if verdict is None:
             why = "judge failed: the judge's request failed" if reply is None else (
-                f"judge failed: reply is not a JSON verdict: {reply[:80]!r}"
+                f"judge failed: reply is not a valid JSON verdict: {reply[:80]!r}"
             )  # fmt: skip
             passed, score, reason, failed = False, 0.0, why, True
         else:

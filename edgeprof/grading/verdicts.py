@@ -19,7 +19,8 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "properties": {
         "pass": {"type": "boolean"},
         "score": {"type": "number", "minimum": 0, "maximum": 1},
-        "reason": {"type": "string"},
+        # bounded, so a grammar-held small model cannot ramble past max_tokens mid-string
+        "reason": {"type": "string", "maxLength": 200},
     },
     "required": ["pass", "score", "reason"],
     "additionalProperties": False,
@@ -28,7 +29,7 @@ PAIR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "winner": {"type": "string", "enum": ["A", "B", "tie"]},
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": 200},
     },
     "required": ["winner", "reason"],
     "additionalProperties": False,
