@@ -244,3 +244,19 @@ def test_a_judge_that_replies_prose_is_stored_as_judge_failed(
     report = json.loads(cli("report", db, "--json").stdout)
     graded = next(r for r in report if r["run_id"] == run_id)["task_quality"]
     assert graded["judge_failures"] == 2
+
+
+def test_html_report_has_the_task_quality_section(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    _run(tmp_path, db)
+    page = tmp_path / "r.html"
+    done = cli("report", db, "--html", page)
+    assert done.exit_code == 0, done.stderr
+    text = page.read_text()
+    section = text[text.index("<h2>Task quality</h2>") :]
+    assert "<td>75% [30%–95%]</td><td>4</td>" in section
+    assert "number 0%" in section and 'alt="pass rate against J per request' in section
+    plain = tmp_path / "plain.db"
+    _run(tmp_path, plain, suite=[{"prompt": "hi"}])
+    cli("report", plain, "--html", page)
+    assert "Task quality" not in page.read_text()  # nothing graded: no section

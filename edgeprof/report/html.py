@@ -399,6 +399,9 @@ def render_html_report(
     imgs = [_img(uri, alt, alt) for uri, alt in zip(charts, alts, strict=True) if uri]
     if imgs:
         parts += ["<h2>Per device and backend</h2>", f'<div class="charts">{"".join(imgs)}</div>']
+    from edgeprof.report.quality_html import task_quality_section
+
+    parts += task_quality_section(store, summaries, compare)
     quality = _quality_chart(store, runs, summaries)
     if quality:
         parts += ["<h2>Quality against cost</h2>", quality]
