@@ -39,7 +39,10 @@ def decide_command(
         None, "--model", help="A GGUF file or a name under models/ (default: the demo model)."
     ),
     prompts: str | None = typer.Option(
-        None, "--prompts", help="A bundled suite name (default) or a .jsonl file of prompts."
+        None,
+        "--prompts",
+        help="A bundled suite (default, tasks) or a file (JSONL, promptfooconfig.yaml, OpenAI "
+        "evals JSONL); with checks, answers are graded and --min-pass-rate applies.",
     ),
     deployment: str = typer.Option(
         "dedicated",
