@@ -260,3 +260,28 @@ def test_html_report_has_the_task_quality_section(tmp_path: Path) -> None:
     _run(tmp_path, plain, suite=[{"prompt": "hi"}])
     cli("report", plain, "--html", page)
     assert "Task quality" not in page.read_text()  # nothing graded: no section
+
+
+@pytest.mark.model
+def test_a_local_gguf_judge_answers_under_a_grammar(tmp_path: Path) -> None:
+    """The demo model judges in process; llama.cpp's grammar holds its reply to the verdict's
+    JSON shape, and the schema check decides whether it is a verdict."""
+    from edgeprof.grading.verdicts import parse_verdict
+    from edgeprof.models.files import demo_model_path
+
+    db = tmp_path / "p.db"
+    _run(tmp_path, db)
+    done = cli("grade", "--db", db, "--judge", str(demo_model_path()), "--threads", "2")
+    assert done.exit_code == 0, done.stderr
+    conn = sqlite3.connect(db)
+    replies = conn.execute(
+        "SELECT r.output_text, g.judge_failed FROM grades g JOIN requests r ON r.run_id = "
+        "g.grader WHERE g.assertion_type = 'llm-rubric'"
+    ).fetchall()
+    label = conn.execute("SELECT backend, label FROM runs WHERE prompt_suite = 'edgeprof-judge'")
+    assert label.fetchone() == ("llamacpp", "judge llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf")
+    conn.close()
+    assert len(replies) == 2
+    for text, failed in replies:
+        assert set(json.loads(text)) == {"pass", "score", "reason"}  # the grammar held
+        assert failed == (parse_verdict(text) is None)
