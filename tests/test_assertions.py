@@ -7,14 +7,8 @@ from typing import Any
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.grading.assertions import (
-    ASSERTION_TYPES,
-    GradeResult,
-    answer_passes,
-    fuzzy_match,
-    grade,
-    make_assertion,
-)
+from edgeprof.grading.assertions import ASSERTION_TYPES, GradeResult, make_assertion
+from edgeprof.grading.checks import answer_passes, fuzzy_match, grade
 from edgeprof.grading.numbers import numbers_in
 
 PERSON = {

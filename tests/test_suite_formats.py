@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeprof.errors import UsageError
-from edgeprof.grading.assertions import grade
+from edgeprof.grading.checks import grade
 from edgeprof.measure.workload import load_suite, parse_suite, prompt_id, with_system_prompt
 
 SUITES = Path(__file__).parent / "data" / "suites"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeprof.grading.assertions import grade
+from edgeprof.grading.checks import grade
 from edgeprof.measure.workload import bundled_suites, load_suite
 
 ANSWERS = json.loads((Path(__file__).parent / "data" / "tasks_answers.json").read_text("utf-8"))

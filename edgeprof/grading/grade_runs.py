@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgeprof.errors import UsageError
-from edgeprof.grading.assertions import GradeResult, grade
+from edgeprof.grading.assertions import GradeResult
+from edgeprof.grading.checks import grade
 from edgeprof.grading.grades import RULE, Expectations, Grade
 from edgeprof.grading.rates import TaskQuality, task_quality
 from edgeprof.grading.records import (

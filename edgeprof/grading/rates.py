@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeprof.grading.assertions import GradeResult, answer_passes
+from edgeprof.grading.assertions import GradeResult
+from edgeprof.grading.checks import answer_passes
 from edgeprof.grading.grades import PAIRWISE_INDEX, RULE, Expectations, Grade
 
 Z_95 = 1.959963984540054
