@@ -284,7 +284,7 @@ def test_cli_tables_verdicts_json_and_plot(db: Path, tmp_path: Path) -> None:
         )  # fmt: skip
     # ...beside task quality, which the command adds (docs/quality.md): no checks here.
     task = d.pop("task_quality")
-    assert task["sentences"] == [
+    assert task["closing"] == [
         "Task quality not measured: the suite has no expectations (docs/quality.md)."
     ]
     assert d == json.loads(json.dumps(to_dict(c), default=str))

@@ -47,17 +47,18 @@ def test_verdict_sentences_put_a_device_below_the_floor_first() -> None:
     good = _target("llamacpp:Qwen.gguf [01K]", "device", PassRate.of(55, 60), meets=True)
     cloud = _target("openai:gpt-5-nano", "cloud", PassRate.of(55, 60), meets=True)
     unknown = _target("anthropic:claude-haiku", "cloud", None)
-    s = verdict_sentences([good, device, cloud, unknown], floor, True)
+    s, closing = verdict_sentences([good, device, cloud, unknown], floor, True)
     assert s[0] == (
         "SmolLM2-135M passes 38% [27%–51%] of the suite's checks against 92% for "
         "gpt-5-nano: below the 80% floor."
     )
     assert s[1].startswith("Qwen passes 92%") and "floor" not in s[1]
-    assert s[2] == ("Task quality not measured for the cloud side (claude-haiku): "
-                    "assumed to pass.")  # fmt: skip
-    assert verdict_sentences([device], floor, False) == [
-        "Task quality not measured: the suite has no expectations (docs/quality.md)."
-    ]
+    assert closing == ["Task quality not measured for the cloud side (claude-haiku): "
+                       "assumed to pass."]  # fmt: skip
+    assert verdict_sentences([device], floor, False) == (
+        [],
+        ["Task quality not measured: the suite has no expectations (docs/quality.md)."],
+    )
 
 
 def test_cloud_only_verdict_picks_the_cheapest_passing_answer() -> None:
@@ -67,7 +68,7 @@ def test_cloud_only_verdict_picks_the_cheapest_passing_answer() -> None:
          _target("openai:a", "cloud", PassRate.of(9, 10), 0.0009, True),
          _target("openai:b", "cloud", PassRate.of(10, 10), 0.0008, True),
          _target("openai:c", "cloud", PassRate.of(1, 10), 0.00001, False)),
-        (("llamacpp:x [01]", "below"), ("openai:c", "below")), (), True,
+        (("llamacpp:x [01]", "below"), ("openai:c", "below")), (), (), True,
     )  # fmt: skip
     winner, sentence = cloud_only_verdict(report)
     assert winner == "openai:b" and "b in the cloud" in sentence and "$0.0008 per" in sentence
@@ -148,7 +149,7 @@ def test_a_suite_without_expectations_says_task_quality_was_not_measured(
                "--min-pass-rate", "0.9", "--json")  # fmt: skip
     assert done.exit_code == 0, done.stderr
     task = json.loads(done.stdout)["task_quality"]
-    assert task["sentences"] == [
+    assert task["sentences"] == [] and task["closing"] == [
         "Task quality not measured: the suite has no expectations (docs/quality.md)."
     ]
     assert task["left_out"] == [] and not task["expectations"]

@@ -152,7 +152,7 @@ def compare_command(
     if as_json:
         print(json.dumps({**to_dict(result), "task_quality": report_dict(task)}, indent=2))
         return
-    for sentence in task.sentences:  # task quality first: it decides whether price matters
+    for sentence in [*task.sentences, *task.closing]:  # first: it decides whether price matters
         out.print(f"[bold]task quality:[/] {sentence}", highlight=False)
     table = task_table(task)
     if table is not None:

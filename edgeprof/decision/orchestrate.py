@@ -314,8 +314,8 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     )
     step(StepEvent("compare", "done"))
     return Decision(
-        # task quality first: whether the device does the feature comes before its price
-        verdict=" ".join([*task.sentences, paragraph]),
+        # pass rates first: whether the device does the feature comes before its price
+        verdict=" ".join([*task.sentences, paragraph, *task.closing]),
         winner=winner,
         deployment=costs.deployment,
         comparison=comparison,

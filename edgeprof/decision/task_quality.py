@@ -54,7 +54,8 @@ class TaskQualityReport:
     suite: str | None
     targets: tuple[TargetTaskQuality, ...]
     left_out: tuple[tuple[str, str], ...]  # (target, why)
-    sentences: tuple[str, ...]  # what the verdict paragraph opens with
+    sentences: tuple[str, ...]  # what the verdict paragraph opens with: pass rates
+    closing: tuple[str, ...]  # ...and closes with: what was not measured
     expectations: bool  # the suite has any
 
 
@@ -160,43 +161,36 @@ def _has_expectations(store: Store, suite: str | None) -> bool:
 
 def verdict_sentences(
     targets: Sequence[TargetTaskQuality], floor: TaskFloor, expectations: bool
-) -> list[str]:
-    """The sentences the verdict paragraph opens with: a device below the floor first, then
-    what was not measured. Pure."""
+) -> tuple[list[str], list[str]]:
+    """(opening, closing): the verdict opens with the devices' pass rates (one below the
+    floor first) and closes with what was not measured. Pure."""
     if not expectations:
-        return ["Task quality not measured: the suite has no expectations (docs/quality.md)."]
+        return [], ["Task quality not measured: the suite has no expectations (docs/quality.md)."]
     devices = [t for t in targets if t.side == "device"]
     clouds = [t for t in targets if t.side == "cloud"]
-    best_cloud = max((t for t in clouds if t.pass_rate), key=lambda t: t.pass_rate.rate,  # type: ignore[union-attr]
-                     default=None)  # fmt: skip
-    out = []
+    rated = [(t, t.pass_rate) for t in clouds if t.pass_rate is not None]
+    best = max(rated, key=lambda pair: pair[1].rate, default=None)
+    against = f" against {best[1].rate:.0%} for {short_name(best[0].name)}" if best else ""
+    ranked: list[tuple[bool, str]] = []
     for d in devices:
         if d.pass_rate is None:
             continue
-        against = (
-            f" against {best_cloud.pass_rate.rate:.0%} for {short_name(best_cloud.name)}"  # type: ignore[union-attr]
-            if best_cloud
-            else ""
-        )
-        below = (
-            f": below the {floor.min_pass_rate:.0%} floor"
-            if d.meets_floor is False and floor.min_pass_rate is not None
-            else ""
-        )
-        out.append(
-            f"{short_name(d.name)} passes {rate_phrase(d.pass_rate)} of the suite's checks"
-            f"{against}{below}."
-        )
-    out.sort(key=lambda s: ": below the" not in s)  # a device below the floor says so first
+        below = d.meets_floor is False and floor.min_pass_rate is not None
+        tail = f": below the {floor.min_pass_rate:.0%} floor" if below else ""
+        text = (f"{short_name(d.name)} passes {rate_phrase(d.pass_rate)} of the suite's checks"
+                f"{against}{tail}.")  # fmt: skip
+        ranked.append((not below, text))
+    opening = [text for _, text in sorted(ranked, key=lambda r: r[0])]  # below the floor first
+    closing = []
     unmeasured = [short_name(t.name) for t in clouds if t.pass_rate is None]
     if unmeasured:
-        out.append(
+        closing.append(
             f"Task quality not measured for the cloud side ({', '.join(unmeasured)}): "
             "assumed to pass."
         )
     if any(t.pass_rate is None for t in devices):
-        out.append("Task quality not measured for some device targets: grade their runs.")
-    return out
+        closing.append("Task quality not measured for some device targets: grade their runs.")
+    return opening, closing
 
 
 def apply_task_floor(
@@ -206,14 +200,14 @@ def apply_task_floor(
     were in; the report holds every target's pass rate and the verdict's sentences."""
     floor.check()
     targets, expectations = task_targets(store, c, floor)
-    sentences = verdict_sentences(targets, floor, expectations)
+    opening, closing = verdict_sentences(targets, floor, expectations)
     left: list[tuple[str, str]] = []
     if floor.min_pass_rate is not None and expectations:
         for t in targets:
             if t.meets_floor is False or (t.side == "device" and t.pass_rate is None):
                 left.append((t.name, floor_reason(t.pass_rate, floor.min_pass_rate, floor.suite)))
     report = TaskQualityReport(floor, floor.suite, tuple(targets), tuple(left),
-                               tuple(sentences), expectations)  # fmt: skip
+                               tuple(opening), tuple(closing), expectations)  # fmt: skip
     if not left:
         return c, report
     gone = {name for name, _ in left}
@@ -240,7 +234,7 @@ class NoDeviceMeetsFloor(UsageError):
         self.report = report
         winner, sentence = cloud_only_verdict(report)
         super().__init__(
-            " ".join([*report.sentences, sentence])
+            " ".join([*report.sentences, sentence, *report.closing])
             + " (lower `min_pass_rate` to price the device anyway)"
         )
         self.winner = winner
