@@ -139,3 +139,44 @@ def test_openai_evals_errors(tmp_path: Path) -> None:
     path.write_text('{"input": "hi", "ideal": [1, null]}\n')
     with pytest.raises(UsageError, match='"ideal" must be a string'):
         load_suite(str(path))
+
+
+@pytest.mark.parametrize(
+    ("suite", "answers", "passed"),
+    [
+        ("promptfooconfig.yaml",
+         {'Translate the following text to French: "Hello world". Reply with the translation '
+          "only.": "Bonjour le monde",
+          'Translate the following text to French: "Thank you". Reply with the translation '
+          "only.": "As an AI, merci"},
+         # greeting passes; thanks fails defaultTest's not-icontains; the two unknown fail
+         1),
+        ("evals_samples.jsonl",
+         {"What is the capital of France?": "Paris.", "How many legs does a spider have?": "8",
+          "What is the largest planet in the Solar System?": "Saturn"},
+         2),
+    ],
+)  # fmt: skip
+def test_run_and_grade_files_in_their_own_formats(
+    tmp_path: Path, suite: str, answers: dict[str, str], passed: int
+) -> None:
+    import sqlite3
+
+    import tests.canned  # noqa: F401 - registers the `canned` backend
+    from tests.builders import cli
+
+    table = tmp_path / "answers.json"
+    table.write_text(json.dumps(answers))
+    db = tmp_path / "p.db"
+    done = cli("run", "--backend", "canned", "--set", f"answers={table}", "--prompts",
+               SUITES / suite, "--db", db, "--repetitions", "1", "--warmup", "0",
+               "--idle-seconds", "0", "--json")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(cli("report", db, "--json").stdout)
+    q = report[0]["task_quality"]
+    assert q["pass_rate"]["n"] == len(load_suite(str(SUITES / suite)))
+    assert q["pass_rate"]["passed"] == passed
+    conn = sqlite3.connect(db)
+    n = conn.execute("SELECT count(*) FROM grades").fetchone()[0]
+    conn.close()
+    assert n == sum(len(p.assertions) for p in load_suite(str(SUITES / suite)))
