@@ -104,17 +104,20 @@ def _agreement(store: Any, judged: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def _judge(store: Any, run_ids: list[str], judge: Any, against: str | None, threads: int | None
            ) -> list[dict[str, Any]]:  # fmt: skip
+    from edgeprof.cli.run import _LiveProgress
     from edgeprof.grading.judges import judge_pairwise, judge_rubrics
 
     done = []
     err.print(f"judging with {judge.label}…", highlight=False)
-    result = judge_rubrics(store, run_ids, judge, threads)
+    with _LiveProgress() as live:  # the judge's questions are a run: its progress bar
+        result = judge_rubrics(store, run_ids, judge, threads, live.update)
     if result is not None:
         done.append({"judge": judge.label, "kind": "llm-rubric", **result.__dict__})
     if against:
         other = store.resolve_run_id(against)
         for run_id in run_ids:
-            pair = judge_pairwise(store, run_id, other, judge, threads)
+            with _LiveProgress() as live:
+                pair = judge_pairwise(store, run_id, other, judge, threads, live.update)
             done.append({"judge": judge.label, "kind": "pairwise", "run_id": run_id,
                          "against": other, **pair.__dict__})  # fmt: skip
     return done

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,11 @@ def _prompt_messages(store: Store, ids: set[str]) -> dict[str, list[dict[str, st
 
 
 def _run_judge(
-    judge: JudgeSpec, questions: Sequence[Question], db: Path, threads: int | None
+    judge: JudgeSpec,
+    questions: Sequence[Question],
+    db: Path,
+    threads: int | None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> str:
     """Ask every distinct question once, as a run of the judge's own; its run id."""
     from edgeprof.measure.runner import RunConfig, profile
@@ -136,7 +140,7 @@ def _run_judge(
             label=f"judge {judge.label}",
             settings=dict(judge.settings),
         )
-        return profile(config)
+        return profile(config, on_progress=on_progress)
 
 
 def _replies(store: Store, judge_run_id: str) -> dict[str, str | None]:
@@ -156,13 +160,17 @@ def _earlier_runs_of(store: Store, judge: JudgeSpec, keep: str) -> list[str]:
 
 
 def judge_rubrics(
-    store: Store, run_ids: Sequence[str], judge: JudgeSpec, threads: int | None = None
+    store: Store,
+    run_ids: Sequence[str],
+    judge: JudgeSpec,
+    threads: int | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> JudgeResult | None:
     """Grade the llm-rubric checks of these runs' answers with `judge`; None if they have none."""
     items = [(run_id, *item) for run_id in run_ids for item in _rubric_questions(store, run_id)]
     if not items:
         return None
-    judge_run = _run_judge(judge, [q for *_, q in items], store.path, threads)
+    judge_run = _run_judge(judge, [q for *_, q in items], store.path, threads, on_progress)
     replies = _replies(store, judge_run)
     grades = []
     for run_id, r, index, q in items:
@@ -189,7 +197,12 @@ def judge_rubrics(
 
 
 def judge_pairwise(
-    store: Store, run_id: str, against: str, judge: JudgeSpec, threads: int | None = None
+    store: Store,
+    run_id: str,
+    against: str,
+    judge: JudgeSpec,
+    threads: int | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> JudgeResult:
     """Compare each answer of `run_id` with `against`'s answer to the same prompt, in both
     orders; a verdict that flips with the order is a tie. Stored as assertion index -1."""
@@ -207,7 +220,8 @@ def judge_pairwise(
         a, b = str(mine["output_text"] or ""), str(other["output_text"] or "")
         asked.append((Question(pair_messages(q, a, b), PAIR_SCHEMA),
                       Question(pair_messages(q, b, a), PAIR_SCHEMA)))  # fmt: skip
-    judge_run = _run_judge(judge, [q for pair in asked for q in pair], store.path, threads)
+    questions = [q for pair in asked for q in pair]
+    judge_run = _run_judge(judge, questions, store.path, threads, on_progress)
     replies = _replies(store, judge_run)
     grades = []
     for (mine, other), (first, second) in zip(pairs, asked, strict=True):
