@@ -5,7 +5,7 @@ A line is `{"input": [{"role": ..., "content": ...}, ...], "ideal": "answer" | [
 against `ideal`; edgeprof offers its three basic ways as a mode:
 
 - `equals`: the stripped answer is one of the ideals;
-- `includes`: the answer contains one of the ideals (case-sensitive, as evals' Includes);
+- `includes`: the answer contains one of the ideals (case-sensitive);
 - `fuzzy`: evals' fuzzy match (lowercased, punctuation and articles removed, either text
   contains the other).
 """
