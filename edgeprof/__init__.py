@@ -45,6 +45,12 @@ _EXPORTS = {
     "register_backend": "edgeprof.backends",
     "register_sampler": "edgeprof.samplers",
     "EdgeprofError": "edgeprof.errors",
+    # task quality (docs/quality.md)
+    "make_assertion": "edgeprof.grading.assertions",
+    "grade": "edgeprof.grading.checks",
+    "grade_rules": "edgeprof.grading.grade_runs",
+    "quality_of_runs": "edgeprof.grading.grade_runs",
+    "wilson_interval": "edgeprof.grading.rates",
 }
 
 __all__ = ["__version__", *_EXPORTS]

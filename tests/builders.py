@@ -239,3 +239,20 @@ def quality_row(run: Mapping[str, Any], *, kld_mean: float, delta_ppl_pct: float
         "ref_ppl": 20.0, "delta_ppl_pct": delta_ppl_pct, "kld_mean": kld_mean,
         "kld_p99": kld_mean * 8, "top1_agreement": top1,
     })  # fmt: skip
+
+
+def graded(store: Store, run_id: str, suite: str) -> None:
+    """Expectations for the run's first prompt (under `suite`) and a rule grade of its first
+    answer: rows for the `expectations` and `grades` tables."""
+    from edgeprof.grading.assertions import Assertion
+    from edgeprof.grading.grades import RULE, Grade
+    from edgeprof.grading.records import replace_grades, save_expectations
+    from edgeprof.measure.prompt import Prompt
+
+    first = store.requests(run_id)[0]
+    prompt = Prompt(str(first["prompt_id"]), suite, "p0", (),
+                    assertions=(Assertion("icontains", value="t0"),))  # fmt: skip
+    save_expectations(store, [prompt])
+    grade = Grade(run_id, str(first["id"]), prompt.id, 0, "icontains", RULE, True, 1.0,
+                  "contains 't0'", expectations_sha256=prompt.expectations_sha256())  # fmt: skip
+    replace_grades(store, [str(first["id"])], [RULE], [grade])

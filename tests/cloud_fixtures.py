@@ -6,12 +6,14 @@ test modules import only the helpers (`make_backend`, `request`, `drain`, `FAKE_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,12 +52,19 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
     from edgeprof.models.files import demo_model_path
 
-    port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with serve_gguf(demo_model_path(), log) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_gguf(model: Path, log: Path, n_ctx: int = 1024) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on `model`, on loopback; its base URL."""
+    port = free_port()
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(demo_model_path()),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
              "--n_threads", "1", "--seed", "0"],
             stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ},
         )  # fmt: skip

@@ -282,6 +282,11 @@ def test_cli_tables_verdicts_json_and_plot(db: Path, tmp_path: Path) -> None:
             store, COSTS, requests_per_day=1000, input_tokens=100, output_tokens=50,
             cloud_models=["openai:gpt-4o-mini"], price_in_usd_per_m=5, price_out_usd_per_m=15,
         )  # fmt: skip
+    # ...beside task quality, which the command adds (docs/quality.md): no checks here.
+    task = d.pop("task_quality")
+    assert task["closing"] == [
+        "Task quality not measured: the suite has no expectations (docs/quality.md)."
+    ]
     assert d == json.loads(json.dumps(to_dict(c), default=str))
     assert len(by_cloud["openai:gpt-4o-mini"]["sensitivity"]) == 6
 

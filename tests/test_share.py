@@ -20,9 +20,10 @@ from edgeprof.store import Store, migrations
 from edgeprof.store.export import export
 from edgeprof.store.ids import ulid
 from edgeprof.store.share import merge
-from tests.builders import add_run, cli, device_row, quality_row
+from tests.builders import add_run, cli, device_row, graded, quality_row
 
-TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples", "quality")
+TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples", "quality",
+          "expectations", "grades")  # fmt: skip
 HOME = str(Path.home())
 
 
@@ -32,6 +33,7 @@ def make_db(path: Path, hostname: str, n_runs: int = 2, **run_kw: Any) -> list[s
         dev = device_row(hostname)
         ids = [add_run(store, dev, **run_kw) for _ in range(n_runs)]
         store.insert_quality(quality_row(store.runs([ids[0]])[0], kld_mean=0.02))
+        graded(store, ids[0], f"suite-{hostname}")
         return ids
 
 

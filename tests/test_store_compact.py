@@ -78,8 +78,12 @@ def test_migration_converts_an_old_file_keeping_every_sample(tmp_path: Path) -> 
     ]
     got = view_rows(path)
     assert got == sorted([*rows, (*dup[:1], dup[1] + 1, *dup[2:])])
-    # VACUUM gave the old table's pages back.
-    assert path.stat().st_size < size_before / 3, (size_before, path.stat().st_size)
+    # VACUUM gave the old table's pages back: the data takes under a third of what it took,
+    # beside the pages every profile's empty tables and indexes take (more with each migration).
+    empty = tmp_path / "empty.db"
+    Store(empty).close()
+    data_bytes = path.stat().st_size - empty.stat().st_size
+    assert data_bytes < size_before / 3, (size_before, path.stat().st_size)
 
 
 def test_an_old_source_merges_with_every_sample(tmp_path: Path) -> None:

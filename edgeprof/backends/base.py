@@ -27,6 +27,10 @@ class Request:
     max_tokens: int
     seed: int = 0
     temperature: float = 0.0  # greedy by default, the same on every target
+    # A JSON Schema the answer must follow (a judge's verdict): response_format for
+    # OpenAI-compatible servers, a grammar for llama.cpp; backends that cannot constrain
+    # output ignore it, and the caller checks the reply.
+    response_schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

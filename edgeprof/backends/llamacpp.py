@@ -198,7 +198,38 @@ class LlamaCppBackend(Backend):
                 f"prompt {request.prompt_id} needs {len(tokens)} + {request.max_tokens} tokens, "
                 f"more than {ctx}; raise `ctx`"
             )
+        if request.response_schema is not None:
+            return (yield from self._constrained(request))
         return (yield from self._decoder().run(tokens, request.max_tokens))
+
+    def _constrained(self, request: Request) -> Generator[TokenEvent, None, Generation]:
+        """An answer held to a JSON Schema (a judge's verdict) by llama.cpp's grammar
+        sampling, through llama-cpp-python's chat completion: greedy, as every request."""
+        import json
+
+        chunks = self.llm.create_chat_completion(
+            messages=[dict(m) for m in request.messages],  # type: ignore[misc]
+            max_tokens=request.max_tokens,
+            temperature=0.0,
+            seed=request.seed,
+            stream=True,
+            response_format={
+                "type": "json_object",
+                "schema": json.loads(json.dumps(request.response_schema)),
+            },
+        )
+        text: list[str] = []
+        n_out, finish = 0, None
+        for chunk in chunks:
+            choice: Any = chunk["choices"][0]  # type: ignore[index]
+            piece = str(choice.get("delta", {}).get("content") or "")
+            finish = choice.get("finish_reason") or finish
+            if piece:
+                n_out += 1
+                text.append(piece)
+                yield TokenEvent(time.perf_counter_ns(), piece)
+        n_in = len(prompt_tokens(self.llm, request.messages))
+        return Generation(n_in, n_out, "".join(text), finish_reason=finish or "stop")
 
     batches: ClassVar[bool] = True
 

@@ -52,7 +52,19 @@ class OpenAIBackend(CloudBackend):
         # OpenAI's reasoning models refuse max_tokens; compatible servers mostly know only it.
         limit_key = "max_completion_tokens" if "api.openai.com" in self.base_url else "max_tokens"
         body[limit_key] = request.max_tokens
+        if request.response_schema is not None:
+            body["response_format"] = self.response_format(dict(request.response_schema))
         return body
+
+    def response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI's structured outputs; llama.cpp's server (and most compatible ones) take a
+        schema inside `json_object` instead, which becomes a grammar there."""
+        if "api.openai.com" in self.base_url:
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": schema, "strict": True},
+            }
+        return {"type": "json_object", "schema": schema}
 
     def on_event(self, event: SSEEvent, t_ns: int, state: StreamState) -> None:
         data = event.data

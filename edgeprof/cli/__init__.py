@@ -14,6 +14,7 @@ from edgeprof.cli import (  # noqa: F401 - each module registers its commands
     convert,
     decide,
     devices,
+    grade,
     importer,
     prices,
     probe,

@@ -20,6 +20,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.task_options import MIN_PASS_RATE, SUITE, suite_name, task_table
 from edgeprof.report.formatting import format_count, format_usd
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ def compare_command(
         help="Where a target was profiled at several --concurrency levels: the p95 TTFT its "
         "capacity must meet (default 2 s).",
     ),
+    min_pass_rate: float | None = MIN_PASS_RATE,
+    prompts: str | None = SUITE,
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
     from edgeprof.decision.compare import compare, to_dict
@@ -131,6 +134,11 @@ def compare_command(
             cache_cloud=cloud_cache,
             max_ttft_s=max_ttft_s,
         )
+        from edgeprof.decision.task_quality import TaskFloor, apply_task_floor, report_dict
+
+        result, task = apply_task_floor(
+            store, result, TaskFloor(min_pass_rate, suite_name(prompts))
+        )
         if html is not None:
             from edgeprof.report.decision_section import DecisionView
             from edgeprof.report.html import write_html_report
@@ -143,8 +151,13 @@ def compare_command(
         plot_costs(result, plot)
         err.print(f"wrote {plot}")
     if as_json:
-        print(json.dumps(to_dict(result), indent=2))
+        print(json.dumps({**to_dict(result), "task_quality": report_dict(task)}, indent=2))
         return
+    for sentence in [*task.sentences, *task.closing]:  # first: it decides whether price matters
+        out.print(f"[bold]task quality:[/] {sentence}", highlight=False)
+    table = task_table(task)
+    if table is not None:
+        out.print(table)
     _render(result)
 
 

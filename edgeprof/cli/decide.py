@@ -19,6 +19,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.task_options import MIN_PASS_RATE, task_table
 from edgeprof.decision.verdict import SIDES
 from edgeprof.report.formatting import figure_value, format_count, format_usd
 from edgeprof.samplers import sampler_sources
@@ -39,7 +40,10 @@ def decide_command(
         None, "--model", help="A GGUF file or a name under models/ (default: the demo model)."
     ),
     prompts: str | None = typer.Option(
-        None, "--prompts", help="A bundled suite name (default) or a .jsonl file of prompts."
+        None,
+        "--prompts",
+        help="A bundled suite (default, tasks) or a file (JSONL, promptfooconfig.yaml, OpenAI "
+        "evals JSONL); with checks, answers are graded and --min-pass-rate applies.",
     ),
     deployment: str = typer.Option(
         "dedicated",
@@ -133,6 +137,7 @@ def decide_command(
     idle_seconds: float = typer.Option(
         3.0, "--idle-seconds", help="Idle baseline before each model load (charged as idle draw)."
     ),
+    min_pass_rate: float | None = MIN_PASS_RATE,
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
@@ -153,7 +158,7 @@ def decide_command(
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
-        tdp_w=tdp_w, idle_seconds=idle_seconds,
+        tdp_w=tdp_w, idle_seconds=idle_seconds, min_pass_rate=min_pass_rate,
     )  # fmt: skip
     steps = _Steps()
     try:
@@ -198,8 +203,10 @@ def _render(decision: Decision) -> None:
     for run in decision.runs:
         how = "reused" if run.reused else "profiled"
         out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
-    for table in (_targets_table(decision), _pairs_table(decision), _inputs_table(decision)):
-        out.print(table)
+    task = task_table(decision.task_quality) if decision.task_quality else None
+    for table in (_targets_table(decision), task, _pairs_table(decision), _inputs_table(decision)):
+        if table is not None:
+            out.print(table)
     out.print(
         "every input above, with its provenance: --json; the report with charts: --html FILE",
         style="dim",

@@ -37,6 +37,9 @@ def report_command(
         "--by",
         help="`device`: one row per device for each group of comparable runs (docs/fleet.md).",
     ),
+    failures: bool = typer.Option(
+        False, "--failures", help="List failing answers: an excerpt and why (docs/quality.md)."
+    ),
 ) -> None:
     """Summarize the runs in a profile database."""
     from edgeprof.analysis.summary import summarize
@@ -64,14 +67,45 @@ def report_command(
             return
         per_request = {s.run_id: store.requests(s.run_id) for s in summaries} if requests else {}
         soaks = _soaks(store, summaries)
+        quality = _task_quality(store, summaries)
+        failed = _failures(store, summaries) if failures else None
     if as_json:
-        _print_json(summaries, per_request, soaks)
+        _print_json(summaries, per_request, soaks, quality, failed)
     else:
         _print_tables(summaries, per_request, soaks)
+        _print_quality(summaries, quality, failed)
+
+
+def _task_quality(store: Store, summaries: list[RunSummary]) -> dict[str, Any]:
+    from edgeprof.grading.grade_runs import quality_of_runs
+
+    return quality_of_runs(store, [s.run_id for s in summaries])
+
+
+def _failures(store: Store, summaries: list[RunSummary]) -> list[dict[str, Any]]:
+    from edgeprof.grading.grade_runs import failures
+
+    return failures(store, [s.run_id for s in summaries])
+
+
+def _print_quality(
+    summaries: list[RunSummary], quality: dict[str, Any], failed: list[dict[str, Any]] | None
+) -> None:
+    from edgeprof.report.quality import failures_table, quality_table
+
+    table = quality_table(summaries, quality)
+    if table is not None:
+        out.print(table)
+    if failed is not None:
+        out.print(failures_table(failed))
 
 
 def _print_json(
-    summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
+    summaries: list[RunSummary],
+    per_request: dict[str, Any],
+    soaks: dict[str, Any],
+    quality: dict[str, Any],
+    failed: list[dict[str, Any]] | None,
 ) -> None:
     payload = [
         {**s.to_dict(), "requests": per_request[s.run_id]} if s.run_id in per_request
@@ -81,6 +115,11 @@ def _print_json(
     for row in payload:
         if row["run_id"] in soaks:
             row["soak"] = _soak_json(soaks[row["run_id"]])
+        q = quality.get(row["run_id"])
+        row["task_quality"] = q.to_dict() if q is not None and q.pass_rate else None
+    if failed is not None:
+        out.print_json(json.dumps({"runs": payload, "failures": failed}, default=str))
+        return
     out.print_json(json.dumps(payload, default=str))
 
 

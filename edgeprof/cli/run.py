@@ -20,7 +20,9 @@ def run_command(
         None, help="Model file (GGUF/ONNX) or endpoint model name. Default: the demo model."
     ),
     prompts: str | None = typer.Option(
-        None, help="A bundled suite name (default) or a .jsonl file of prompts."
+        None,
+        help="A bundled suite (default, tasks) or a file: JSONL, promptfooconfig.yaml, OpenAI "
+        "evals JSONL (FILE#fuzzy to choose its matching). Checks are graded after the run.",
     ),
     repetitions: int = typer.Option(
         3, help="Measured passes over the suite (with --target-ci: the least)."

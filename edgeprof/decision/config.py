@@ -68,6 +68,8 @@ class DecideConfig(MeasureOptions):
     api_key_env: str | None = None
     max_ttft_s: float | None = None
     floor: QualityFloor = field(default_factory=QualityFloor)
+    # task quality: leave out targets (device and cloud) passing fewer of the suite's checks
+    min_pass_rate: float | None = None
     shared_prefix_tokens: float = 0.0  # cached on both sides (see compare())
     cache_device: bool = True
     cache_cloud: bool = True

@@ -48,6 +48,7 @@ class Decision:
     rows: tuple[DecisionRow, ...]  # one per device × cloud pair
     notes: tuple[str, ...] = field(default=())
     device: dict[str, Any] = field(default_factory=dict)
+    task_quality: Any = None  # decision.task_quality.TaskQualityReport
 
     def to_dict(self) -> dict[str, Any]:
         from edgeprof.decision.compare import to_dict
@@ -173,6 +174,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     """Profile (or reuse), price and compare; returns the decision. Raises EdgeprofError on
     bad input before any profiling; KeyboardInterrupt keeps every finished run."""
     from edgeprof.decision.targets import Probe, profile_clouds, profile_devices
+    from edgeprof.decision.task_quality import NoDeviceMeetsFloor
     from edgeprof.store.db import Store, default_db_path
 
     step = on_step or (lambda _e: None)
@@ -206,6 +208,12 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
             max_ttft_s=config.max_ttft_s,
         )
         energy_notes = probe.energy_sources(store, [r.run_id for r in runs])
+        try:
+            comparison, task = _task_floor(store, comparison, config)
+        except NoDeviceMeetsFloor as e:
+            step(StepEvent("compare", "done"))
+            inputs = [*_run_inputs(config, clouds), *cost_figures, *probe.figures()]
+            return _cloud_only(e, comparison, costs, [*runs, *live], inputs, notes, probe)
     tokens = [f for f in comparison.assumptions
               if f.name in ("input_tokens", "output_tokens", "shared_prefix_tokens")]  # fmt: skip
     inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
@@ -222,7 +230,8 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     )
     step(StepEvent("compare", "done"))
     return Decision(
-        verdict=paragraph,
+        # pass rates first: whether the device does the feature comes before its price
+        verdict=" ".join([*task.sentences, paragraph, *task.closing]),
         winner=winner,
         deployment=costs.deployment,
         comparison=comparison,
@@ -231,7 +240,28 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         rows=tuple(rows),
         notes=tuple(notes + list(comparison.notes)),
         device=probe.device_dict(),
+        task_quality=task,
     )
+
+
+def _task_floor(store: Any, comparison: Comparison, config: DecideConfig) -> tuple[Any, Any]:
+    from edgeprof.decision.task_quality import TaskFloor, apply_task_floor
+    from edgeprof.measure.workload import load_suite
+
+    suite = load_suite(config.prompts)[0].suite
+    return apply_task_floor(store, comparison, TaskFloor(config.min_pass_rate, suite))
+
+
+def _cloud_only(
+    e: Any, comparison: Comparison, costs: Any, runs: list[Any], inputs: list[Figure],
+    notes: list[str], probe: Any,
+) -> Decision:  # fmt: skip
+    """Every device target is below the task floor: the verdict is the cloud's."""
+    return Decision(
+        verdict=str(e), winner=e.winner, deployment=costs.deployment, comparison=comparison,
+        runs=tuple(runs), inputs=tuple(inputs), rows=(), notes=tuple(notes),
+        device=probe.device_dict(), task_quality=e.report,
+    )  # fmt: skip
 
 
 def _check(config: DecideConfig) -> None:

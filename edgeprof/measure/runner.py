@@ -23,6 +23,8 @@ from edgeprof.analysis.metrics import request_metrics
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
 from edgeprof.backends.settings import settings_dict
 from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
+from edgeprof.grading.grade_runs import grade_rules, suite_has_expectations
+from edgeprof.grading.records import save_expectations
 from edgeprof.measure.device import environment, fingerprint
 from edgeprof.measure.options import MeasureOptions
 from edgeprof.measure.passes import Passes, schedule
@@ -156,7 +158,9 @@ def _schedule(
     prompts: list[Prompt], repetitions: int, warmup: int, max_tokens: int, seed: int
 ) -> Iterator[tuple[Request, int, bool]]:
     def request(p: Prompt) -> Request:
-        return Request(p.id, p.messages, max_tokens=max_tokens, seed=seed)
+        return Request(
+            p.id, p.messages, max_tokens=max_tokens, seed=seed, response_schema=p.response_schema
+        )
 
     for i in range(warmup):
         yield request(prompts[i % len(prompts)]), 0, True
@@ -167,7 +171,23 @@ def _schedule(
 
 def profile(config: RunConfig, on_progress: OnProgress | None = None) -> str:
     """Profile one backend on one prompt suite; returns the run id. Raises EdgeprofError on
-    bad input before any work starts; KeyboardInterrupt leaves an `aborted` run behind."""
+    bad input before any work starts; KeyboardInterrupt leaves an `aborted` run behind.
+    A suite with expectations has every answer graded by its deterministic checks at the end
+    (judged checks: `edgeprof grade --judge`)."""
+    run_id = _profile(config, on_progress)
+    with Store(Path(config.db or default_db_path())) as store:
+        if suite_has_expectations(store, run_id):
+            grade_rules(store, run_id)
+    return run_id
+
+
+def _record_prompts(store: Store, prompts: list[Prompt]) -> None:
+    """The prompts, and beside them what their answers must satisfy (re-graded from here)."""
+    store.insert_prompts(p.row() for p in prompts)
+    save_expectations(store, prompts)
+
+
+def _profile(config: RunConfig, on_progress: OnProgress | None) -> str:
     config.validate()
     prompts = load_suite(config.prompts)
     if config.system_prompt is not None:
@@ -182,7 +202,7 @@ def profile(config: RunConfig, on_progress: OnProgress | None = None) -> str:
     db_path = Path(config.db or default_db_path())
     store = Store(db_path)
     device_id = _record_device(store, env, backend)
-    store.insert_prompts(p.row() for p in prompts)
+    _record_prompts(store, prompts)
     t0_ns = time.perf_counter_ns()
     run_id = _insert_run(store, config, backend, prompts, device_id, samplers, t0_ns)
     if batch_params:
@@ -497,7 +517,13 @@ def _measure_passes(
 
     for rep, i in schedule(passes, len(prompts), elapsed_s):
         p = prompts[i]
-        request = Request(p.id, p.messages, max_tokens=config.max_tokens, seed=config.seed)
+        request = Request(
+            p.id,
+            p.messages,
+            max_tokens=config.max_tokens,
+            seed=config.seed,
+            response_schema=p.response_schema,
+        )
         row = record(_measure_one(backend, recorder, request, rep, False))
         passes.observe(row)
         done += 1

@@ -1,45 +1,35 @@
 """Prompt suites: the bundled JSONL suites and users' own files.
 
 A suite file holds one JSON object per line: `{"name": ..., "prompt": "user text"}`, optionally
-with `"system": "..."`, or `{"name": ..., "messages": [{"role": ..., "content": ...}, ...]}`.
+with `"system": "..."`, or `{"name": ..., "messages": [{"role": ..., "content": ...}, ...]}`;
+optionally with `"assert": [...]` (grading/assertions.py), `"reference"`, `"kind"`,
+`"threshold"` and `"response_schema"` (a JSON Schema the backend holds the answer to).
+promptfoo's YAML configs (promptfoo.py) and OpenAI evals' JSONL (openai_evals.py,
+`FILE.jsonl#fuzzy` chooses how `ideal` is matched) load as they are.
 A prompt's id is the sha256 of its canonical messages, so the same prompt has the same id in
 every database and merges never duplicate it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from edgeprof.errors import UsageError
+from edgeprof.grading.assertions import make_assertions
+from edgeprof.measure.prompt import Prompt, prompt_id
+
+__all__ = ["Prompt", "bundled_suites", "load_suite", "parse_suite", "prompt_id"]
 
 DEFAULT_SUITE = "default"
+EVALS_MODES = ("equals", "includes", "fuzzy")
+DEFAULT_EVALS_MODE = "includes"
 ROLES = {"system", "user", "assistant"}
-
-
-@dataclass(frozen=True)
-class Prompt:
-    id: str
-    suite: str
-    name: str
-    messages: tuple[dict[str, str], ...]
-
-    @property
-    def text(self) -> str:
-        return json.dumps(list(self.messages), ensure_ascii=False, sort_keys=True)
-
-    def row(self) -> dict[str, Any]:
-        return {"id": self.id, "suite": self.suite, "name": self.name, "text": self.text}
-
-
-def prompt_id(messages: tuple[dict[str, str], ...]) -> str:
-    canonical = json.dumps(list(messages), ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def suite_sha256(prompts: Sequence[Prompt]) -> str:
@@ -65,7 +55,7 @@ def load_suite(spec: str | None = None) -> list[Prompt]:
     if spec in bundled_suites():
         text = resources.files("edgeprof.data").joinpath(f"{spec}.jsonl").read_text("utf-8")
         return parse_suite(text, suite=spec, source=f"bundled suite {spec}")
-    path = Path(spec)
+    path, evals_mode = _split_evals_mode(spec)
     if not path.is_file():
         raise UsageError(
             f"prompt suite {spec!r} is neither a bundled suite ({', '.join(bundled_suites())}) "
@@ -75,7 +65,38 @@ def load_suite(spec: str | None = None) -> list[Prompt]:
         text = path.read_text("utf-8")
     except UnicodeDecodeError as e:
         raise UsageError(f"{path} is not UTF-8 text; save it as UTF-8 JSONL") from e
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from edgeprof.measure.promptfoo import parse_promptfoo
+
+        return parse_promptfoo(text, suite=path.stem, source=str(path), base=path.parent)
+    if evals_mode is None and _looks_like_evals(text):
+        evals_mode = DEFAULT_EVALS_MODE
+    if evals_mode is not None:
+        from edgeprof.measure.openai_evals import parse_evals
+
+        return parse_evals(text, suite=path.stem, source=str(path), mode=evals_mode)
     return parse_suite(text, suite=path.stem, source=str(path))
+
+
+def _looks_like_evals(text: str) -> bool:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        obj = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and "input" in obj and "ideal" in obj
+
+
+def _split_evals_mode(spec: str) -> tuple[Path, str | None]:
+    """`FILE.jsonl#fuzzy` -> (FILE.jsonl, "fuzzy"): an OpenAI evals file and how to grade it."""
+    head, sep, mode = spec.rpartition("#")
+    if not sep or Path(spec).is_file():
+        return Path(spec), None
+    if mode not in EVALS_MODES:
+        raise UsageError(
+            f"{spec}: after # comes how to grade an OpenAI evals file: {', '.join(EVALS_MODES)}"
+        )
+    return Path(head), mode
 
 
 def parse_suite(text: str, *, suite: str, source: str) -> list[Prompt]:
@@ -90,12 +111,42 @@ def parse_suite(text: str, *, suite: str, source: str) -> list[Prompt]:
             raise UsageError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
         if not isinstance(obj, dict):
             raise UsageError(f'{where}: expected a JSON object like {{"prompt": "..."}}')
-        messages = _messages(obj, where)
-        name = str(obj.get("name") or obj.get("id") or f"{suite}-{lineno}")
-        prompts.append(Prompt(prompt_id(messages), suite, name, messages))
+        if "input" in obj and "ideal" in obj and "prompt" not in obj and "messages" not in obj:
+            raise UsageError(
+                f"{where}: an OpenAI evals line (input + ideal) in an edgeprof suite; "
+                "keep one format per file"
+            )
+        prompts.append(_prompt(obj, suite, f"{suite}-{lineno}", where))
     if not prompts:
         raise UsageError(f'{source} holds no prompts; add lines like {{"prompt": "..."}}')
     return prompts
+
+
+def _prompt(obj: dict[str, Any], suite: str, default_name: str, where: str) -> Prompt:
+    messages = _messages(obj, where)
+    name = str(obj.get("name") or obj.get("id") or default_name)
+    for key in ("reference", "kind"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise UsageError(f'{where}: "{key}" must be a string')
+    threshold = obj.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+    ):
+        raise UsageError(f'{where}: "threshold" must be a number from 0 to 1')
+    schema = obj.get("response_schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise UsageError(f'{where}: "response_schema" must be a JSON Schema object')
+    return Prompt(
+        prompt_id(messages),
+        suite,
+        name,
+        messages,
+        assertions=make_assertions(obj.get("assert"), where),
+        reference=obj.get("reference"),
+        kind=obj.get("kind"),
+        threshold=None if threshold is None else float(threshold),
+        response_schema=schema,
+    )
 
 
 def _messages(obj: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
@@ -137,7 +188,7 @@ def with_system_prompt(prompts: Sequence[Prompt], system: str) -> list[Prompt]:
     for p in prompts:
         rest = tuple(m for m in p.messages if m["role"] != "system")
         messages = ({"role": "system", "content": system}, *rest)
-        out.append(Prompt(prompt_id(messages), p.suite, p.name, messages))
+        out.append(dataclasses.replace(p, id=prompt_id(messages), messages=messages))
     return out
 
 

@@ -22,6 +22,7 @@ from edgeprof.report.decision_section import DecisionView, decision_section
 from edgeprof.report.formatting import DASH
 from edgeprof.report.images import img as _img
 from edgeprof.report.images import png_uri as _png_uri
+from edgeprof.report.quality_html import task_quality_section
 from edgeprof.report.tables import CSS as TABLE_CSS
 from edgeprof.report.tables import Column, name, table
 from edgeprof.store.db import Store
@@ -311,7 +312,9 @@ def _top(compare: Comparison | DecisionView | None, headline: str | None) -> lis
     return []
 
 
-def _charts(store: Store, runs: Sequence[RunRow], summaries: list[RunSummary]) -> list[str]:
+def _charts(
+    store: Store, runs: Sequence[RunRow], summaries: list[RunSummary], compare: Any = None
+) -> list[str]:
     parts = []
     charts = [
         _bar_chart(summaries, "decode_tps_mean", "decode_tps_sd", "Decode speed", "tokens/s"),
@@ -321,6 +324,7 @@ def _charts(store: Store, runs: Sequence[RunRow], summaries: list[RunSummary]) -
     imgs = [_img(uri, alt, alt) for uri, alt in zip(charts, alts, strict=True) if uri]
     if imgs:
         parts += ["<h2>Per device and backend</h2>", f'<div class="charts">{"".join(imgs)}</div>']
+    parts += task_quality_section(store, summaries, compare)
     quality = _quality_chart(store, runs, summaries)
     if quality:
         parts += ["<h2>Quality against cost</h2>", quality]
@@ -351,7 +355,8 @@ def render_html_report(
     parts = [*_head(store, summaries), *_top(compare, headline), *_runs_section(summaries)]
     if len({s.device_id for s in summaries}) > 1:
         parts.append(_by_device_section(store, summaries))
-    parts += _charts(store, runs, summaries)
+    comparison = compare.comparison if isinstance(compare, DecisionView) else compare
+    parts += _charts(store, runs, summaries, comparison)
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -215,6 +215,42 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "environment": ("JSON: library versions", ""),
         },
     ),
+    "expectations": (
+        "What a good answer to a prompt must satisfy, per suite, beside the prompt "
+        "(docs/quality.md); changed expectations re-grade stored answers.",
+        "prompt_id",
+        {
+            "id": ("suite:prompt_id", ""),
+            "suite": ("Suite the expectations belong to (runs.prompt_suite)", ""),
+            "prompt_id": ("The prompt (SHA-256 of its messages)", ""),
+            "kind": ("What the prompt exercises (classify, extract, qa, ...)", ""),
+            "reference": ("A good answer, shown to judges", ""),
+            "threshold": ("promptfoo's per-test threshold on the weighted score", ""),
+            "assertions": ("JSON list of checks (type, value, weight, options)", ""),
+            "sha256": ("SHA-256 of the checks, reference and threshold", ""),
+            "updated_at": ("When stored, ISO 8601 UTC", ""),
+        },
+    ),
+    "grades": (
+        "One check of one answer: by a rule, or by a judge (whose own run is `grader`).",
+        None,
+        {
+            "id": ("SHA-256 of request, grader, check and pairwise partner", ""),
+            "run_id": ("Run of the graded answer", ""),
+            "request_id": ("The graded answer (requests.id)", ""),
+            "prompt_id": ("Its prompt", ""),
+            "assertion_index": ("Position of the check in the prompt's list; -1 pairwise", ""),
+            "assertion_type": ("icontains, number, choice, llm-rubric, pairwise, ...", ""),
+            "grader": ("rule, or the judge's run id", ""),
+            "passed": ("1 passed, 0 failed (a judge failure is never a pass)", ""),
+            "score": ("0 to 1 (pairwise: 1 win, 0.5 tie, 0 loss)", ""),
+            "reason": ("Why, in a few words", ""),
+            "judge_failed": ("1: the judge's reply was not a JSON verdict", ""),
+            "against_request_id": ("Pairwise: the other target's answer", ""),
+            "expectations_sha256": ("The expectations the rule grade used", ""),
+            "graded_at": ("When graded, ISO 8601 UTC", ""),
+        },
+    ),
 }
 
 

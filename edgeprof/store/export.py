@@ -182,7 +182,7 @@ def _export_files(
 
 # Tables written whole: `id` is global (a fingerprint, a sha256), so the rows of several
 # exports are merged by it. Every other table is split by device.
-PLAIN_TABLES = ("devices", "prompts")
+PLAIN_TABLES = ("devices", "prompts", "expectations")
 PARTITION = "device_id"
 PART_FILE = "part-0.parquet"
 LOCK_FILE = ".edgeprof-export.lock"

@@ -333,6 +333,53 @@ def _copy_old_samples(conn: sqlite3.Connection) -> None:
     insert_points_nudging(conn, extra)
 
 
+@migration
+def m008_grades(db: sqlite_utils.Database) -> None:
+    """Task quality. `expectations`: what a good answer to a prompt must satisfy, beside the
+    prompt and per suite (the prompt's id is its messages' hash, so the same prompts with new
+    expectations keep their ids and stored answers are re-graded, not generated again).
+    `grades`: one row per (request, assertion, grader): `rule` for deterministic checks, or
+    the id of the judge's own run; pairwise verdicts name the other answer's request."""
+    db.table("expectations").create(
+        {
+            "id": str,  # "<suite>:<prompt_id>"
+            "suite": str,
+            "prompt_id": str,
+            "kind": str,
+            "reference": str,
+            "threshold": float,
+            "assertions": str,  # JSON list of assertion objects
+            "sha256": str,  # of assertions, reference and threshold together
+            "updated_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db.table("grades").create(
+        {
+            "id": str,  # sha256 of request, grader, assertion index and pairwise partner
+            "run_id": str,
+            "request_id": str,
+            "prompt_id": str,
+            "assertion_index": int,  # position in the prompt's "assert" list; -1: pairwise
+            "assertion_type": str,
+            "grader": str,  # "rule" or the judge's run id
+            "passed": int,  # 1 or 0; never 1 when the judge failed
+            "score": float,  # 0..1 (pairwise: 1 win, 0.5 tie, 0 loss)
+            "reason": str,
+            "judge_failed": int,  # 1: the judge's reply did not parse as a verdict
+            "against_request_id": str,  # pairwise: the other target's answer
+            "expectations_sha256": str,
+            "graded_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+    )
+    db.table("grades").create_index(["run_id"], if_not_exists=True)
+    db.table("grades").create_index(["request_id"], if_not_exists=True)
+    db.table("expectations").create_index(["prompt_id"], if_not_exists=True)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -36,7 +36,17 @@ from edgeprof.progress import ProgressFn
 from edgeprof.store import migrations
 from edgeprof.store.trust import DB_ERRORS, check_columns, check_schema, harden
 
-TABLES = ("devices", "prompts", "runs", "requests", "sensors", "samples", "quality")
+TABLES = (
+    "devices",
+    "prompts",
+    "runs",
+    "requests",
+    "sensors",
+    "samples",
+    "quality",
+    "expectations",
+    "grades",
+)
 # How far a run got; unknown statuses rank lowest.
 STATUS_RANK = (
     "CASE {0} WHEN 'complete' THEN 2 WHEN 'failed' THEN 1 WHEN 'aborted' THEN 1 ELSE 0 END"
@@ -215,6 +225,11 @@ class _Merger:
                 self._insert_new(table, "INSERT OR IGNORE", where, label)
             self._samples(label)
             self._insert_new("quality", "INSERT OR IGNORE", "", label)
+            self._insert_new("expectations", "INSERT OR IGNORE", "", label)
+            # Grades of every run the result holds: also those graded after an earlier merge.
+            self._insert_new(
+                "grades", "INSERT OR IGNORE", "WHERE run_id IN (SELECT id FROM main.runs)", label
+            )
             c.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):  # the work file is discarded anyway
@@ -249,7 +264,7 @@ class _Merger:
             f"{STATUS_RANK.format('d.status')}"
         )
         replaced = "SELECT id FROM temp.merge_runs WHERE repl"
-        for table in ("requests", "sensors"):
+        for table in ("requests", "sensors", "grades"):
             c.execute(f"DELETE FROM main.[{table}] WHERE run_id IN ({replaced})")
         # Every series of a run coming in goes: a replaced run's, and any left without their
         # run row (the incoming run's samples replace them, as its requests do).
