@@ -6,14 +6,16 @@ the llama-cpp-python server fixture. `make test-fast` deselects both."""
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable
 
 import pytest
 
 MODEL_FIXTURES = frozenset({"demo_model", "demo_run"})
 SERVER_FIXTURES = frozenset({"llama_server"})
-# A call in a test's or a fixture's own source that loads the demo model or a GGUF with it.
-MODEL_CALLS = ("demo_model_path()", "Llama(", "STEM")
+# A call in a test's or a fixture's own source that loads the demo model or a GGUF with it
+# (STEM: a test module's name for the demo model's file stem).
+MODEL_CALLS = re.compile(r"\bdemo_model_path\(\)|\bLlama\(|\bSTEM\b")
 
 
 def _sources(item: pytest.Item) -> Iterable[str]:
@@ -38,7 +40,7 @@ def needed_markers(fixtures: Iterable[str], sources: Iterable[str]) -> set[str]:
     marks = set()
     if names & SERVER_FIXTURES:
         marks.add("server")
-    if names & MODEL_FIXTURES or any(call in s for s in sources for call in MODEL_CALLS):
+    if names & MODEL_FIXTURES or any(MODEL_CALLS.search(s) for s in sources):
         marks.add("model")
     return marks
 
