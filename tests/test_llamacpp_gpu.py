@@ -15,9 +15,6 @@ from typing import Any
 
 import pytest
 
-from edgeprof.backends.llamacpp import LlamaCppSettings
-from edgeprof.backends.settings import parse_settings, settings_from_strings
-from edgeprof.errors import UsageError
 from edgeprof.backends.llama_build import (
     build_features,
     describe,
@@ -27,6 +24,9 @@ from edgeprof.backends.llama_build import (
     resolve_gpu_layers,
     system_backends,
 )
+from edgeprof.backends.llamacpp import LlamaCppSettings
+from edgeprof.backends.settings import parse_settings, settings_from_strings
+from edgeprof.errors import UsageError
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.store import Store
 from tests.builders import cli, write_prompts
@@ -323,7 +323,8 @@ def test_the_flags_fill_the_settings_a_run_records(tmp_path: Path) -> None:
     settings, p = run["params"]["settings"], run["params"]["provenance"]
     assert settings == {
         "n_batch": 64, "n_ubatch": 32, "n_gpu_layers": 3, "split_mode": "none",
-        "main_gpu": 0, "flash_attn": True, "ignore_eos": False,
+        "main_gpu": 0, "flash_attn": True, "ignore_eos": False, "chat_template": None,
+        "raw": False,
     }  # fmt: skip
     assert run["params"]["n_ubatch"] == 32  # as llama.cpp used it
     assert p["gpu_layers_requested"] == 3

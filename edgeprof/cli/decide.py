@@ -19,6 +19,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.prompt_options import CHAT_TEMPLATE_HELP, RAW_HELP, prompt_settings
 from edgeprof.report.formatting import format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
@@ -129,6 +130,10 @@ def decide_command(
     idle_seconds: float = typer.Option(
         3.0, "--idle-seconds", help="Idle baseline before each model load (charged as idle draw)."
     ),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
+    ),
+    raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
@@ -149,8 +154,11 @@ def decide_command(
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
-        tdp_w=tdp_w, idle_seconds=idle_seconds,
+        tdp_w=tdp_w, idle_seconds=idle_seconds, chat_template=chat_template, raw=raw,
     )  # fmt: skip
+    prompt_settings("llamacpp", chat_template, raw, {})  # refused here, before any profiling
+    if not as_json:
+        _announce_format(config)
     steps = _Steps()
     try:
         with steps:
@@ -167,6 +175,27 @@ def decide_command(
     _render(decision)
 
 
+def _announce_format(config: Any) -> None:
+    """The prompt format the device targets will get, and a loud line for a maybe-base model."""
+    from rich.markup import escape
+
+    from edgeprof.cli.prompt_options import format_warning
+    from edgeprof.errors import EdgeprofError
+
+    settings = {"chat_template": config.chat_template, "raw": config.raw}
+    if config.chat_template is not None:
+        from edgeprof.models.chat import check_prompt_settings
+
+        check_prompt_settings(config.chat_template, config.raw, "--chat-template")
+    try:
+        described, warning = format_warning(config.model, settings)
+    except EdgeprofError:
+        return  # a bad --model is refused, with its fix, by decide itself
+    err.print(f"prompt format: {escape(described)}", highlight=False)
+    if warning:
+        err.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
+
+
 def _write_html(decision: Decision, path: Path) -> None:
     from edgeprof.report.html import write_html_report
     from edgeprof.store.db import Store
@@ -180,9 +209,12 @@ def _write_html(decision: Decision, path: Path) -> None:
 
 
 def _render(decision: Decision) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
 
     out.print(Panel(decision.verdict, title="verdict", title_align="left"), highlight=False)
+    for line in decision.warnings:
+        err.print(f"[bold red]warning:[/] {escape(line)}", highlight=False)
     for run in decision.runs:
         how = "reused" if run.reused else "profiled"
         out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
@@ -203,6 +235,8 @@ def _render(decision: Decision) -> None:
         if decision.winner != "none"
         else f"no target meets the latency requirement at {volume} requests/day"
     )
+    if any(w.startswith(f"{decision.winner}:") and "degenerate" in w for w in decision.warnings):
+        answer += " [bold red](but its answers look degenerate: see the warning)[/]"
     out.print(
         f"[bold]verdict:[/] {answer} ({decision.deployment}); the paragraph at the top says "
         "by how much, and how sure.",
@@ -214,8 +248,8 @@ def _comparability(decision: Decision) -> list[str]:
     """What differs between the device runs the verdict sets side by side (threads, build,
     provider, offload), as `report` and `compare` say it."""
     from edgeprof.analysis.comparability import comparability_notes
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize
+    from edgeprof.store.db import Store
 
     ids = [d.run_id for d in decision.comparison.devices]
     if len(ids) < 2:

@@ -11,8 +11,8 @@ import typer
 from edgeprof.cli.app import app, err, out
 
 if TYPE_CHECKING:
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import RunSummary
+    from edgeprof.store.db import Store
 
 
 @app.command("report")
@@ -39,10 +39,10 @@ def report_command(
     ),
 ) -> None:
     """Summarize the runs in a profile database."""
+    from edgeprof.analysis.summary import summarize
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.store import open_store
     from edgeprof.store.db import default_db_path
-    from edgeprof.analysis.summary import summarize
 
     if by not in (None, "device"):
         raise UsageError(f"`by` {by!r} is not known; use `device` or leave it out")
@@ -87,12 +87,13 @@ def _print_json(
 def _print_tables(
     summaries: list[RunSummary], per_request: dict[str, Any], soaks: dict[str, Any]
 ) -> None:
-    from edgeprof.cli.render import run_notes, runs_table
     from edgeprof.analysis.comparability import comparability_notes
     from edgeprof.analysis.soak import soak_lines
     from edgeprof.analysis.summary import gpu_mem_notes
+    from edgeprof.cli.render import print_warnings, run_notes, runs_table
 
     out.print(runs_table(summaries, width=out.width))
+    print_warnings(err, summaries)
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]
     for note in notes:
         err.print(f"note: {note}", highlight=False)

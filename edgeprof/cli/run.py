@@ -10,6 +10,12 @@ import typer
 
 from edgeprof.backends import backend_names
 from edgeprof.cli.app import app, err, out
+from edgeprof.cli.prompt_options import (
+    CHAT_TEMPLATE_HELP,
+    RAW_HELP,
+    format_warning,
+    prompt_settings,
+)
 from edgeprof.samplers import sampler_sources
 
 
@@ -123,15 +129,19 @@ def run_command(
         "--set",
         help="A backend setting, NAME=VALUE (repeatable): e.g. --set n_batch=256 for llamacpp.",
     ),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
+    ),
+    raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Profile a model on this device (or a cloud endpoint) into the profile database."""
+    from edgeprof.analysis.summary import summarize_run
     from edgeprof.backends import backend_class
     from edgeprof.backends.settings import settings_from_strings
     from edgeprof.errors import UsageError
     from edgeprof.measure.runner import RunConfig
     from edgeprof.store import open_store
-    from edgeprof.analysis.summary import summarize_run
 
     settings: dict[str, Any] = settings_from_strings(
         backend_class(backend).Settings, set_ or [], owner=f"the {backend} backend"
@@ -143,6 +153,7 @@ def run_command(
              "ubatch": ubatch, "split_mode": split_mode, "main_gpu": main_gpu},
         )
     )  # fmt: skip
+    settings.update(prompt_settings(backend, chat_template, raw, settings))
     for key, value in [
         ("base_url", base_url), ("api_key_env", api_key_env), ("tokenizer", tokenizer),
         ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out),
@@ -177,6 +188,8 @@ def run_command(
         )
         for n in levels
     ]  # fmt: skip
+    if backend == "llamacpp":
+        _announce_format(model, settings)
     run_ids, db_path = _profile_each(configs)
     with open_store(db_path) as store:
         summaries = [summarize_run(store, r) for r in run_ids]
@@ -186,14 +199,25 @@ def run_command(
     _print_run(summaries[0], as_json)
 
 
+def _announce_format(model: str | None, settings: dict[str, Any]) -> None:
+    """The prompt format, and a loud warning for a maybe-base model, before the model loads."""
+    from rich.markup import escape
+
+    described, warning = format_warning(model, settings)
+    err.print(f"prompt format: {escape(described)}", highlight=False)
+    if warning:
+        err.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
+
+
 def _print_run(summary: Any, as_json: bool) -> None:
     run_id = summary.run_id
     if as_json:
         out.print_json(json.dumps(summary.to_dict(), default=str))
     else:
-        from edgeprof.cli.render import run_notes, runs_table
+        from edgeprof.cli.render import print_warnings, run_notes, runs_table
 
         err.print(runs_table([summary], title=f"run {run_id}", width=err.width))
+        print_warnings(err, [summary])
         for note in run_notes([summary]):
             err.print(f"note: {note}", highlight=False)
         if summary.energy_estimated:

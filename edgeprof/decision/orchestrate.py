@@ -98,6 +98,14 @@ class DecideConfig:
     sensors: list[str] | None = None
     tdp_w: float | None = None
     idle_seconds: float = 3.0
+    # the prompt format of the device targets (edgeprof.models.prompt_format): a llama.cpp
+    # built-in name or a Jinja file; `raw`: none, for base models
+    chat_template: str | None = None
+    raw: bool = False
+
+    def prompt_settings(self) -> dict[str, Any]:
+        """The device backends' prompt settings, as `run --chat-template/--raw` gives them."""
+        return {"chat_template": self.chat_template, "raw": self.raw}
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,8 @@ class Decision:
     rows: tuple[dict[str, Any], ...]  # one per device × cloud pair
     notes: tuple[str, ...] = field(default=())
     device: dict[str, Any] = field(default_factory=dict)
+    # degenerate answers, suspected base models (edgeprof.analysis.summary.answer_warnings)
+    warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         from edgeprof.decision.compare import to_dict
@@ -253,9 +263,9 @@ def _run_inputs(config: DecideConfig, clouds: Sequence[str]) -> list[Figure]:
 def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     """Profile (or reuse), price and compare; returns the decision. Raises EdgeprofError on
     bad input before any profiling; KeyboardInterrupt keeps every finished run."""
-    from edgeprof.store.db import Store, default_db_path
     from edgeprof.decision.targets import Probe, profile_clouds, profile_devices
     from edgeprof.decision.verdict import decision_rows, verdict_paragraph
+    from edgeprof.store.db import Store, default_db_path
 
     step = on_step or (lambda _e: None)
     _check(config)
@@ -288,6 +298,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
             max_ttft_s=config.max_ttft_s,
         )
         energy_notes = probe.energy_sources(store, [r.run_id for r in runs])
+        warnings, degenerate = _answer_warnings(store, runs)
     tokens = [f for f in comparison.assumptions
               if f.name in ("input_tokens", "output_tokens", "shared_prefix_tokens")]  # fmt: skip
     inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
@@ -301,6 +312,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         energy=energy_notes,
         max_ttft_s=config.max_ttft_s,
         suite=Path(config.prompts).name if config.prompts else "bundled default",
+        degenerate=degenerate,
     )
     step(StepEvent("compare", "done"))
     return Decision(
@@ -313,7 +325,24 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         rows=tuple(rows),
         notes=tuple(notes + list(comparison.notes)),
         device=probe.device_dict(),
+        warnings=tuple(warnings),
     )
+
+
+def _answer_warnings(store: Any, runs: Sequence[TargetRun]) -> tuple[list[str], dict[str, str]]:
+    """(the warnings of the device runs, {target: why} for those whose answers look
+    degenerate): the verdict must not call such a target a winner without saying so."""
+    from edgeprof.analysis.summary import answer_warnings, summarize_run
+
+    lines: list[str] = []
+    degenerate: dict[str, str] = {}
+    for run in runs:
+        summary = summarize_run(store, run.run_id)
+        lines += [f"{run.target}: {w}" for w in answer_warnings([summary])]
+        if summary.degenerate is not None:
+            d = summary.degenerate
+            degenerate[run.target] = f"{d.n_degenerate} of {d.n_answers} answers"
+    return lines, degenerate
 
 
 def _check(config: DecideConfig) -> None:
@@ -326,9 +355,12 @@ def _check(config: DecideConfig) -> None:
         raise UsageError(f"`max_ttft_s` must be above 0 seconds (got {config.max_ttft_s})")
     if (config.price_in_usd_per_m is None) != (config.price_out_usd_per_m is None):
         raise UsageError("give both `price_in_usd_per_m` and `price_out_usd_per_m`, or neither")
+    if config.raw and config.chat_template is not None:
+        raise UsageError("`raw` takes no `chat_template`: give one of the two")
     if config.api_key_env and not config.base_url:
         raise UsageError("`api_key_env` goes with `base_url`: the endpoint to profile live")
     from edgeprof.decision import prices
+
     priced_by_user = config.base_url and config.price_in_usd_per_m is not None
     for ref in [] if priced_by_user else config.clouds:
         prices.lookup_price(ref)  # an unknown model fails now, not after minutes of profiling

@@ -124,18 +124,19 @@ def profile_devices(
 ) -> list[TargetRun]:
     """llama.cpp on the GGUF, and ONNX Runtime on its int4 export unless `onnx` is off or the
     export cannot be made (then a note says why)."""
-    from edgeprof.models.files import resolve_model, sha256_file
     from edgeprof.measure.workload import load_suite, suite_sha256
+    from edgeprof.models.files import resolve_model, sha256_file
 
     gguf = resolve_model(config.model)
     suite = suite_sha256(load_suite(config.prompts))
     sha = sha256_file(gguf)
+    label = _prompt_label(gguf, config)
     runs = [
         _target(
             # each sequence of a batch gets the context one request alone has
             replace(config, ctx=config.ctx * n), probe, db_path, step,
             LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
-            config.model, (sha, _gguf_quant(gguf), suite), concurrency=n,
+            config.model, (sha, _gguf_quant(gguf), suite), concurrency=n, prompt_label=label,
         )
         for n in config.concurrency
     ]  # fmt: skip
@@ -148,7 +149,7 @@ def profile_devices(
         runs.append(
             _target(
                 config, probe, db_path, step, ONNX_TARGET, "onnx", str(export),
-                (sha, ONNX_WEIGHTS, suite),
+                (sha, ONNX_WEIGHTS, suite), prompt_label=label,
             )
         )  # fmt: skip
     except EdgeprofError as e:  # the export loads but will not run here: llama.cpp still does
@@ -161,6 +162,16 @@ def _event(step: str, state: Any, **kw: Any) -> Any:
     from edgeprof.decision.orchestrate import StepEvent
 
     return StepEvent(step, state, **kw)
+
+
+def _prompt_label(gguf: Path, config: DecideConfig) -> str:
+    """The prompt format the runs will record ("builtin:gemma", "gguf", "raw", ...): how
+    edgeprof chooses it may change between versions, so a reused run must have used it."""
+    from edgeprof.models.gguf_header import read_gguf_header
+    from edgeprof.models.prompt_format import choose_format
+
+    meta = read_gguf_header(gguf).metadata
+    return choose_format(meta, file_name=gguf.name, **config.prompt_settings()).label
 
 
 def _gguf_quant(gguf: Path) -> str | None:
@@ -206,6 +217,7 @@ def _target(
     model: str | None,
     identity: tuple[str, str | None, str],
     concurrency: int = 1,
+    prompt_label: str | None = None,
 ) -> TargetRun:
     """A matching earlier run, or a new one."""
     from edgeprof.decision.orchestrate import TargetRun
@@ -222,10 +234,15 @@ def _target(
         threads=config.threads or max(1, os.cpu_count() or 1),
         max_tokens=config.max_tokens,
         suite_sha256=suite,
-        # decide runs each backend with its default settings; a run with others (a GPU offload,
-        # another batch size) or another context size measured something else
-        settings=(*settings_key(backend), ("ctx", json.dumps(config.ctx))),
+        # decide runs each backend with its default settings and the prompt format asked for;
+        # a run with others (a GPU offload, another batch size, another template) or another
+        # context size measured something else
+        settings=(
+            *settings_key(backend, config.prompt_settings()),
+            ("ctx", json.dumps(config.ctx)),
+        ),
         concurrency=concurrency,
+        prompt_format=prompt_label,
     )
     if not config.fresh and db_path.exists():
         with Store(db_path) as store:
@@ -249,6 +266,7 @@ def _run_config(
         warmup=config.warmup, max_tokens=config.max_tokens, threads=config.threads,
         ctx=config.ctx, db=db_path, label="decide", tdp_w=probe.tdp_w, sensors=config.sensors,
         idle_seconds=config.idle_seconds,
+        settings={k: v for k, v in config.prompt_settings().items() if v},
     )  # fmt: skip
 
 

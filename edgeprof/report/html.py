@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeprof.report import formatting as f
+from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
 from edgeprof.errors import ProfileDBError
+from edgeprof.report import formatting as f
 from edgeprof.report.formatting import DASH
 from edgeprof.store.db import Store
-from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
 
 MAX_TIMELINES = 12  # newest runs first; a page with hundreds of plots helps no one
 EST_MARK = ' <span class="est" title="estimated, not measured">(est.)</span>'
@@ -36,6 +36,7 @@ th{background:#f3f5f8;position:sticky;top:0}
 td.t,th.t{text-align:left}
 tr:hover td{background:#fafbfc}
 .est{color:#a25a00}.status-complete{color:#1a7f37}.status-failed,.status-aborted{color:#b42318}
+.warn{background:#fff4f2;border-left:4px solid #b42318;padding:.5rem .9rem;margin:.5rem 0}
 .verdict{background:#f0f6ff;border-left:4px solid #2f6feb;padding:.6rem .9rem;margin:.5rem 0}
 .decision{font-size:1rem;background:#eef8f0;border-left-color:#1a7f37}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #e6e8ec}
@@ -53,6 +54,7 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
     ("quant", "quant", "text", "t"),
     ("label", "label", "text", "t"),
     ("status", "status", "status", "t"),
+    ("prompt format", "prompt_format", "text", "t"),
     ("requests", "requests_done", "text", ""),
     ("errors", "n_errors", "int", ""),
     ("TTFT p50 ms", "ttft_p50_s", "ms", ""),
@@ -99,8 +101,8 @@ def _quality_chart(
 ) -> str:
     """The sweep's Pareto chart for the runs whose target has a quality score (newest row per
     target, as `compare` uses it); "" when none has."""
-    from edgeprof.report.plots import QualityPoint, quality_figure
     from edgeprof.quality.store import quality_of
+    from edgeprof.report.plots import QualityPoint, quality_figure
 
     points = []
     for run, s in zip(runs, summaries, strict=True):
@@ -244,7 +246,13 @@ def _runs_table(summaries: Sequence[RunSummary]) -> str:
 
 
 def _runs_section(summaries: list[RunSummary]) -> list[str]:
-    parts = ["<h2>Runs</h2>", _runs_table(summaries)]
+    from edgeprof.analysis.summary import answer_warnings
+
+    parts = ["<h2>Runs</h2>"]
+    # above the table: figures measured over noise must not be read without this
+    parts += [f'<p class="warn"><b>Warning:</b> {html.escape(w)}</p>'
+              for w in answer_warnings(summaries)]  # fmt: skip
+    parts.append(_runs_table(summaries))
     if any(s.energy_estimated for s in summaries):
         parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
                      "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
