@@ -118,6 +118,11 @@ def test_without_raw_run_report_and_decide_warn(gemma: Path, tmp_path: Path, sui
     assert len(summary["warnings"]) == 2
     report = cli("report", db, env={"COLUMNS": "120"})
     assert "warning:" in report.stderr and "builtin:gemma" in report.stdout
+    page = tmp_path / "r.html"
+    assert cli("report", db, "--html", page).exit_code == 0
+    html = page.read_text("utf-8")
+    assert html.count('<p class="warn"><b>Warning:</b>') == 2 and "builtin:gemma" in html
+    assert html.index("answers look degenerate") < html.index('<table id="runs">')  # above it
 
     args = ("--requests-per-day", "2000", "--model", gemma, "--prompts", suite, "--no-onnx",
             "--device-price", "100", "--max-tokens", "24", *QUICK, "--db", db)  # fmt: skip

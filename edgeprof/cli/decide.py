@@ -183,10 +183,6 @@ def _announce_format(config: Any) -> None:
     from edgeprof.errors import EdgeprofError
 
     settings = {"chat_template": config.chat_template, "raw": config.raw}
-    if config.chat_template is not None:
-        from edgeprof.models.chat import check_prompt_settings
-
-        check_prompt_settings(config.chat_template, config.raw, "--chat-template")
     try:
         described, warning = format_warning(config.model, settings)
     except EdgeprofError:

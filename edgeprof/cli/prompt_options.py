@@ -23,7 +23,9 @@ def prompt_settings(
     prompts itself (a cloud API applies its own), and where `--set` names the same setting."""
     from edgeprof.backends import backend_class
     from edgeprof.errors import UsageError
+    from edgeprof.models.chat import check_prompt_settings
 
+    check_prompt_settings(chat_template, raw, "--chat-template")  # before anything runs
     given: dict[str, Any] = {"chat_template": chat_template} if chat_template else {}
     if raw:
         given["raw"] = True

@@ -40,6 +40,9 @@ class SweepConfig:
     tdp_w: float | None = None
     sensors: list[str] | None = None
     fresh: bool = False
+    # every variant's prompt format, as `run --chat-template/--raw` (edgeprof.models.prompt_format)
+    chat_template: str | None = None
+    raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,15 +218,16 @@ def _profiles(
     variants: list[Variant], config: SweepConfig, db_path: Path, step: StepFn, notes: list[str]
 ) -> list[tuple[Variant, Any]]:
     """One run per variant, reused when the database already holds one that matches."""
-    from edgeprof.models.files import sha256_file
-    from edgeprof.decision.targets import Probe, _gguf_quant, _target
+    from edgeprof.decision.targets import Probe, _gguf_quant, _prompt_label, _target
     from edgeprof.measure.workload import load_suite, suite_sha256
+    from edgeprof.models.files import sha256_file
 
     decide_like = DecideConfig(
         requests_per_day=1, prompts=config.prompts, max_tokens=config.max_tokens,
         repetitions=config.repetitions, warmup=config.warmup, threads=config.threads,
         ctx=config.ctx, idle_seconds=config.idle_seconds, tdp_w=config.tdp_w,
         sensors=config.sensors, fresh=config.fresh, db=db_path,
+        chat_template=config.chat_template, raw=config.raw,
     )  # fmt: skip
     probe = Probe.this_device(decide_like)
     suite = suite_sha256(load_suite(config.prompts))
@@ -234,8 +238,9 @@ def _profiles(
         else:
             sha, quant = sha256_file(v.path), _gguf_quant(v.path)
         try:
+            label = _prompt_label(v.path, decide_like) if v.backend != "onnx" else None
             run = _target(decide_like, probe, db_path, step, v.name, v.backend, str(v.path),
-                          (sha, quant, suite))  # fmt: skip
+                          (sha, quant, suite), prompt_label=label)  # fmt: skip
         except EdgeprofError as e:
             notes.append(f"{v.name} not profiled: {e}")
             step(StepEvent(v.name, "skipped", detail=str(e)))
@@ -283,8 +288,8 @@ def _rows(
     db_path: Path,
     n_params: int | None,
 ) -> list[SweepRow]:
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize_run
+    from edgeprof.store.db import Store
 
     rows = []
     with Store(db_path) as store:
