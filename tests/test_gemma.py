@@ -135,3 +135,8 @@ def test_without_raw_run_report_and_decide_warn(gemma: Path, tmp_path: Path, sui
     assert terminal.exit_code == 0, terminal.stderr
     assert "warning: llama.cpp: run" in terminal.stderr
     assert "WARNING: answers look degenerate" in " ".join(terminal.stdout.split())
+    prices = ("--electricity", "0.2", "--device-price", "100", "--lifetime-years", "3")
+    compared = cli("compare", db, "--requests-per-day", "2000", *prices,
+                   "--cloud", "openai:gpt-5-nano")  # fmt: skip
+    assert compared.exit_code == 0, compared.stderr
+    assert "answers look degenerate" in " ".join(compared.stderr.split())

@@ -95,8 +95,8 @@ def compare_command(
     from edgeprof.decision.compare import compare, to_dict
     from edgeprof.decision.economics import DeviceCosts
     from edgeprof.errors import ProfileDBError, UsageError
-    from edgeprof.report.plots import plot_costs
     from edgeprof.quality.floor import QualityFloor
+    from edgeprof.report.plots import plot_costs
     from edgeprof.store.db import Store, default_db_path
 
     path = db or default_db_path()
@@ -159,8 +159,9 @@ def _deployment(value: str) -> Deployment:
 
 def _render(c: Comparison) -> None:
     from edgeprof.analysis.comparability import comparability_notes
-    from edgeprof.store.db import Store
     from edgeprof.analysis.summary import summarize
+    from edgeprof.cli.render import print_warnings
+    from edgeprof.store.db import Store
 
     render_tables(c)
     # The device targets' runs, read again: Comparison keeps figures, not what each ran with.
@@ -168,6 +169,7 @@ def _render(c: Comparison) -> None:
         summaries = summarize(store, [d.run_id for d in c.devices]) if c.devices else []
     # Targets are named by their run id's first 8 characters (`backend:model [01J...]`).
     notes = comparability_notes(summaries, id_of=lambda run_id: run_id[:8])
+    print_warnings(err, summaries)  # a device target that answered with noise
     for line in caching_lines(c):
         out.print(line, highlight=False)
     for note in [*c.notes, *notes, *floor_lines(c)]:

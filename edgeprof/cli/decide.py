@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,9 +158,8 @@ def decide_command(
         tdp_w=tdp_w, idle_seconds=idle_seconds, chat_template=chat_template, raw=raw,
     )  # fmt: skip
     prompt_settings("llamacpp", chat_template, raw, {})  # refused here, before any profiling
-    if not as_json:
-        _announce_format(config)
-    steps = _Steps()
+    # said when the first step starts (every input checked by then), above the step list
+    steps = _Steps(intro=None if as_json else lambda: _announce_format(config))
     try:
         with steps:
             decision = decide(config, on_step=steps.update)
@@ -185,7 +185,7 @@ def _announce_format(config: Any) -> None:
     settings = {"chat_template": config.chat_template, "raw": config.raw}
     try:
         described, warning = format_warning(config.model, settings)
-    except EdgeprofError:
+    except (EdgeprofError, ValueError):
         return  # a bad --model is refused, with its fix, by decide itself
     err.print(f"prompt format: {escape(described)}", highlight=False)
     if warning:
@@ -361,7 +361,7 @@ _LABELS = {
 class _Steps:
     """A rich step list on stderr: one line per step, a bar while it counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, intro: Callable[[], None] | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -371,6 +371,7 @@ class _Steps:
         )
         from rich.table import Column
 
+        self.intro = intro  # lines to print above the list as the first step starts
         self.progress = Progress(
             TextColumn("{task.fields[mark]}"),
             TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=30)),
@@ -396,6 +397,8 @@ class _Steps:
 
     def update(self, e: StepEvent) -> None:
         if not self.progress.live.is_started:
+            if self.intro is not None:
+                self.intro()
             self.progress.start()
         task = self.tasks.get(e.step)
         if task is None:

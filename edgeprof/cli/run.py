@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +189,9 @@ def run_command(
         )
         for n in levels
     ]  # fmt: skip
-    if backend == "llamacpp":
-        _announce_format(model, settings)
-    run_ids, db_path = _profile_each(configs)
+    # said as the run starts (every input checked by then), before the model loads
+    intro = (lambda: _announce_format(model, settings)) if backend == "llamacpp" else None
+    run_ids, db_path = _profile_each(configs, intro)
     with open_store(db_path) as store:
         summaries = [summarize_run(store, r) for r in run_ids]
     if len(levels) > 1:
@@ -203,7 +204,12 @@ def _announce_format(model: str | None, settings: dict[str, Any]) -> None:
     """The prompt format, and a loud warning for a maybe-base model, before the model loads."""
     from rich.markup import escape
 
-    described, warning = format_warning(model, settings)
+    from edgeprof.errors import EdgeprofError
+
+    try:
+        described, warning = format_warning(model, settings)
+    except (EdgeprofError, ValueError):  # the load itself says what is wrong with the file
+        return
     err.print(f"prompt format: {escape(described)}", highlight=False)
     if warning:
         err.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
@@ -227,8 +233,11 @@ def _print_run(summary: Any, as_json: bool) -> None:
             )
 
 
-def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
-    """One run per config, each with its live progress; every bad input first."""
+def _profile_each(
+    configs: list[Any], intro: Callable[[], None] | None = None
+) -> tuple[list[str], Path | None]:
+    """One run per config, each with its live progress; every bad input first. `intro` is
+    called once, as the first run starts."""
     from edgeprof.measure.runner import profile
 
     for c in configs:
@@ -236,7 +245,7 @@ def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
     run_ids: list[str] = []
     db_path = configs[0].db
     for config in configs:
-        live = _LiveProgress()
+        live = _LiveProgress(intro if not run_ids else None)
         try:
             with live:
                 run_ids.append(profile(config, on_progress=live.update))
@@ -358,7 +367,7 @@ def _split(csv: str | None) -> list[str] | None:
 class _LiveProgress:
     """A rich progress bar on stderr: request i of n and the latest decode tok/s."""
 
-    def __init__(self) -> None:
+    def __init__(self, intro: Callable[[], None] | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -380,6 +389,7 @@ class _LiveProgress:
         self.run_id: str | None = None
         self.db_path: str | None = None
         self.done = 0
+        self.intro = intro  # lines to print above the bar, once the run has started
 
     def __enter__(self) -> _LiveProgress:
         return self  # the bar appears with the first update: bad input fails before any bar
@@ -390,6 +400,8 @@ class _LiveProgress:
 
     def update(self, p: Any) -> None:
         if not self.progress.live.is_started:
+            if self.intro is not None and p.phase == "start":
+                self.intro()
             self.progress.start()
         if p.phase == "start" and p.row:
             self.run_id, self.db_path = p.row["run_id"], p.row["db"]
