@@ -169,3 +169,14 @@ def test_runs_on_another_power_setup_are_flagged_and_the_setup_is_shown(base: Ru
 
 def _same(s: RunSummary) -> dict[str, Any]:
     return {"power_setup": s.power_setup, "notes": {}, "page_cache_fraction": None}
+
+
+def test_one_model_in_two_prompt_formats(base: RunSummary) -> None:
+    raw = replace(llama(1, base), prompt_format="raw (--raw: the messages' text is the prompt)")
+    gemma = replace(llama(2, base), prompt_format="builtin:gemma (chosen from architecture gemma3)")
+    assert comparability_notes([raw, gemma]) == [
+        "runs run00001, run00002 differ in prompt format (raw vs builtin:gemma)"
+    ]
+    # another model's format is no difference: each model has its own
+    other = replace(gemma, target="other.gguf")
+    assert comparability_notes([raw, other]) == []

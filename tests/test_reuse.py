@@ -32,6 +32,8 @@ LLAMACPP_SETTINGS = {
     "main_gpu": 0,
     "flash_attn": False,
     "ignore_eos": False,
+    "chat_template": None,
+    "raw": False,
 }
 KEY = RunKey(
     device_id=DEVICE["id"],
@@ -78,6 +80,8 @@ def test_settings_key_is_every_setting_as_the_runner_records_it() -> None:
     assert dict(settings_key("llamacpp")) == {
         "flash_attn": "false",
         "ignore_eos": "false",
+        "chat_template": "null",
+        "raw": "false",
         "main_gpu": "0",
         "n_batch": "512",
         "n_gpu_layers": "0",
@@ -85,13 +89,29 @@ def test_settings_key_is_every_setting_as_the_runner_records_it() -> None:
         "split_mode": '"layer"',
     }
     assert dict(settings_key("llamacpp", {"n_gpu_layers": -1}))["n_gpu_layers"] == '"all"'
-    assert settings_key("onnx") == (("providers", "null"), ("tokenizer", "null"))
+    assert settings_key("onnx") == (
+        ("chat_template", "null"), ("providers", "null"), ("raw", "false"), ("tokenizer", "null")
+    )  # fmt: skip
 
 
 def test_a_run_of_the_same_measurement_is_found(store: Store) -> None:
     run_id = add(store)
     assert reusable_run(store, KEY) == run_id
     assert reusable_run(store, dataclasses.replace(KEY, settings=())) == run_id
+
+
+def test_the_prompt_format_a_run_used_must_be_the_one_asked_for(store: Store) -> None:
+    """How edgeprof picks a template for a GGUF without one may change: a run records the
+    format it used (params.chat_template) and only that format finds it again."""
+    raw = {**LLAMACPP_SETTINGS, "raw": True}
+    run_id = add(store, params={"settings": raw, "chat_template": "raw"})
+    key = dataclasses.replace(KEY, settings=settings_key("llamacpp", {"raw": True}))
+    assert reusable_run(store, dataclasses.replace(key, prompt_format="raw")) == run_id
+    assert reusable_run(store, dataclasses.replace(key, prompt_format="builtin:gemma")) is None
+    assert reusable_run(store, KEY) is None  # a run with a template is not one without
+    older = add(store, params={"chat_template": "chatml-fallback"})  # before the choice
+    assert reusable_run(store, dataclasses.replace(KEY, prompt_format="builtin:gemma")) is None
+    assert reusable_run(store, dataclasses.replace(KEY, prompt_format="chatml-fallback")) == older
 
 
 @pytest.mark.parametrize(
@@ -109,6 +129,10 @@ def test_a_run_of_the_same_measurement_is_found(store: Store) -> None:
         {"settings": settings_key("llamacpp", {"n_gpu_layers": -1})},
         {"settings": (("ctx", "2048"),)},
         {"concurrency": 4},
+        # another prompt format: a built-in template, or none at all (a base model's --raw)
+        {"settings": settings_key("llamacpp", {"chat_template": "gemma"})},
+        {"settings": settings_key("llamacpp", {"raw": True})},
+        {"prompt_format": "raw"},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items())[:40],
 )

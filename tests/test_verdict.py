@@ -120,3 +120,25 @@ def test_fleet_and_no_break_even_are_stated() -> None:
     c = _comparison([_device("llama.cpp", 40, FAST)], [_cloud("free", 0.0, 0.0)], DEDICATED)
     _, text = _say(c)
     assert "there is no break-even: a request's electricity alone" in text
+
+
+def test_a_winner_whose_answers_look_degenerate_is_never_called_one_silently() -> None:
+    c = _comparison([_device("llama.cpp", 40, FAST)], [_cloud("pricey", 60.0)], DEDICATED)
+    runs = [TargetRun(d.name, d.backend, d.run_id, False, "new") for d in c.devices]
+    rows = decision_rows(c, None)
+    args = {"runs": runs, "device_name": "a box", "energy": [], "max_ttft_s": None,
+            "suite": "test"}  # fmt: skip
+    winner, clean = verdict_paragraph(c, rows, **args)  # type: ignore[arg-type]
+    assert winner == "llama.cpp" and "WARNING" not in clean
+    winner, warned = verdict_paragraph(
+        c,
+        rows,
+        degenerate={"llama.cpp": "12 of 12 answers"},
+        **args,  # type: ignore[arg-type]
+    )
+    assert winner == "llama.cpp"
+    assert warned.startswith(
+        "WARNING: answers look degenerate for llama.cpp (12 of 12 answers): llama.cpp, the "
+        "cheapest below, answered with noise"
+    )
+    assert warned.endswith(clean)  # the rest of the paragraph as before

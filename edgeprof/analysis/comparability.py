@@ -47,6 +47,9 @@ def comparability_notes(
         compared += device_runs
         notes += _differ(device_runs, "threads", _threads, id_of)
         notes += _differ(device_runs, "power setup", _power_setup, id_of)
+        # one model given another prompt format answers another way, at another length
+        for runs in _groups(device_runs, lambda s: s.target):
+            notes += _differ(runs, "prompt format", _prompt_format, id_of)
         backends = _groups(device_runs, lambda s: s.backend)
         for runs in backends:
             notes += _backend_notes(runs, id_of)
@@ -159,6 +162,11 @@ def _differ(runs: list[RunSummary], what: str, value: Value, id_of: IdFormat) ->
         return []
     values = " vs ".join(v for _, v in known)
     return [f"{_runs([s for s, _ in known], id_of)} differ in {what} ({values})"]
+
+
+def _prompt_format(s: RunSummary) -> str | None:
+    """ "builtin:gemma", "raw", "gguf": the label without the reason."""
+    return s.prompt_format.split(" (")[0] if s.prompt_format else None
 
 
 def _power_setup(s: RunSummary) -> str | None:

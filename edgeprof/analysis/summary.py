@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgeprof.analysis.degenerate import Degeneracy, check_answers, run_answers
 from edgeprof.analysis.metrics import (
     Interval,
     confidence_interval,
@@ -17,7 +18,7 @@ from edgeprof.analysis.metrics import (
 from edgeprof.power import POWER_METRICS
 from edgeprof.report.formatting import mib
 from edgeprof.store.db import Store
-from edgeprof.store.rows import RequestFigure, RunRow, SensorRow
+from edgeprof.store.rows import RequestFigure, RequestRow, RunRow, SensorRow
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ class RunSummary:
     # what the backend ran on: params["provenance"] (runtime, build_features, providers_used,
     # gpu_layers_offloaded, ...) and, as "environment", the library versions of runs.environment
     provenance: dict[str, Any]
+    # how prompts were formatted: "builtin:gemma (chosen from architecture gemma3)", "raw",
+    # "gguf (the GGUF's tokenizer.chat_template)"; None for a remote target or an old run
+    prompt_format: str | None = None
+    # no template and no sign of instruction tuning in the model's names: maybe a base model
+    base_model_suspected: bool = False
+    # most answers loop at max tokens or contain chat markup (edgeprof.analysis.degenerate)
+    degenerate: Degeneracy | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. report's requests
 
     @property
@@ -131,6 +139,10 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(out.pop("extra"))
+        if self.degenerate is not None:
+            raw = (self.prompt_format or "").startswith("raw")
+            out["degenerate"]["message"] = self.degenerate.message(raw)
+        out["warnings"] = answer_warnings([self])
         return out
 
 
@@ -241,9 +253,23 @@ def summarize_run(store: Store, run_id: str) -> RunSummary:
         mem_bandwidth_gbs=device.get("mem_bandwidth_gbs"),
         decode_roofline_share=_roofline_share(run, device, decode.mean),
         provenance=_provenance(run, params),
+        **_prompt_fields(params, measured),
         # an import (edgeprof.store.llama_bench): the tool, its test and its definitions, in --json
         extra={"imported": params["imported"]} if params.get("imported") else {},
     )
+
+
+def _prompt_fields(params: dict[str, Any], measured: list[RequestRow]) -> dict[str, Any]:
+    """The prompt format the run used and whether its answers look degenerate."""
+    fmt = params.get("prompt_format")
+    fmt = fmt if isinstance(fmt, dict) else {}
+    label = fmt.get("label") or params.get("chat_template")
+    reason = fmt.get("reason")
+    return {
+        "prompt_format": f"{label} ({reason})" if label and reason else label,
+        "base_model_suspected": bool(fmt.get("base_model_suspected")),
+        "degenerate": check_answers(run_answers(measured)),
+    }
 
 
 PASSES_PARAMS = (
@@ -413,3 +439,22 @@ def gpu_mem_notes(summaries: list[RunSummary]) -> list[str]:
         for note, ids in by_note.items()
     ]
     return [f"peak GPU MiB: {'; '.join(parts)}"]
+
+
+def answer_warnings(summaries: Sequence[RunSummary]) -> list[str]:
+    """What `run`, `report` and `decide` must say loudly: runs whose answers look degenerate,
+    and models that may be base models given a chat format."""
+    lines = []
+    for s in summaries:
+        head = f"run {s.run_id[-8:]} ({s.backend}, {s.target})"
+        if s.degenerate is not None:
+            raw = (s.prompt_format or "").startswith("raw")
+            lines.append(f"{head}: {s.degenerate.message(raw)}")
+        if s.base_model_suspected:
+            lines.append(
+                f"{head}: the model carries no chat template and its names do not say "
+                f"instruction-tuned (-it/-instruct/chat): it may be a base model, yet prompts "
+                f"were formatted as {s.prompt_format}; pass --raw to give it plain text, or "
+                "--chat-template NAME if it is instruction-tuned"
+            )
+    return lines

@@ -4,7 +4,7 @@ sequences active in it, and how big a KV cache a set of requests needs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,14 +52,18 @@ def window_shares(
     return shares
 
 
-def batch_jobs(vocab_path: Path, requests: Sequence[Request]) -> list[BatchJob]:
+def batch_jobs(
+    vocab_path: Path, requests: Sequence[Request], prompt: Mapping[str, Any] | None = None
+) -> list[BatchJob]:
     """The requests as token jobs, tokenized with the model's vocabulary alone (milliseconds;
-    nothing is loaded): what both engines size their KV caches from before a run."""
-    from edgeprof.models.tokens import load_vocab, prompt_tokens
+    nothing is loaded): what both engines size their KV caches from before a run. `prompt`:
+    the backend's prompt settings (`edgeprof.models.tokens.prompt_given`)."""
+    from edgeprof.models.tokens import load_vocab, model_format, prompt_tokens
 
     vocab = load_vocab(vocab_path)
     try:
-        return [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages), r.max_tokens)
+        fmt = model_format(vocab, **dict(prompt or {}))
+        return [BatchJob(r.prompt_id, prompt_tokens(vocab, r.messages, fmt), r.max_tokens)
                 for r in requests]  # fmt: skip
     finally:
         vocab.close()

@@ -24,7 +24,8 @@ from edgeprof.backends.llama_batch import token_piece
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import check_gguf, resolve_model
 from edgeprof.models.gguf_header import FILE_TYPE_KEY, quant_name
-from edgeprof.models.tokens import prompt_tokens
+from edgeprof.models.prompt_format import PromptFormat
+from edgeprof.models.tokens import model_format, prompt_given, prompt_tokens
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -62,8 +63,16 @@ class LlamaCppSettings:
     # Benchmarks only: generate exactly max_tokens even past end-of-generation tokens, so
     # every repetition decodes the same number of tokens (as llama-bench's tg test does).
     ignore_eos: bool = False
+    # The prompt format (edgeprof.models.prompt_format): a llama.cpp built-in template's name
+    # or a Jinja file, instead of the GGUF's own template or the one chosen for its family;
+    # `raw`: no template at all, for base models. Both part of what makes runs comparable.
+    chat_template: str | None = None
+    raw: bool = False
 
     def __post_init__(self) -> None:
+        from edgeprof.models.chat import check_prompt_settings
+
+        check_prompt_settings(self.chat_template, self.raw, "llamacpp")
         for name in ("n_batch", "n_ubatch"):
             if getattr(self, name) < 1:
                 raise UsageError(
@@ -109,6 +118,7 @@ class LlamaCppBackend(Backend):
         self.threads = options.threads or max(1, (os.cpu_count() or 1))
         self._llm: Llama | None = None
         self._dec: _Decoder | None = None
+        self._fmt: PromptFormat | None = None
 
     def load(self) -> ModelInfo:
         llama_cpp = import_llama_cpp()
@@ -140,6 +150,7 @@ class LlamaCppBackend(Backend):
             ) from e
         llm = self._llm
         meta = llm.metadata
+        self._fmt = model_format(llm, **prompt_given(settings))
         quant = quant_name(meta.get(FILE_TYPE_KEY))
         return ModelInfo(
             target=self.path.name,
@@ -151,9 +162,8 @@ class LlamaCppBackend(Backend):
             n_params=int(llm._model.n_params()),
             extra={
                 "llama_cpp_python": llama_cpp.__version__,
-                "chat_template": "gguf"
-                if meta.get("tokenizer.chat_template")
-                else "chatml-fallback",
+                "chat_template": self.fmt.label,
+                "prompt_format": self.fmt.record(),
                 "n_ctx": llm.n_ctx(),
                 "n_ubatch": llm.context_params.n_ubatch,  # as used: at most n_batch
                 "provenance": self._provenance(llama_cpp, llm),
@@ -180,6 +190,13 @@ class LlamaCppBackend(Backend):
         }
 
     @property
+    def fmt(self) -> PromptFormat:
+        """The prompt format chosen at load (edgeprof.models.prompt_format)."""
+        if self._fmt is None:
+            raise RuntimeError("load() first")
+        return self._fmt
+
+    @property
     def llm(self) -> Llama:
         if self._llm is None:
             raise RuntimeError("load() first")
@@ -187,7 +204,7 @@ class LlamaCppBackend(Backend):
 
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         llm = self.llm
-        tokens = prompt_tokens(llm, request.messages)
+        tokens = prompt_tokens(llm, request.messages, self.fmt)
         if len(tokens) + request.max_tokens > llm.n_ctx():
             given = self.options.ctx
             # llama.cpp silently raises a tiny context to its minimum: name both numbers.
@@ -238,7 +255,7 @@ class LlamaCppBackend(Backend):
         from the vocabulary alone (milliseconds; nothing is loaded yet)."""
         from edgeprof.backends.batching import batch_jobs, kv_cells_needed
 
-        jobs = batch_jobs(self.path, requests)
+        jobs = batch_jobs(self.path, requests, prompt_given(self.settings))
         # with --keep-cache the shared prefix has a stream of its own
         streams = concurrency + (1 if self.options.keep_cache else 0)
         cells = kv_cells_needed(jobs, streams)
@@ -258,7 +275,8 @@ class LlamaCppBackend(Backend):
         from edgeprof.backends.llama_batch import BatchDecoder
 
         llm = self.llm
-        jobs = [BatchJob(r, prompt_tokens(llm, r.messages), r.max_tokens) for r in requests]
+        jobs = [BatchJob(r, prompt_tokens(llm, r.messages, self.fmt), r.max_tokens)
+                for r in requests]  # fmt: skip
         batch = BatchDecoder(llm, concurrency, self.options.ctx, self.settings.ignore_eos,
                              share_prefix=self.options.keep_cache)  # fmt: skip
         try:

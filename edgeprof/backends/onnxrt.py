@@ -50,8 +50,14 @@ class OnnxSettings:
     # Runtime names; stored as ONNX Runtime names. None: the best this build has for the export
     # (edgeprof.backends.ort_providers.choose_providers).
     providers: tuple[str, ...] | str | None = None
+    # The prompt format, as the llamacpp backend takes it (edgeprof.models.prompt_format).
+    chat_template: str | None = None
+    raw: bool = False
 
     def __post_init__(self) -> None:
+        from edgeprof.models.chat import check_prompt_settings
+
+        check_prompt_settings(self.chat_template, self.raw, "onnx")
         if self.providers is not None:
             from edgeprof.backends.ort_providers import parse_providers
 
@@ -141,6 +147,7 @@ class OnnxBackend(Backend):
         self.threads = options.threads or max(1, os.cpu_count() or 1)
         self._session: Any = None
         self._vocab: Any = None
+        self._fmt: Any = None  # edgeprof.models.prompt_format.PromptFormat, chosen at load
         self._eog: frozenset[int] = frozenset()
 
     # --- metadata beside the model -------------------------------------------------------
@@ -265,7 +272,7 @@ class OnnxBackend(Backend):
     def load(self) -> ModelInfo:
         import onnxruntime as ort
 
-        from edgeprof.models.tokens import eog_token_ids, load_vocab
+        from edgeprof.models.tokens import eog_token_ids, load_vocab, model_format, prompt_given
 
         requested, notes, chosen_by = self._providers()
         for note in notes if chosen_by == "setting" else []:
@@ -281,6 +288,7 @@ class OnnxBackend(Backend):
             ) from e
         provenance = self._provenance(ort, requested, notes, chosen_by)
         self._vocab = load_vocab(self.tokenizer_path)
+        self._fmt = model_format(self._vocab, **prompt_given(self.settings))
         eog = self.config.get("eog_token_ids") or eog_token_ids(self._vocab)
         eos = self.hf_config.get("eos_token_id")
         extra_eos = eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else []
@@ -306,6 +314,8 @@ class OnnxBackend(Backend):
                 "source_gguf": source.get("file"),
                 "quantization": self.config.get("quantization"),
                 "tokenizer": self.tokenizer_path.name,
+                "chat_template": self._fmt.label,
+                "prompt_format": self._fmt.record(),
                 "logits": self.config.get("logits", "all"),
                 "provenance": provenance,
             },
@@ -326,7 +336,7 @@ class OnnxBackend(Backend):
 
         if request.temperature != 0:
             raise UsageError("the onnx backend decodes greedily; run with temperature 0")
-        tokens = prompt_tokens(self._vocab, request.messages)
+        tokens = prompt_tokens(self._vocab, request.messages, self._fmt)
         limit = min(self.options.ctx, self._max_positions())
         if len(tokens) + request.max_tokens > limit:
             raise UsageError(
@@ -438,9 +448,10 @@ class OnnxBackend(Backend):
         rows share, as on llama.cpp) and the export's positions; from the vocabulary alone."""
         from edgeprof.backends.batching import batch_jobs
         from edgeprof.backends.onnx_batch import check_rows_fit, kv_bytes_per_token
+        from edgeprof.models.tokens import prompt_given
 
         self._check_batchable()
-        jobs = batch_jobs(self.tokenizer_path, requests)
+        jobs = batch_jobs(self.tokenizer_path, requests, prompt_given(self.settings))
         cells = check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
         heads, head_dim = self._kv_dims()
         itemsize = 2 if self.io["elem_type"] == FLOAT16 else 4
@@ -457,7 +468,7 @@ class OnnxBackend(Backend):
         self._check_batchable()
         if any(r.temperature != 0 for r in requests):
             raise UsageError("the onnx backend decodes greedily; run with temperature 0")
-        jobs = [BatchJob(r, prompt_tokens(self._vocab, r.messages), r.max_tokens)
+        jobs = [BatchJob(r, prompt_tokens(self._vocab, r.messages, self._fmt), r.max_tokens)
                 for r in requests]  # fmt: skip
         check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
         for result in OnnxBatchDecoder(self, concurrency).serve(jobs):

@@ -164,6 +164,7 @@ def compare_command(
 def _render(c: Comparison) -> None:
     from edgeprof.analysis.comparability import comparability_notes
     from edgeprof.analysis.summary import summarize
+    from edgeprof.cli.render import print_warnings
     from edgeprof.store.db import Store
 
     render_tables(c)
@@ -172,6 +173,7 @@ def _render(c: Comparison) -> None:
         summaries = summarize(store, [d.run_id for d in c.devices]) if c.devices else []
     # Targets are named by their run id's first 8 characters (`backend:model [01J...]`).
     notes = comparability_notes(summaries, id_of=lambda run_id: run_id[:8])
+    print_warnings(err, summaries)  # a device target that answered with noise
     for line in caching_lines(c):
         out.print(line, highlight=False)
     for note in [*c.notes, *notes, *floor_lines(c)]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.prompt_options import CHAT_TEMPLATE_HELP, RAW_HELP, prompt_settings
 from edgeprof.cli.task_options import MIN_PASS_RATE, task_table
 from edgeprof.decision.verdict import SIDES
 from edgeprof.report.formatting import figure_value, format_count, format_usd
@@ -138,6 +140,10 @@ def decide_command(
         3.0, "--idle-seconds", help="Idle baseline before each model load (charged as idle draw)."
     ),
     min_pass_rate: float | None = MIN_PASS_RATE,
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
+    ),
+    raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here, prices cloud models at the measured token counts, and says which wins."""
@@ -159,8 +165,11 @@ def decide_command(
         threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
         tdp_w=tdp_w, idle_seconds=idle_seconds, min_pass_rate=min_pass_rate,
+        chat_template=chat_template, raw=raw,
     )  # fmt: skip
-    steps = _Steps()
+    prompt_settings("llamacpp", chat_template, raw, {})  # refused here, before any profiling
+    # said when the first step starts (every input checked by then), above the step list
+    steps = _Steps(intro=None if as_json else lambda: _announce_format(config))
     try:
         with steps:
             decision = decide(config, on_step=steps.update)
@@ -174,6 +183,23 @@ def decide_command(
         print(json.dumps(decision.to_dict(), indent=2, default=str))
         return
     _render(decision)
+
+
+def _announce_format(config: Any) -> None:
+    """The prompt format the device targets will get, and a loud line for a maybe-base model."""
+    from rich.markup import escape
+
+    from edgeprof.cli.prompt_options import format_warning
+    from edgeprof.errors import EdgeprofError
+
+    settings = {"chat_template": config.chat_template, "raw": config.raw}
+    try:
+        described, warning = format_warning(config.model, settings)
+    except (EdgeprofError, ValueError):
+        return  # a bad --model is refused, with its fix, by decide itself
+    err.print(f"prompt format: {escape(described)}", highlight=False)
+    if warning:
+        err.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _write_html(decision: Decision, path: Path) -> None:
@@ -197,9 +223,12 @@ def _write_html(decision: Decision, path: Path) -> None:
 
 
 def _render(decision: Decision) -> None:
+    from rich.markup import escape
     from rich.panel import Panel
 
     out.print(Panel(decision.verdict, title="verdict", title_align="left"), highlight=False)
+    for line in decision.warnings:
+        err.print(f"[bold red]warning:[/] {escape(line)}", highlight=False)
     for run in decision.runs:
         how = "reused" if run.reused else "profiled"
         out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
@@ -222,6 +251,8 @@ def _render(decision: Decision) -> None:
         if decision.winner != "none"
         else f"no target meets the latency requirement at {volume} requests/day"
     )
+    if any(w.startswith(f"{decision.winner}:") and "degenerate" in w for w in decision.warnings):
+        answer += " [bold red](but its answers look degenerate: see the warning)[/]"
     out.print(
         f"[bold]verdict:[/] {answer} ({decision.deployment}); the paragraph at the top says "
         "by how much, and how sure.",
@@ -345,7 +376,7 @@ _LABELS = {
 class _Steps:
     """A rich step list on stderr: one line per step, a bar while it counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, intro: Callable[[], None] | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -355,6 +386,7 @@ class _Steps:
         )
         from rich.table import Column
 
+        self.intro = intro  # lines to print above the list as the first step starts
         self.progress = Progress(
             TextColumn("{task.fields[mark]}"),
             TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=30)),
@@ -380,6 +412,8 @@ class _Steps:
 
     def update(self, e: StepEvent) -> None:
         if not self.progress.live.is_started:
+            if self.intro is not None:
+                self.intro()
             self.progress.start()
         task = self.tasks.get(e.step)
         if task is None:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from edgeprof.analysis.summary import RunSummary, gpu_mem
@@ -37,6 +39,7 @@ COLUMNS: list[tuple[str, Callable[[RunSummary], str]]] = [
     ("idle W", lambda s: num(s.idle_power_w)),
     ("J/output token [95% CI]", lambda s: _j_per_token(s)),
     ("$/request", lambda s: usd_exact(s.cost_per_request_usd)),
+    ("prompt format", lambda s: (s.prompt_format or DASH).split(" (")[0]),
     ("status", lambda s: s.status),
 ]
 WIDE_MIN_COLUMNS = 200  # below this, runs become columns and metrics rows
@@ -64,6 +67,15 @@ def _j_per_token(s: RunSummary) -> str:
     ci = s.j_per_output_token_ci
     value = j_per_token(s.j_per_output_token, s.energy_method)
     return f"{value} [{ci.low:.3g}–{ci.high:.3g}] n={ci.n}" if ci and value != DASH else value
+
+
+def print_warnings(console: Any, summaries: list[RunSummary]) -> None:
+    """Degenerate answers and suspected base models, in bold red: a table of healthy-looking
+    figures over noise must not pass unnoticed."""
+    from edgeprof.analysis.summary import answer_warnings
+
+    for line in answer_warnings(summaries):
+        console.print(f"[bold red]warning:[/] {escape(line)}", highlight=False)
 
 
 def setup_text(s: RunSummary) -> str:

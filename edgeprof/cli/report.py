@@ -128,10 +128,11 @@ def _print_tables(
 ) -> None:
     from edgeprof.analysis.comparability import comparability_notes
     from edgeprof.analysis.summary import gpu_mem_notes
-    from edgeprof.cli.render import run_notes, runs_table
+    from edgeprof.cli.render import print_warnings, run_notes, runs_table
     from edgeprof.report.soak_text import soak_lines
 
     out.print(runs_table(summaries, width=out.width))
+    print_warnings(err, summaries)
     notes = [*run_notes(summaries), *gpu_mem_notes(summaries), *comparability_notes(summaries)]
     for note in notes:
         err.print(f"note: {note}", highlight=False)

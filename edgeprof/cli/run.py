@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,12 @@ import typer
 
 from edgeprof.backends import backend_names
 from edgeprof.cli.app import app, err, out
+from edgeprof.cli.prompt_options import (
+    CHAT_TEMPLATE_HELP,
+    RAW_HELP,
+    format_warning,
+    prompt_settings,
+)
 from edgeprof.samplers import sampler_sources
 
 
@@ -125,6 +132,10 @@ def run_command(
         "--set",
         help="A backend setting, NAME=VALUE (repeatable): e.g. --set n_batch=256 for llamacpp.",
     ),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
+    ),
+    raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Profile a model on this device (or a cloud endpoint) into the profile database."""
@@ -145,6 +156,7 @@ def run_command(
              "ubatch": ubatch, "split_mode": split_mode, "main_gpu": main_gpu},
         )
     )  # fmt: skip
+    settings.update(prompt_settings(backend, chat_template, raw, settings))
     for key, value in [
         ("base_url", base_url), ("api_key_env", api_key_env), ("tokenizer", tokenizer),
         ("price_in_usd_per_m", price_in), ("price_out_usd_per_m", price_out),
@@ -179,7 +191,9 @@ def run_command(
         )
         for n in levels
     ]  # fmt: skip
-    run_ids, db_path = _profile_each(configs)
+    # said as the run starts (every input checked by then), before the model loads
+    intro = (lambda: _announce_format(model, settings)) if backend == "llamacpp" else None
+    run_ids, db_path = _profile_each(configs, intro)
     with open_store(db_path) as store:
         summaries = [summarize_run(store, r) for r in run_ids]
     if len(levels) > 1:
@@ -188,14 +202,30 @@ def run_command(
     _print_run(summaries[0], as_json)
 
 
+def _announce_format(model: str | None, settings: dict[str, Any]) -> None:
+    """The prompt format, and a loud warning for a maybe-base model, before the model loads."""
+    from rich.markup import escape
+
+    from edgeprof.errors import EdgeprofError
+
+    try:
+        described, warning = format_warning(model, settings)
+    except (EdgeprofError, ValueError):  # the load itself says what is wrong with the file
+        return
+    err.print(f"prompt format: {escape(described)}", highlight=False)
+    if warning:
+        err.print(f"[bold red]warning:[/] {escape(warning)}", highlight=False)
+
+
 def _print_run(summary: Any, as_json: bool) -> None:
     run_id = summary.run_id
     if as_json:
         out.print_json(json.dumps(summary.to_dict(), default=str))
     else:
-        from edgeprof.cli.render import run_notes, runs_table
+        from edgeprof.cli.render import print_warnings, run_notes, runs_table
 
         err.print(runs_table([summary], title=f"run {run_id}", width=err.width))
+        print_warnings(err, [summary])
         for note in run_notes([summary]):
             err.print(f"note: {note}", highlight=False)
         if summary.energy_estimated:
@@ -205,8 +235,11 @@ def _print_run(summary: Any, as_json: bool) -> None:
             )
 
 
-def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
-    """One run per config, each with its live progress; every bad input first."""
+def _profile_each(
+    configs: list[Any], intro: Callable[[], None] | None = None
+) -> tuple[list[str], Path | None]:
+    """One run per config, each with its live progress; every bad input first. `intro` is
+    called once, as the first run starts."""
     from edgeprof.measure.runner import profile
 
     for c in configs:
@@ -214,7 +247,7 @@ def _profile_each(configs: list[Any]) -> tuple[list[str], Path | None]:
     run_ids: list[str] = []
     db_path = configs[0].db
     for config in configs:
-        live = _LiveProgress()
+        live = _LiveProgress(intro if not run_ids else None)
         try:
             with live:
                 run_ids.append(profile(config, on_progress=live.update))
@@ -336,7 +369,7 @@ def _split(csv: str | None) -> list[str] | None:
 class _LiveProgress:
     """A rich progress bar on stderr: request i of n and the latest decode tok/s."""
 
-    def __init__(self) -> None:
+    def __init__(self, intro: Callable[[], None] | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -358,6 +391,7 @@ class _LiveProgress:
         self.run_id: str | None = None
         self.db_path: str | None = None
         self.done = 0
+        self.intro = intro  # lines to print above the bar, once the run has started
 
     def __enter__(self) -> _LiveProgress:
         return self  # the bar appears with the first update: bad input fails before any bar
@@ -368,6 +402,8 @@ class _LiveProgress:
 
     def update(self, p: Any) -> None:
         if not self.progress.live.is_started:
+            if self.intro is not None and p.phase == "start":
+                self.intro()
             self.progress.start()
         if p.phase == "start" and p.row:
             self.run_id, self.db_path = p.row["run_id"], p.row["db"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from edgeprof.cli.app import app, err, out
+from edgeprof.cli.prompt_options import CHAT_TEMPLATE_HELP, RAW_HELP, prompt_settings
 
 if TYPE_CHECKING:
     from edgeprof.quality.sweep import SweepResult
@@ -46,6 +47,10 @@ def sweep_command(
         None, "--db", help="Profile database (default: $EDGEPROF_DB or profiles/edgeprof.db)."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Quantize, profile and score again."),
+    chat_template: str | None = typer.Option(
+        None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
+    ),
+    raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print every row as JSON."),
 ) -> None:
     """Quantize a model to each type, profile every variant and score it against the F32
@@ -58,7 +63,9 @@ def sweep_command(
         onnx=parse_onnx(onnx), out_dir=out_dir, db=db, text=text, quality_ctx=quality_ctx,
         prompts=prompts, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, idle_seconds=idle_seconds, tdp_w=tdp_w, fresh=fresh,
+        chat_template=chat_template, raw=raw,
     )  # fmt: skip
+    prompt_settings("llamacpp", chat_template, raw, {})  # a bad one fails before quantizing
     steps = _Steps()
     try:
         with steps:

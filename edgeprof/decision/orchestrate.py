@@ -49,6 +49,8 @@ class Decision:
     notes: tuple[str, ...] = field(default=())
     device: dict[str, Any] = field(default_factory=dict)
     task_quality: Any = None  # decision.task_quality.TaskQualityReport
+    # degenerate answers, suspected base models (edgeprof.analysis.summary.answer_warnings)
+    warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         from edgeprof.decision.compare import to_dict
@@ -214,6 +216,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
             step(StepEvent("compare", "done"))
             inputs = [*_run_inputs(config, clouds), *cost_figures, *probe.figures()]
             return _cloud_only(e, comparison, costs, [*runs, *live], inputs, notes, probe)
+        warnings, degenerate = _answer_warnings(store, runs)
     tokens = [f for f in comparison.assumptions
               if f.name in ("input_tokens", "output_tokens", "shared_prefix_tokens")]  # fmt: skip
     inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
@@ -227,6 +230,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         energy=energy_notes,
         max_ttft_s=config.max_ttft_s,
         suite=Path(config.prompts).name if config.prompts else "bundled default",
+        degenerate=degenerate,
     )
     step(StepEvent("compare", "done"))
     return Decision(
@@ -241,7 +245,24 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         notes=tuple(notes + list(comparison.notes)),
         device=probe.device_dict(),
         task_quality=task,
+        warnings=tuple(warnings),
     )
+
+
+def _answer_warnings(store: Any, runs: Sequence[TargetRun]) -> tuple[list[str], dict[str, str]]:
+    """(the warnings of the device runs, {target: why} for those whose answers look
+    degenerate): the verdict must not call such a target a winner without saying so."""
+    from edgeprof.analysis.summary import answer_warnings, summarize_run
+
+    lines: list[str] = []
+    degenerate: dict[str, str] = {}
+    for run in runs:
+        summary = summarize_run(store, run.run_id)
+        lines += [f"{run.target}: {w}" for w in answer_warnings([summary])]
+        if summary.degenerate is not None:
+            d = summary.degenerate
+            degenerate[run.target] = f"{d.n_degenerate} of {d.n_answers} answers"
+    return lines, degenerate
 
 
 def _task_floor(store: Any, comparison: Comparison, config: DecideConfig) -> tuple[Any, Any]:
@@ -274,6 +295,8 @@ def _check(config: DecideConfig) -> None:
         raise UsageError(f"`max_ttft_s` must be above 0 seconds (got {config.max_ttft_s})")
     if (config.price_in_usd_per_m is None) != (config.price_out_usd_per_m is None):
         raise UsageError("give both `price_in_usd_per_m` and `price_out_usd_per_m`, or neither")
+    if config.raw and config.chat_template is not None:
+        raise UsageError("`raw` takes no `chat_template`: give one of the two")
     if config.api_key_env and not config.base_url:
         raise UsageError("`api_key_env` goes with `base_url`: the endpoint to profile live")
     from edgeprof.decision import prices

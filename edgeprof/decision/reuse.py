@@ -2,7 +2,8 @@
 
 Two runs measure the same thing when the device, the backend, the model's bytes (for an ONNX
 export: the GGUF it came from), its weight format, the threads used, the tokens generated, the
-prompts' content, the backend's settings and the concurrency are all equal. Runs recorded
+prompts' content and the format they were given in (chat template or raw), the backend's
+settings and the concurrency are all equal. Runs recorded
 before the runner kept the suite's hash (`params.suite_sha256`) never match: their prompts
 cannot be told apart.
 """
@@ -35,6 +36,9 @@ class RunKey:
     # settings are not compared.
     settings: Settings = ()
     concurrency: int = 1  # requests decoded together: another point of the throughput curve
+    # the prompt format the run must have recorded (params.chat_template: "builtin:gemma",
+    # "gguf", "raw", ...); None: not compared
+    prompt_format: str | None = None
 
 
 def settings_key(backend: str, given: Mapping[str, Any] | None = None) -> Settings:
@@ -91,6 +95,7 @@ def _matches(run: RunRow, key: RunKey) -> bool:
         and params.get("suite_sha256") == key.suite_sha256
         and int(params.get("concurrency") or 1) == key.concurrency
         and all(_recorded(params, name) == value for name, value in key.settings)
+        and (key.prompt_format is None or params.get("chat_template") == key.prompt_format)
     )
 
 

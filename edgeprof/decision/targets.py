@@ -134,10 +134,11 @@ def profile_devices(
     suite = suite_sha256(load_suite(config.prompts))
     sha = sha256_file(gguf)
     quant = file_quant(gguf)
+    label = prompt_label_for(gguf, config)
     runs = [
         profile_or_reuse(
             TargetSpec(LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
-                       config.model, sha, quant, suite, concurrency=n),
+                       config.model, sha, quant, suite, concurrency=n, prompt_label=label),
             # each sequence of a batch gets the context one request alone has
             replace(config, ctx=config.ctx * n), probe, db_path, step, fresh=config.fresh,
         )
@@ -149,7 +150,9 @@ def profile_devices(
     if export is None:
         return runs
     try:
-        spec = TargetSpec(ONNX_TARGET, "onnx", str(export), sha, ONNX_WEIGHTS, suite)
+        spec = TargetSpec(
+            ONNX_TARGET, "onnx", str(export), sha, ONNX_WEIGHTS, suite, prompt_label=label
+        )
         runs.append(profile_or_reuse(spec, config, probe, db_path, step, fresh=config.fresh))
     except EdgeprofError as e:  # the export loads but will not run here: llama.cpp still does
         notes.append(f"{ONNX_TARGET} skipped: {e}")
@@ -159,6 +162,16 @@ def profile_devices(
 
 def _event(step: str, state: StepState, **kw: Any) -> StepEvent:
     return StepEvent(step, state, **kw)
+
+
+def prompt_label_for(gguf: Path, config: MeasureOptions) -> str:
+    """The prompt format the runs will record ("builtin:gemma", "gguf", "raw", ...): how
+    edgeprof chooses it may change between versions, so a reused run must have used it."""
+    from edgeprof.models.gguf_header import read_gguf_header
+    from edgeprof.models.prompt_format import choose_format
+
+    meta = read_gguf_header(gguf).metadata
+    return choose_format(meta, file_name=gguf.name, **config.prompt_settings()).label
 
 
 def _export(gguf: Path, config: DecideConfig, step: StepFn, notes: list[str]) -> Path | None:
@@ -195,6 +208,9 @@ class TargetSpec:
     quant: str | None
     suite_sha256: str
     concurrency: int = 1
+    # the prompt format the run will record ("builtin:gemma", "gguf", "raw"): a reused run must
+    # have used the same (`prompt_label_for`)
+    prompt_label: str | None = None
 
 
 def profile_or_reuse(
@@ -220,10 +236,15 @@ def profile_or_reuse(
         threads=options.threads or max(1, os.cpu_count() or 1),
         max_tokens=options.max_tokens,
         suite_sha256=spec.suite_sha256,
-        # decide runs each backend with its default settings; a run with others (a GPU offload,
-        # another batch size) or another context size measured something else
-        settings=(*settings_key(spec.backend), ("ctx", json.dumps(options.ctx))),
+        # decide runs each backend with its default settings and the prompt format asked for;
+        # a run with others (a GPU offload, another batch size, another template) or another
+        # context size measured something else
+        settings=(
+            *settings_key(spec.backend, options.prompt_settings()),
+            ("ctx", json.dumps(options.ctx)),
+        ),
         concurrency=spec.concurrency,
+        prompt_format=spec.prompt_label,
     )
     if not fresh and db_path.exists():
         with Store(db_path) as store:

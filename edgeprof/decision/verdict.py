@@ -3,7 +3,7 @@ manager can act on. Pure functions of a `Comparison`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -234,8 +234,10 @@ def verdict_paragraph(
     energy: Sequence[str],
     max_ttft_s: float | None,
     suite: str,
+    degenerate: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
-    """(the winner's name, the paragraph)."""
+    """(the winner's name, the paragraph). `degenerate`: {target name: how many answers} for
+    targets whose answers look degenerate; the paragraph opens with them."""
     names = target_names(c, runs)
     options = _options(c, rows, names)
     w = c.workload
@@ -251,7 +253,10 @@ def verdict_paragraph(
             f"(p95): {', '.join(excluded)}. {_provenance(c, runs, energy)}"
         )
     device, cloud = _cheapest(options, "device"), _cheapest(options, "cloud")
-    parts = [_winner_sentence(c, head, options, best, device, cloud, device_name)]
+    parts = [
+        _degenerate_sentence(degenerate or {}, best),
+        _winner_sentence(c, head, options, best, device, cloud, device_name),
+    ]
     if device is not None and cloud is not None:
         parts.append(_break_even_sentence(c, device, cloud))
     parts.append(_concurrency_sentence(c, device))
@@ -263,6 +268,21 @@ def verdict_paragraph(
     parts.append(_quality_sentence(c, runs, device))
     parts.append(_provenance(c, runs, energy))
     return best.name, " ".join(p for p in parts if p)
+
+
+def _degenerate_sentence(degenerate: Mapping[str, str], best: _Option) -> str:
+    """Targets whose figures were measured over noise, first: a wrong prompt format decodes
+    at full speed, so the costs below look sound while the answers are not."""
+    if not degenerate:
+        return ""
+    names = "; ".join(f"{name} ({why})" for name, why in degenerate.items())
+    lead = f"{best.name}, the cheapest below, " if best.name in degenerate else ""
+    return (
+        f"WARNING: answers look degenerate for {names}: {lead or 'those targets '}"
+        "answered with noise (loops to max tokens, or chat markup), so their figures price "
+        "noise, not answers; fix the prompt format (--chat-template, or --raw for a base "
+        "model) before trusting this verdict."
+    )
 
 
 def _concurrency_sentence(c: Comparison, device: _Option | None) -> str:

@@ -22,6 +22,14 @@ class MeasureOptions:
     idle_seconds: float = 3.0  # idle power measured before the load, for energy_net_j
     tdp_w: float | None = None  # the estimator's TDP where no power sensor reads
     sensors: list[str] | None = None  # power sensors to use (None: every one that reads)
+    # the prompt format of device targets (edgeprof.models.prompt_format): a llama.cpp built-in
+    # name or a Jinja file; `raw`: none, for base models
+    chat_template: str | None = None
+    raw: bool = False
+
+    def prompt_settings(self) -> dict[str, Any]:
+        """The device backends' prompt settings, as `run --chat-template/--raw` gives them."""
+        return {"chat_template": self.chat_template, "raw": self.raw}
 
     def measure_options(self) -> dict[str, Any]:
         """These options alone, as keywords for another config (a subclass's own fields left

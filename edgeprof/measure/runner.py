@@ -107,7 +107,8 @@ class RunConfig(MeasureOptions):
             ctx=self.ctx,
             seed=self.seed,
             keep_cache=self.keep_cache,
-            settings=dict(self.settings),
+            # the prompt format given as options (decide, sweep) joins the backend's settings
+            settings={**{k: v for k, v in self.prompt_settings().items() if v}, **self.settings},
         )
 
 

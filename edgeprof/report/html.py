@@ -44,6 +44,7 @@ p,div,figcaption{overflow-wrap:break-word}
 .meta{color:#5b6472;margin-top:0}
 th{position:sticky;top:0}
 .est{color:#a25a00}.status-complete{color:#1a7f37}.status-failed,.status-aborted{color:#b42318}
+.warn{background:#fff4f2;border-left:4px solid #b42318;padding:.5rem .9rem;margin:.5rem 0}
 .verdict{background:#f0f6ff;border-left:4px solid #2f6feb;padding:.6rem .9rem;margin:.5rem 0}
 .decision{font-size:1rem;background:#eef8f0;border-left-color:#1a7f37}
 figure{margin:1rem 0}figure img{display:block;box-sizing:border-box;max-width:100%;
@@ -65,6 +66,7 @@ RUN_COLUMNS: list[tuple[str, str, str, str]] = [
     ("quant", "quant", "text", "t"),
     ("label", "label", "text", "t"),
     ("status", "status", "status", "t"),
+    ("prompt format", "prompt_format", "text", "t"),
     ("requests", "requests_done", "text", ""),
     ("errors", "n_errors", "int", ""),
     ("TTFT p50 ms", "ttft_p50_s", "ms", ""),
@@ -247,7 +249,13 @@ def _runs_table(summaries: Sequence[RunSummary]) -> str:
 
 
 def _runs_section(summaries: list[RunSummary]) -> list[str]:
-    parts = ["<h2>Runs</h2>", _runs_table(summaries)]
+    from edgeprof.analysis.summary import answer_warnings
+
+    parts = ["<h2>Runs</h2>"]
+    # above the table: figures measured over noise must not be read without this
+    parts += [f'<p class="warn"><b>Warning:</b> {html.escape(w)}</p>'
+              for w in answer_warnings(summaries)]  # fmt: skip
+    parts.append(_runs_table(summaries))
     if any(s.energy_estimated for s in summaries):
         parts.append('<p class="meta"><span class="est">(est.)</span>: energy estimated from '
                      "TDP and CPU load, not measured by a power sensor.</p>")  # fmt: skip
