@@ -45,20 +45,28 @@ COLUMNS: list[tuple[str, Callable[[RunSummary], str]]] = [
 WIDE_MIN_COLUMNS = 200  # below this, runs become columns and metrics rows
 
 
+def _columns(summaries: list[RunSummary]) -> list[tuple[str, Callable[[RunSummary], str]]]:
+    """Every column, but the prompt format only when a run used one other than its GGUF's
+    own template: then it is news (a family's built-in, a file, raw), else noise."""
+    told = any((s.prompt_format or "gguf").split(" (")[0] != "gguf" for s in summaries)
+    return [c for c in COLUMNS if told or c[0] != "prompt format"]
+
+
 def runs_table(summaries: list[RunSummary], title: str = "edgeprof runs", width: int = 80) -> Table:
     table = Table(title=title, title_justify="left")
+    columns = _columns(summaries)
     if width >= WIDE_MIN_COLUMNS:
-        for name, _ in COLUMNS:
+        for name, _ in columns:
             table.add_column(
                 name, justify="left" if name in ("run", "model", "status") else "right"
             )
         for s in summaries:
-            table.add_row(*(fmt(s) for _, fmt in COLUMNS))
+            table.add_row(*(fmt(s) for _, fmt in columns))
         return table
     table.add_column("")
     for s in summaries:
         table.add_column(s.run_id[-8:], justify="right")
-    for name, fmt in COLUMNS[1:]:
+    for name, fmt in columns[1:]:
         table.add_row(name, *(fmt(s) for s in summaries))
     return table
 
