@@ -11,6 +11,12 @@ from typing import Any
 
 import pytest
 
+# rich fixes a console's width when it is created if COLUMNS is set then (pytest-xdist's workers
+# have it): the CLI's consoles must read the width each test's command gives, so none is set
+# while they are created.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 from edgeprof.models.files import demo_model_path
 from tests.builders import edgeprof_subprocess
 from tests.markers import mark_items
