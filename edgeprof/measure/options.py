@@ -22,6 +22,9 @@ class MeasureOptions:
     idle_seconds: float = 3.0  # idle power measured before the load, for energy_net_j
     tdp_w: float | None = None  # the estimator's TDP where no power sensor reads
     sensors: list[str] | None = None  # power sensors to use (None: every one that reads)
+    # Device backends in the profiler's own process, not their worker (measure.isolation): for
+    # debugging; a crash of the model then ends the profiler too. EDGEPROF_IN_PROCESS=1 also.
+    in_process: bool = False
 
     def measure_options(self) -> dict[str, Any]:
         """These options alone, as keywords for another config (a subclass's own fields left
