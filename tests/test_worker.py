@@ -4,6 +4,7 @@ worker's; token times taken there land inside the windows measured here."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -225,3 +226,41 @@ def test_a_missing_llama_cpp_is_called_not_installed() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     assert out.startswith("llama-cpp-python is not installed; run `pip install llama-cpp-python`")
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_decide_goes_on_past_a_crashed_target_and_names_it(tmp_path: Path) -> None:
+    """Real llama.cpp, in its worker: one request at a time measures; decoding two at once
+    segfaults (tests.crashy.ServeCrashLlama). decide compares what it measured and says which
+    target crashed, in the verdict and the notes; the failed run keeps its trace."""
+    from edgeprof.backends import backend_class
+    from tests.crashy import ServeCrashLlama
+
+    db = tmp_path / "p.db"
+    four = Path(__file__).parent / "data" / "four_prompts.jsonl"
+    original = backend_class("llamacpp")
+    register_backend("llamacpp", ServeCrashLlama)
+    try:
+        res = cli("decide", "--requests-per-day", "2000", "--db", db, "--max-tokens", "8",
+                  "--repetitions", "1", "--warmup", "0", "--idle-seconds", "0.2",
+                  "--prompts", four, "--device", "rpi5-8gb", "--no-onnx",
+                  "--concurrency", "1,2", "--json")  # fmt: skip
+    finally:
+        register_backend("llamacpp", original)
+    assert res.exit_code == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert [r["target"] for r in d["runs"]] == ["llama.cpp"]
+    assert (
+        "Not compared: llama.cpp ×2 crashed (SIGSEGV, serving 4 requests 2 at a time)"
+        in (d["verdict"])
+    )
+    (note,) = [n for n in d["notes"] if "left out" in n]
+    assert note.startswith("llama.cpp ×2 left out: llama.cpp crashed (SIGSEGV) while serving")
+    rows = (
+        sqlite3.connect(db)
+        .execute("SELECT status, worker_trace FROM runs ORDER BY started_at")
+        .fetchall()
+    )
+    assert [r[0] for r in rows] == ["complete", "failed"]
+    assert rows[0][1] is None and "Segmentation fault" in rows[1][1]
