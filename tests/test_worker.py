@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,14 @@ def test_decide_goes_on_past_a_crashed_target_and_names_it(tmp_path: Path) -> No
     )
     assert [r[0] for r in rows] == ["complete", "failed"]
     assert rows[0][1] is None and "Segmentation fault" in rows[1][1]
+
+
+def test_worker_and_profiler_share_one_system_wide_clock() -> None:
+    from edgeprof.errors import UsageError
+    from edgeprof.measure.isolation import SYSTEM_WIDE_CLOCKS, check_clock
+
+    here = time.get_clock_info("perf_counter").implementation
+    assert here in SYSTEM_WIDE_CLOCKS
+    check_clock(here)
+    with pytest.raises(UsageError, match=r"not one system-wide clock.*--in-process"):
+        check_clock("time()")

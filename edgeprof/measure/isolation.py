@@ -92,6 +92,30 @@ def tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
     return data.decode("utf-8", "replace").strip()
 
 
+# perf_counter's source on each OS, all system-wide: one count for every process, so a token
+# time taken in the worker and a sample time taken here are on one axis (docs/design.md).
+SYSTEM_WIDE_CLOCKS = (
+    "clock_gettime(CLOCK_MONOTONIC)",  # Linux, the BSDs
+    "mach_absolute_time()",  # macOS
+    "QueryPerformanceCounter()",  # Windows
+)
+
+
+def check_clock(worker_clock: str) -> None:
+    """The worker's perf_counter must be this process's, and a system-wide one."""
+    import time
+
+    from edgeprof.errors import UsageError
+
+    here = time.get_clock_info("perf_counter").implementation
+    if worker_clock != here or here not in SYSTEM_WIDE_CLOCKS:
+        raise UsageError(
+            f"the model's worker process times tokens with {worker_clock}, this process its "
+            f"samples with {here}: not one system-wide clock, so energy cannot be attributed "
+            "to requests; run with --in-process (EDGEPROF_IN_PROCESS=1)"
+        )
+
+
 class WorkerBackend(Backend):
     """The runner's handle on a backend that runs in a worker process."""
 
@@ -151,7 +175,7 @@ class WorkerBackend(Backend):
         os.close(from_child_w)
         self.conn = _Duplex(Connection(from_child_r, writable=False),
                             Connection(to_child_w, readable=False))  # fmt: skip
-        self._expect("ready", "starting", None)
+        check_clock(self._expect("ready", "starting", None))
         self._call("create", (f"{cls.__module__}:{cls.__qualname__}", self.options), "starting")
 
     def load(self) -> ModelInfo:
