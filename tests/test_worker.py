@@ -276,3 +276,11 @@ def test_worker_and_profiler_share_one_system_wide_clock() -> None:
     check_clock(here)
     with pytest.raises(UsageError, match=r"not one system-wide clock.*--in-process"):
         check_clock("time()")
+
+
+def test_probe_says_where_the_model_will_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = json.loads(cli("probe", "--json", "--no-bandwidth").stdout)
+    assert found["model_process"].startswith("llama.cpp and ONNX Runtime in a worker process")
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")
+    found = json.loads(cli("probe", "--json", "--no-bandwidth").stdout)
+    assert found["model_process"].startswith("in edgeprof's own process")

@@ -36,6 +36,19 @@ def in_process_requested() -> bool:
     return os.environ.get(IN_PROCESS_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def model_process_note() -> str:
+    """Where device models will run, for `probe`."""
+    if in_process_requested():
+        return (
+            f"in edgeprof's own process ({IN_PROCESS_ENV}=1): a crash of the model ends "
+            "edgeprof too, and memory counts edgeprof's with the model's"
+        )
+    return (
+        "llama.cpp and ONNX Runtime in a worker process of their own: a crash fails the run, "
+        "not edgeprof; RSS and GPU memory are the worker's (--in-process to change)"
+    )
+
+
 def isolate(backend: Backend, in_process: bool = False) -> Backend:
     """`backend` in a worker process when its class opts in (`isolated`), else itself."""
     if in_process or in_process_requested() or not type(backend).isolated:
