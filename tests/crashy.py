@@ -75,3 +75,9 @@ class ServeCrashLlama(LlamaCppBackend):
     def serve(self, requests: Sequence[Request], concurrency: int) -> Iterator[Any]:
         die("segv")
         yield from ()
+
+
+class ImportCrashBackend(CrashBackend):
+    """Its native library segfaults on import, in the worker, before the backend exists."""
+
+    native_modules: ClassVar[tuple[str, ...]] = ("tests.segv_on_import",)

@@ -84,6 +84,28 @@ def test_a_crash_while_loading_fails_the_run_naming_signal_and_phase(
     assert _n_requests(tmp_path / "p.db") == 0
 
 
+def test_a_crash_importing_the_native_library_is_named_before_any_run(
+    tmp_path: Path, prompts: Path
+) -> None:
+    from tests.crashy import ImportCrashBackend
+
+    register_backend("crashy", ImportCrashBackend)
+    with pytest.raises(WorkerCrashed) as caught:
+        profile(_config(tmp_path, prompts))
+    message = str(caught.value)
+    assert message.startswith(
+        "crashy engine crashed (SIGSEGV) while starting (importing tests.segv_on_import); "
+        "its trace and last log lines are in "
+    )
+    files = Path(message.rsplit(" are in ", 1)[1])
+    assert "segv_on_import.py" in (files / "faulthandler.txt").read_text()
+    assert not (tmp_path / "p.db").exists() or _n_runs(tmp_path / "p.db") == 0
+
+
+def _n_runs(db: Path) -> int:
+    return int(sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
 def test_killed_mid_request_keeps_the_finished_requests_and_says_out_of_memory(
     tmp_path: Path, prompts: Path
 ) -> None:

@@ -188,8 +188,14 @@ class WorkerBackend(Backend):
         os.close(from_child_w)
         self.conn = _Duplex(Connection(from_child_r, writable=False),
                             Connection(to_child_w, readable=False))  # fmt: skip
-        check_clock(self._expect("ready", "starting", None))
-        self._call("create", (f"{cls.__module__}:{cls.__qualname__}", self.options), "starting")
+        mods = ", ".join(cls.native_modules)
+        phase = f"starting (importing {mods})" if mods else "starting"
+        try:
+            check_clock(self._expect("ready", phase))
+            self._call("create", (f"{cls.__module__}:{cls.__qualname__}", self.options), "starting")
+        except WorkerCrashed as e:  # before the run is recorded: the message says where to look
+            e.args = (f"{e.args[0]}; its trace and last log lines are in {e.files}",)
+            raise
 
     def load(self) -> ModelInfo:
         if self.proc is None:
@@ -256,9 +262,9 @@ class WorkerBackend(Backend):
 
     def _call(self, cmd: str, payload: Any, phase: str) -> Any:
         self._send(cmd, payload, phase)
-        return self._expect({"create": "created", "load": "loaded"}[cmd], phase, cmd)
+        return self._expect({"create": "created", "load": "loaded"}[cmd], phase)
 
-    def _expect(self, kind_wanted: str, phase: str, _cmd: str | None) -> Any:
+    def _expect(self, kind_wanted: str, phase: str) -> Any:
         kind, payload = self._recv(phase)
         if kind != kind_wanted:
             self._unexpected(kind, payload)
