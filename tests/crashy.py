@@ -58,6 +58,9 @@ class CrashBackend(FakeBackend):
         # the process that loaded the model, in the run's params, for the tests to check
         return replace(info, extra={**info.extra, "model_pid": os.getpid()})
 
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "params_pid": os.getpid()}  # where params() last ran
+
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         s = self.crash_settings
         gen = super().generate(request)

@@ -165,6 +165,8 @@ def test_the_model_runs_in_the_worker_and_its_tokens_land_in_our_windows(
         rows = store.requests(run_id)
         s = summarize_run(store, run_id)
     assert run["params"]["model_pid"] != os.getpid()
+    # params() as the loaded backend says them: the worker's, not this process's copy's
+    assert run["params"]["params_pid"] == run["params"]["model_pid"]
     assert not (tmp_path / "crashes").exists()
     # the worker's perf_counter_ns and ours are one clock: TTFT is at least the fake's wait,
     # and decode runs at the fake's rate (a skewed clock would move both far off)

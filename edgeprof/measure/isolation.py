@@ -143,6 +143,7 @@ class WorkerBackend(Backend):
         self.proc: subprocess.Popen[bytes] | None = None
         self.conn: Any = None
         self.crashed: WorkerCrashed | None = None
+        self.loaded_params: dict[str, Any] | None = None
         # The worker's peak RSS so far (the runner's recorder), for a SIGKILL's message.
         self.peak_rss_bytes: Callable[[], float | None] = lambda: None
 
@@ -159,7 +160,8 @@ class WorkerBackend(Backend):
         return self.local.check_concurrency(requests, concurrency)
 
     def params(self) -> dict[str, Any]:
-        return self.local.params()
+        """The worker's backend's, once loaded; before that this process's copy's."""
+        return self.loaded_params if self.loaded_params is not None else self.local.params()
 
     @property
     def pid(self) -> int | None:
@@ -200,7 +202,8 @@ class WorkerBackend(Backend):
     def load(self) -> ModelInfo:
         if self.proc is None:
             self.start()
-        info: ModelInfo = self._call("load", None, "loading the model")
+        info: ModelInfo
+        info, self.loaded_params = self._call("load", None, "loading the model")
         return info
 
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:

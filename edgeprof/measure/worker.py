@@ -90,7 +90,9 @@ class Worker:
         self.conn.send(("created", None))
 
     def do_load(self, _payload: None) -> None:
-        self.conn.send(("loaded", self.backend.load()))
+        info = self.backend.load()
+        # params() after the load, as the runner reads it in-process (some depend on the load)
+        self.conn.send(("loaded", (info, self.backend.params())))
 
     def do_generate(self, request: Any) -> None:
         events = Events(self.conn.send)
