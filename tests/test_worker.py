@@ -308,3 +308,20 @@ def test_probe_says_where_the_model_will_run(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(IN_PROCESS_ENV, "1")
     found = json.loads(cli("probe", "--json", "--no-bandwidth").stdout)
     assert found["model_process"].startswith("in edgeprof's own process")
+
+
+def test_closing_mid_request_stops_the_worker_at_once(tmp_path: Path) -> None:
+    """Ctrl-C between two tokens leaves a request in flight: close() must not wait for it."""
+    from edgeprof.backends import BackendOptions, Request
+    from edgeprof.measure.isolation import WorkerBackend
+
+    worker = WorkerBackend(CrashBackend(BackendOptions(), CrashBackend.Settings(tokens_per_s=5)))
+    worker.start()
+    worker.load()
+    gen = worker.generate(Request("p", ({"role": "user", "content": "hi"},), max_tokens=1000))
+    next(gen)  # the first token; 999 more would take 200 s
+    t0 = time.perf_counter()
+    worker.close()
+    assert time.perf_counter() - t0 < 5 and worker.proc is not None
+    assert worker.proc.returncode is not None
+    assert not worker.dir.exists()  # no crash: no folder kept

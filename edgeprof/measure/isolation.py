@@ -144,6 +144,7 @@ class WorkerBackend(Backend):
         self.conn: Any = None
         self.crashed: WorkerCrashed | None = None
         self.loaded_params: dict[str, Any] | None = None
+        self.busy = False  # a command sent, its last answer not yet received
         # The worker's peak RSS so far (the runner's recorder), for a SIGKILL's message.
         self.peak_rss_bytes: Callable[[], float | None] = lambda: None
 
@@ -239,6 +240,10 @@ class WorkerBackend(Backend):
         """Ask the worker to close the backend and exit; stop it when it will not. The folder
         with its trace and log is removed unless it crashed (the run's row points there)."""
         proc = self.proc
+        # A command still in flight (Ctrl-C between two tokens): the worker would finish it,
+        # blocked on a pipe nobody reads, before it saw `close`; it is stopped instead.
+        if self.busy:
+            self.kill()
         if proc is not None and proc.poll() is None and self.crashed is None:
             with contextlib.suppress(Exception):
                 self.conn.send(("close", None))
@@ -278,6 +283,7 @@ class WorkerBackend(Backend):
             self.conn.send((cmd, payload))
         except OSError:  # a broken pipe: the worker is gone
             raise self._crash(phase) from None
+        self.busy = True
 
     def _recv(self, phase: str) -> tuple[str, Any]:
         try:
@@ -287,6 +293,8 @@ class WorkerBackend(Backend):
             raise
         except (EOFError, OSError):
             raise self._crash(phase) from None
+        if kind in ("error", "created", "loaded", "gen", "served_all"):
+            self.busy = False  # the command's last answer
         if kind == "error":
             raise payload
         return kind, payload
