@@ -171,7 +171,8 @@ def test_the_model_runs_in_the_worker_and_its_tokens_land_in_our_windows(
     # the worker's perf_counter_ns and ours are one clock: TTFT is at least the fake's wait,
     # and decode runs at the fake's rate (a skewed clock would move both far off)
     for r in rows:
-        assert 0.005 <= r["ttft_s"] < r["e2e_s"]
+        ttft_s, e2e_s = r["ttft_s"], r["e2e_s"]
+        assert ttft_s is not None and e2e_s is not None and 0.005 <= ttft_s < e2e_s
         assert r["output_tokens"] == 16
     assert s.decode_tps_mean is not None and 0.8 * RATE < s.decode_tps_mean <= RATE * 1.01
 
