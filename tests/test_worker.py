@@ -294,10 +294,10 @@ def test_decide_goes_on_past_a_crashed_target_and_names_it(tmp_path: Path) -> No
 
 def test_worker_and_profiler_share_one_system_wide_clock() -> None:
     from edgeprof.errors import UsageError
-    from edgeprof.measure.isolation import SYSTEM_WIDE_CLOCKS, check_clock
+    from edgeprof.measure.isolation import GLOBAL_CLOCKS, check_clock
 
     here = time.get_clock_info("perf_counter").implementation
-    assert here in SYSTEM_WIDE_CLOCKS
+    assert here in GLOBAL_CLOCKS
     check_clock(here)
     with pytest.raises(UsageError, match=r"not one system-wide clock.*--in-process"):
         check_clock("time()")

@@ -107,7 +107,7 @@ def tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 
 # perf_counter's source on each OS, all system-wide: one count for every process, so a token
 # time taken in the worker and a sample time taken here are on one axis (docs/design.md).
-SYSTEM_WIDE_CLOCKS = (
+GLOBAL_CLOCKS = (
     "clock_gettime(CLOCK_MONOTONIC)",  # Linux, the BSDs
     "mach_absolute_time()",  # macOS
     "QueryPerformanceCounter()",  # Windows
@@ -121,7 +121,7 @@ def check_clock(worker_clock: str) -> None:
     from edgeprof.errors import UsageError
 
     here = time.get_clock_info("perf_counter").implementation
-    if worker_clock != here or here not in SYSTEM_WIDE_CLOCKS:
+    if worker_clock != here or here not in GLOBAL_CLOCKS:
         raise UsageError(
             f"the model's worker process times tokens with {worker_clock}, this process its "
             f"samples with {here}: not one system-wide clock, so energy cannot be attributed "
