@@ -37,7 +37,7 @@ class RunRow(TypedDict):
     pid: int | None
     host_id: str | None
     heartbeat_unix_s: float | None
-    # a crashed model worker's faulthandler trace, stderr tail and their folder (m008)
+    # a crashed model worker's faulthandler trace, stderr tail and their folder (m009)
     worker_trace: str | None
     worker_log: str | None
     worker_files: str | None
