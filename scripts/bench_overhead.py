@@ -1,6 +1,9 @@
 """What the profiler costs: decode tok/s with the recorder off, at 10 Hz and at 50 Hz.
 
-    flock /tmp/edgeprof-bench.lock .venv/bin/python scripts/bench_overhead.py
+    flock /tmp/edgeprof-bench.lock .venv/bin/python scripts/bench_overhead.py [--in-process]
+
+The model runs in its worker process, as in `edgeprof run` (edgeprof.measure.isolation), so the
+recorder no longer shares the decode loop's GIL; `--in-process` measures the old arrangement.
 
 One model load; then `--reps` rounds, each running one request per condition in a rotating
 order (off, 10 Hz, 50 Hz; then 10, 50, off; ...) so drifting background load hits every
@@ -34,26 +37,37 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--model", default=None, help="GGUF (default: the demo model)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--in-process", action="store_true", help="the model in this process")
     a = ap.parse_args()
 
     from edgeprof.analysis.metrics import request_metrics
     from edgeprof.backends.base import BackendOptions, Request
     from edgeprof.backends.llamacpp import LlamaCppBackend
+    from edgeprof.measure.isolation import WorkerBackend, isolate, worker_pid
     from edgeprof.measure.runner import measure
     from edgeprof.samplers import SensorEnv, discover
     from edgeprof.samplers.recorder import Recorder
     from edgeprof.store.db import Store
 
-    backend = LlamaCppBackend(
-        BackendOptions(model=a.model, threads=a.threads, ctx=1024, settings={"ignore_eos": True})
+    # as `edgeprof run` does: the model in its worker process (unless --in-process), the
+    # recorder here, its samplers reading the worker's pid
+    backend = isolate(
+        LlamaCppBackend(
+            BackendOptions(
+                model=a.model, threads=a.threads, ctx=1024, settings={"ignore_eos": True}
+            )
+        ),
+        a.in_process,
     )
+    if isinstance(backend, WorkerBackend):
+        backend.start()
     backend.load()
     request = Request(
         "overhead",
         ({"role": "user", "content": "Tell me a long story about a lighthouse keeper."},),
         max_tokens=a.max_tokens,
     )
-    env = SensorEnv.from_environ()
+    env = SensorEnv.from_environ(pid=worker_pid(backend))
     tps: dict[float, list[float]] = {hz: [] for hz in CONDITIONS}
     cpu_s: dict[float, float] = dict.fromkeys(CONDITIONS, 0.0)
     wall_s: dict[float, float] = dict.fromkeys(CONDITIONS, 0.0)
@@ -93,6 +107,7 @@ def main() -> int:
     off = statistics.median(tps[0.0])
     res: dict[str, Any] = {
         "threads": a.threads,
+        "model_process": "this process" if a.in_process else "worker",
         "reps": a.reps,
         "max_tokens": a.max_tokens,
         "sensors": sensors,
@@ -115,7 +130,8 @@ def main() -> int:
 
 def print_table(res: dict[str, Any]) -> None:
     print(
-        f"overhead: demo model decode, threads {res['threads']}, {res['max_tokens']} tokens, "
+        f"overhead: demo model decode in {res.get('model_process', 'this process')}, "
+        f"threads {res['threads']}, {res['max_tokens']} tokens, "
         f"{res['reps']} interleaved reps per condition; samplers: {', '.join(res['sensors'])}"
     )
     head = (
@@ -130,9 +146,10 @@ def print_table(res: dict[str, Any]) -> None:
         loss = "-" if c["hz"] == 0 else f"{100 * c['loss_vs_off']:+.2f}%"
         cpu = "-" if c["recorder_cpu_s_per_s"] is None else f"{c['recorder_cpu_s_per_s']:.4f}"
         print(f"{name:<10} {c['decode_tps_median']:>22.2f} {spread:>16} {loss:>8} {cpu:>9}")
-    ten = next(c for c in res["conditions"] if c["hz"] == 10.0)
-    verdict = "met" if ten["loss_vs_off"] < 0.01 else "NOT met"
-    print(f"target: < 1% decode loss at 10 Hz: {verdict}")
+    for hz, goal in ((10.0, 0.003), (50.0, 0.01)):  # issue 24's goals
+        c = next(c for c in res["conditions"] if c["hz"] == hz)
+        verdict = "met" if c["loss_vs_off"] < goal else "NOT met"
+        print(f"target: < {100 * goal:g}% decode loss at {hz:g} Hz: {verdict}")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,27 @@ def test_why_nvml_gave_no_figure(store: Store) -> None:
     }
 
 
+def test_no_process_listed_falls_back_to_the_devices_used_memory_delta(store: Store) -> None:
+    """A VM or PID namespace: NVML never listed the worker. The devices' used memory (two
+    GPUs, summed per tick) at its peak inside the requests, less before the load."""
+    from edgeprof.analysis.summary import DELTA_NOTE
+
+    run_id = add_run(store, device_row("gpu-vm"))
+    store.insert_sensors(_nvml_sensors(run_id, 2, "NVIDIA H200: power", "gpu_mem_used_bytes"))
+    used = [(10 * MS, 0.5 * GIB, 0.25 * GIB),  # before the load
+            (1100 * MS, 3.5 * GIB, 1.25 * GIB),  # during the requests: +4 GiB
+            (2200 * MS, 2.5 * GIB, 0.25 * GIB),
+            (5000 * MS, 9 * GIB, 0.25 * GIB)]  # after the last request: not counted  # fmt: skip
+    store.insert_samples([(run_id, t, f"nvml:gpu{i}", "gpu_mem_used_bytes", v)
+                          for t, *vs in used for i, v in enumerate(vs)])  # fmt: skip
+    s = summarize_run(store, run_id)
+    assert s.peak_gpu_mem_bytes == 4 * GIB and s.gpu_mem_note == DELTA_NOTE
+    # the worker's own figure, where NVML lists it, wins over the delta
+    store.insert_samples([(run_id, 1100 * MS, "nvml:gpu0", "gpu_mem_bytes", 2.0 * GIB)])
+    s = summarize_run(store, run_id)
+    assert s.peak_gpu_mem_bytes == 2 * GIB and s.gpu_mem_note is None
+
+
 def test_provenance_is_the_backends_with_the_environment(store: Store) -> None:
     llama = {"runtime": "llama.cpp", "build_features": ["AVX2", "FMA"], "n_layer": 30,
              "gpu_layers_offloaded": 31, "system_info": "CPU : AVX2 = 1 | FMA = 1 |"}  # fmt: skip

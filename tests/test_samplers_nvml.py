@@ -231,3 +231,34 @@ def test_several_gpus_each_report_their_share_and_the_summary_adds_them(tmp_path
         # summed per tick: 3 + 1, then 3 + 2 GiB
         assert peak_gpu_mem_bytes(store, run_id) == 5 * GIB
     assert lib.inits == 0
+
+
+WORKER = ME + 2
+
+
+def test_the_model_workers_pid_is_read_not_the_profilers() -> None:
+    lib = FakeNvml()
+    lib.compute[0] = [process(ME, 5 * GIB), process(WORKER, 2 * GIB)]
+    worker = NvmlSampler(lib, 0, WORKER)
+    here = NvmlSampler(lib, 0)
+    assert f"pid {WORKER} in the compute/graphics" in worker.detail
+    assert _own(worker) == [float(2 * GIB)]
+    assert _own(here) == [float(5 * GIB)]
+
+
+def test_probe_says_how_a_runs_gpu_memory_will_be_read() -> None:
+    from edgeprof.samplers.nvml import gpu_memory_method
+
+    lib = FakeNvml()
+    # nothing listed now: either way, said as such
+    assert "if they never list it (a VM, a PID namespace)" in gpu_memory_method(lib, 0)
+    lib.compute[0] = [process(ME, GIB)]  # a pid this system sees: the lists work here
+    assert gpu_memory_method(lib, 0) == "the worker's pid in NVML's process lists"
+    lib.compute[0] = [process(2**22 + 12345, GIB)]  # above pid_max: another namespace's
+    assert gpu_memory_method(lib, 0) == (
+        "the device's used-memory delta around the load (NVML lists pids of another PID namespace)"
+    )
+    lib.lists_error = "Not Supported"
+    assert gpu_memory_method(lib, 0).endswith("(the process lists cannot be read)")
+    (result,) = NvmlSampler.probe_with(lambda: lib)
+    assert "a run's GPU memory: the device's used-memory delta around the load" in result.reason

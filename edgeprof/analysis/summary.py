@@ -329,7 +329,9 @@ def _provenance(run: RunRow, params: dict[str, Any]) -> dict[str, Any]:
 
 
 UNIFIED_NOTE = "unified: in RSS"
+DELTA_NOTE = "device used-memory delta since before the load (NVML listed no processes)"
 GPU_MEM_METRIC = "gpu_mem_bytes"
+GPU_USED_METRIC = "gpu_mem_used_bytes"
 EDGE_NS = 10_000_000  # a request's edge readings are taken within this of its start and end
 
 
@@ -360,6 +362,9 @@ def gpu_memory(
         return peak, None
     if unified_memory(device):
         return None, UNIFIED_NOTE
+    delta = device_gpu_mem_delta_bytes(store, run["id"], windows)
+    if delta is not None:
+        return delta, DELTA_NOTE
     return None, f"not available: {_no_gpu_mem_reason(store.sensors(run['id']))}"
 
 
@@ -385,6 +390,29 @@ def peak_gpu_mem_bytes(
         for t in times[bisect_left(times, start - EDGE_NS) : bisect_right(times, end + EDGE_NS)]
     ]
     return int(max(inside)) if inside else None
+
+
+def device_gpu_mem_delta_bytes(
+    store: Store, run_id: str, windows: Sequence[tuple[int, int]] = ()
+) -> int | None:
+    """Where NVML's process lists never held the model's process (a VM, a container's PID
+    namespace): the devices' used memory at its peak inside `windows`, less what it was at the
+    run's first tick, before the model loaded. Summed over GPUs per tick; other processes'
+    allocations in between count too, hence its label (`DELTA_NOTE`)."""
+    totals: dict[int, float] = {}
+    for row in store.samples(run_id, metrics=[GPU_USED_METRIC]):
+        if str(row["sensor"]).startswith("nvml:"):
+            totals[row["t_ns"]] = totals.get(row["t_ns"], 0.0) + row["value"]
+    if len(totals) < 2:
+        return None
+    times = sorted(totals)
+    before = totals[times[0]]
+    inside = [
+        totals[t]
+        for start, end in windows or [(times[0], times[-1])]
+        for t in times[bisect_left(times, start - EDGE_NS) : bisect_right(times, end + EDGE_NS)]
+    ]
+    return int(max(0.0, max(inside) - before)) if inside else None
 
 
 def _no_gpu_mem_reason(sensors: list[SensorRow]) -> str:
@@ -430,7 +458,8 @@ def gpu_mem_notes(summaries: list[RunSummary]) -> list[str]:
     "peak GPU MiB: unified: in RSS (run 3F9KQ2ZX); not available: no NVML (runs ...)"."""
     by_note: dict[str, list[str]] = {}
     for s in summaries:
-        if s.peak_gpu_mem_bytes is None and s.gpu_mem_note and not s.is_remote:
+        labelled = s.peak_gpu_mem_bytes is None or s.gpu_mem_note == DELTA_NOTE
+        if labelled and s.gpu_mem_note and not s.is_remote:
             by_note.setdefault(s.gpu_mem_note, []).append(s.run_id[-8:])
     if not by_note:
         return []

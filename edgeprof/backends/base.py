@@ -103,6 +103,12 @@ class Backend(ABC):
     name: ClassVar[str]
     kind: ClassVar[TargetKind] = "device"
     Settings: ClassVar[type[Any]] = NoSettings
+    # Run in a worker process of its own (edgeprof.measure.isolation): a crash of the native
+    # code becomes a failed run, not a dead profiler, and memory is the model's alone. The
+    # worker imports `native_modules` first, before numpy; `engine` names it in messages.
+    isolated: ClassVar[bool] = False
+    native_modules: ClassVar[tuple[str, ...]] = ()
+    engine: ClassVar[str] = ""
 
     def __init__(self, options: BackendOptions, settings: Any = None) -> None:
         self.options = options

@@ -36,12 +36,30 @@ if TYPE_CHECKING:
 def import_llama_cpp() -> Any:
     try:
         import llama_cpp
-    except ImportError as e:  # pragma: no cover - depends on the install
+    except ImportError as e:
+        raise ModelLoadError(import_failure("llama_cpp", "llama-cpp-python", e)) from e
+    except (OSError, RuntimeError) as e:  # libllama itself would not load (a missing .so)
         raise ModelLoadError(
-            "llama-cpp-python is not installed; run `pip install llama-cpp-python` "
-            "(it compiles llama.cpp, about 10 minutes on 2 cores)"
+            f"llama-cpp-python is installed but its native library would not load ({e}); "
+            "reinstall it (`pip install --force-reinstall --no-cache-dir llama-cpp-python`)"
         ) from e
     return llama_cpp
+
+
+def import_failure(module: str, package: str, e: ImportError) -> str:
+    """What an ImportError of a backend's library means: the package itself missing, or
+    something it needs (llama-cpp-python without `diskcache`), named with its fix."""
+    if e.name == module or (e.name is None and f"'{module}'" in str(e)):
+        return (
+            f"{package} is not installed; run `pip install {package}`"
+            + (" (it compiles llama.cpp, about 10 minutes on 2 cores)" if module == "llama_cpp"
+               else "")
+        )  # fmt: skip
+    missing = f"`pip install {e.name}`, or reinstall {package} with its dependencies"
+    return (
+        f"{package} is installed but could not be imported: {e}; "
+        f"{missing if e.name else f'reinstall {package}'}"
+    )
 
 
 SPLIT_MODES = ("none", "layer", "row")  # llama_cpp.LLAMA_SPLIT_MODE_<NAME>
@@ -108,6 +126,9 @@ def _gpu_layers(value: int | str) -> int | str:
 class LlamaCppBackend(Backend):
     name: ClassVar[str] = "llamacpp"
     Settings: ClassVar[type[LlamaCppSettings]] = LlamaCppSettings
+    isolated: ClassVar[bool] = True
+    native_modules: ClassVar[tuple[str, ...]] = ("llama_cpp",)
+    engine: ClassVar[str] = "llama.cpp"
 
     def __init__(self, options: BackendOptions, settings: LlamaCppSettings | None = None) -> None:
         super().__init__(options, settings)

@@ -130,6 +130,9 @@ def _layer_key(name: str) -> tuple[int, str]:
 class OnnxBackend(Backend):
     name: ClassVar[str] = "onnx"
     Settings: ClassVar[type[OnnxSettings]] = OnnxSettings
+    isolated: ClassVar[bool] = True
+    native_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
+    engine: ClassVar[str] = "ONNX Runtime"
 
     def __init__(self, options: BackendOptions, settings: OnnxSettings | None = None) -> None:
         super().__init__(options, settings)

@@ -47,11 +47,14 @@ def probe_command(
     from edgeprof.backends.llama_build import describe, library_info
 
     llama_cpp = library_info()  # GPU offload, build features and ggml devices
+    from edgeprof.measure.isolation import model_process_note
+
     if as_json:
         found = {"device": device, "power_sources": sources, "onnxruntime": onnxruntime}
         found["llama_cpp"] = llama_cpp
         found["context_sensors"] = context
         found["power_setup"] = setup
+        found["model_process"] = model_process_note()
         out.print_json(json.dumps(found, default=str))
         return
     from rich.table import Table
@@ -78,6 +81,8 @@ def probe_command(
     out.print("[bold]llama.cpp[/bold]")
     for line in describe(llama_cpp):
         out.print(f"  {line}", highlight=False)
+    out.print("[bold]model process[/bold]")
+    out.print(f"  {model_process_note()}", highlight=False)
     from edgeprof.plugins import failures
 
     for plugin, why in failures.items():

@@ -136,6 +136,13 @@ def run_command(
         None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
     ),
     raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
+    in_process: bool = typer.Option(
+        False,
+        "--in-process",
+        help="Run llama.cpp or ONNX Runtime in this process, not in a worker process of its "
+        "own: for debugging (a crash of the model then ends edgeprof too; its memory is "
+        "counted with edgeprof's). EDGEPROF_IN_PROCESS=1 does the same for every command.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Profile a model on this device (or a cloud endpoint) into the profile database."""
@@ -187,7 +194,7 @@ def run_command(
             label=label, tdp_w=tdp_w, sensors=_split(sensors), idle_seconds=idle_seconds,
             keep_cache=keep_cache, seed=seed, concurrency=n, settings=settings,
             system_prompt=system, duration_s=duration_s, target_ci=ci,
-            max_repetitions=max_repetitions, notes=notes,
+            max_repetitions=max_repetitions, notes=notes, in_process=in_process,
         )
         for n in levels
     ]  # fmt: skip

@@ -188,7 +188,8 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     step(StepEvent("probe", "done", detail=probe.summary()))
     db_path = Path(config.db or default_db_path())
     notes = list(probe.notes)
-    runs = profile_devices(config, probe, db_path, step, notes)
+    crashed: list[str] = []
+    runs = profile_devices(config, probe, db_path, step, notes, crashed)
     live = profile_clouds(config, clouds, db_path, step) if config.base_url else []
     step(StepEvent("compare", "start"))
     with Store(db_path) as store:
@@ -232,6 +233,8 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         suite=Path(config.prompts).name if config.prompts else "bundled default",
         degenerate=degenerate,
     )
+    if crashed:  # a target that could not be measured is part of the answer
+        paragraph = f"{paragraph} Not compared: {'; '.join(crashed)}; see the notes."
     step(StepEvent("compare", "done"))
     return Decision(
         # pass rates first: whether the device does the feature comes before its price

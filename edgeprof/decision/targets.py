@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeprof.decision.compare import Figure
 from edgeprof.decision.config import DecideConfig, StepEvent, StepFn, StepState, TargetRun
-from edgeprof.errors import EdgeprofError
+from edgeprof.errors import EdgeprofError, WorkerCrashed
 from edgeprof.measure.options import MeasureOptions
 from edgeprof.samplers.estimate import assumption_of
 
@@ -122,10 +122,17 @@ class Probe:
 
 
 def profile_devices(
-    config: DecideConfig, probe: Probe, db_path: Path, step: StepFn, notes: list[str]
+    config: DecideConfig,
+    probe: Probe,
+    db_path: Path,
+    step: StepFn,
+    notes: list[str],
+    crashed: list[str] | None = None,
 ) -> list[TargetRun]:
     """llama.cpp on the GGUF, and ONNX Runtime on its int4 export unless `onnx` is off or the
-    export cannot be made (then a note says why)."""
+    export cannot be made (then a note says why). A target whose worker crashed is left out,
+    named in `crashed` (for the verdict) and in `notes` (with its failed run's reason)."""
+    crashed = [] if crashed is None else crashed
     from edgeprof.measure.workload import load_suite, suite_sha256
     from edgeprof.models.files import resolve_model, sha256_file
     from edgeprof.models.gguf_header import file_quant
@@ -135,15 +142,19 @@ def profile_devices(
     sha = sha256_file(gguf)
     quant = file_quant(gguf)
     label = prompt_label_for(gguf, config)
-    runs = [
-        profile_or_reuse(
-            TargetSpec(LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
-                       config.model, sha, quant, suite, concurrency=n, prompt_label=label),
+    runs = []
+    for n in config.concurrency:
+        spec = TargetSpec(LLAMACPP_TARGET if n == 1 else f"{LLAMACPP_TARGET} ×{n}", "llamacpp",
+                          config.model, sha, quant, suite, concurrency=n,
+                          prompt_label=label)  # fmt: skip
+        try:
             # each sequence of a batch gets the context one request alone has
-            replace(config, ctx=config.ctx * n), probe, db_path, step, fresh=config.fresh,
-        )
-        for n in config.concurrency
-    ]  # fmt: skip
+            options = replace(config, ctx=config.ctx * n)
+            runs.append(profile_or_reuse(spec, options, probe, db_path, step, fresh=config.fresh))
+        except WorkerCrashed as e:  # a failed run: the other targets are still measured
+            crashed.append(f"{spec.name} crashed ({e.signal_name or 'exited'}, {e.phase})")
+            notes.append(f"{spec.name} left out: {e}")
+            step(_event(spec.name, "skipped", detail=str(e)))
     if not config.onnx:
         return runs
     export = _export(gguf, config, step, notes)
@@ -155,6 +166,8 @@ def profile_devices(
         )
         runs.append(profile_or_reuse(spec, config, probe, db_path, step, fresh=config.fresh))
     except EdgeprofError as e:  # the export loads but will not run here: llama.cpp still does
+        if isinstance(e, WorkerCrashed):
+            crashed.append(f"{ONNX_TARGET} crashed ({e.signal_name or 'exited'}, {e.phase})")
         notes.append(f"{ONNX_TARGET} skipped: {e}")
         step(_event(ONNX_TARGET, "skipped", detail=str(e)))
     return runs

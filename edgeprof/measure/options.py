@@ -31,6 +31,10 @@ class MeasureOptions:
         """The device backends' prompt settings, as `run --chat-template/--raw` gives them."""
         return {"chat_template": self.chat_template, "raw": self.raw}
 
+    # Device backends in the profiler's own process, not their worker (measure.isolation): for
+    # debugging; a crash of the model then ends the profiler too. EDGEPROF_IN_PROCESS=1 also.
+    in_process: bool = False
+
     def measure_options(self) -> dict[str, Any]:
         """These options alone, as keywords for another config (a subclass's own fields left
         out): `RunConfig(backend=..., **decide_config.measure_options())`."""

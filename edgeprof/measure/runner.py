@@ -22,10 +22,11 @@ from edgeprof.analysis.energy import net_energy_j, shared_energy_j, window_energ
 from edgeprof.analysis.metrics import request_metrics
 from edgeprof.backends import Backend, BackendOptions, Generation, Request, create_backend
 from edgeprof.backends.settings import settings_dict
-from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError
+from edgeprof.errors import EdgeprofError, ProfileDBError, UsageError, WorkerCrashed
 from edgeprof.grading.grade_runs import grade_rules, suite_has_expectations
 from edgeprof.grading.records import save_expectations
 from edgeprof.measure.device import environment, fingerprint
+from edgeprof.measure.isolation import WorkerBackend, isolate, worker_pid
 from edgeprof.measure.options import MeasureOptions
 from edgeprof.measure.passes import Passes, schedule
 from edgeprof.measure.workload import Prompt, load_suite, suite_sha256, with_system_prompt
@@ -196,20 +197,16 @@ def _profile(config: RunConfig, on_progress: OnProgress | None) -> str:
     backend = create_backend(config.backend, config.backend_options())
     backend.check()
     batch_params = _check_concurrency(config, backend, prompts)
-    env = SensorEnv.from_environ(tdp_w=config.tdp_w)
-    samplers = discover(env, config.sensors)
+    backend, env, samplers = _start(config, backend)
     notify = on_progress or (lambda _p: None)
 
     db_path = Path(config.db or default_db_path())
-    store = Store(db_path)
-    device_id = _record_device(store, env, backend)
-    _record_prompts(store, prompts)
     t0_ns = time.perf_counter_ns()
-    run_id = _insert_run(store, config, backend, prompts, device_id, samplers, t0_ns)
-    if batch_params:
-        store.update_run(run_id, {"params": {**store.runs([run_id])[0]["params"], **batch_params}})
+    with _closing_on_error(backend):
+        store = Store(db_path)
+        run_id = _open_run(store, config, backend, env, prompts, samplers, t0_ns, batch_params)
     notify(Progress("start", row={"run_id": run_id, "db": str(db_path)}))
-    recorder = Recorder(samplers, db_path, run_id, t0_ns, hz=config.hz)
+    recorder = _recorder(backend, samplers, db_path, run_id, t0_ns, config.hz)
     status, error = "failed", None
     run_fields: dict[str, Any] = {}
     recorder.start()
@@ -225,6 +222,9 @@ def _profile(config: RunConfig, on_progress: OnProgress | None) -> str:
             "failed",
             str(e) if isinstance(e, EdgeprofError) else f"{type(e).__name__}: {e}",
         )
+        if isinstance(e, WorkerCrashed):
+            run_fields.update(_crash_fields(e, db_path, run_id))
+            error = str(e)
         raise
     finally:
         # The run's status must land whatever else fails here (a second Ctrl-C, a backend
@@ -249,6 +249,74 @@ def _profile(config: RunConfig, on_progress: OnProgress | None) -> str:
             if not raising and (problem or status == "failed"):
                 raise problem or ProfileDBError(str(error))
     return run_id
+
+
+def _recorder(
+    backend: Backend, samplers: list[Sampler], db_path: Path, run_id: str, t0_ns: int, hz: float
+) -> Recorder:
+    recorder = Recorder(samplers, db_path, run_id, t0_ns, hz=hz)
+    if isinstance(backend, WorkerBackend):  # a SIGKILL's message says how much it held
+        backend.peak_rss_bytes = lambda: recorder.peak("rss_bytes")
+    return recorder
+
+
+def _open_run(
+    store: Store,
+    config: RunConfig,
+    backend: Backend,
+    env: SensorEnv,
+    prompts: list[Prompt],
+    samplers: list[Sampler],
+    t0_ns: int,
+    batch_params: dict[str, Any],
+) -> str:
+    """The device, the prompts and the run's row (status `running`); returns the run id."""
+    device_id = _record_device(store, env, backend)
+    _record_prompts(store, prompts)
+    run_id = _insert_run(store, config, backend, prompts, device_id, samplers, t0_ns)
+    if batch_params:
+        params = {**store.runs([run_id])[0]["params"], **batch_params}
+        store.update_run(run_id, {"params": params})
+    return run_id
+
+
+def _start(config: RunConfig, backend: Backend) -> tuple[Backend, SensorEnv, list[Sampler]]:
+    """The backend in its worker (started now, so the samplers measure the worker's pid), and
+    the run's samplers; the worker is stopped again if the samplers cannot be had."""
+    backend = isolate(backend, config.in_process)
+    with _closing_on_error(backend):
+        if isinstance(backend, WorkerBackend):
+            backend.start()
+        env = SensorEnv.from_environ(tdp_w=config.tdp_w, pid=worker_pid(backend))
+        return backend, env, discover(env, config.sensors)
+
+
+@contextlib.contextmanager
+def _closing_on_error(backend: Backend) -> Iterator[None]:
+    """Before the run's own try: a failure closes the backend (stops its worker) on its way."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            backend.close()
+        raise
+
+
+def _crash_fields(e: WorkerCrashed, db_path: Path, run_id: str) -> dict[str, Any]:
+    """The crashed worker's trace and log for the run's row; their files move beside the
+    database (`<db folder>/crashes/<run id>/`), out of the temporary folder."""
+    import shutil
+
+    files = e.files
+    if files:
+        dest = db_path.parent / "crashes" / run_id
+        with contextlib.suppress(OSError):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(files, dest)
+            files = str(dest)
+        # the one line the user sees, here and in `report`, says where to look
+        e.args = (f"{e.args[0]}; its trace and last log lines are in {files}",)
+    return {"worker_trace": e.trace or None, "worker_log": e.log or None, "worker_files": files}
 
 
 def _check_concurrency(

@@ -6,12 +6,14 @@ updated every 20-100 ms, reset by a driver reload) where supported; otherwise fr
 polling (nvmlDeviceGetPowerUsage, mW, a 1 s average on Ampere and newer). Power, memory in use
 and utilization are recorded either way.
 
-`gpu_mem_bytes` is this process's own GPU memory on the device: its entry (pid ==
-os.getpid()) in the compute and graphics process lists, `usedGpuMemory` bytes, read only while
-the process is listed there; the summary adds the devices up at each tick. Some drivers
-(Windows WDDM, some vGPU and container setups) report no per-process figure
-(NVML_VALUE_NOT_AVAILABLE, which nvidia-ml-py turns into None): then the metric is dropped and
-the sensor's detail says why, rather than recording a 0 that would read as "no GPU memory".
+`gpu_mem_bytes` is the model's process's own GPU memory on the device (the backend's worker,
+`SensorEnv.pid`, or this process): its entry in the compute and graphics process lists,
+`usedGpuMemory` bytes, read only while the process is listed there; the summary adds the
+devices up at each tick. Some drivers (Windows WDDM, some vGPU and container setups) report no
+per-process figure (NVML_VALUE_NOT_AVAILABLE, which nvidia-ml-py turns into None): then the
+metric is dropped and the sensor's detail says why, rather than recording a 0 that would read
+as "no GPU memory". Where the lists never hold the worker (a VM, a PID namespace), the summary
+falls back to the devices' used-memory delta around the load (`gpu_mem_used_bytes`).
 """
 
 from __future__ import annotations
@@ -100,10 +102,31 @@ def process_memory_problem(lib: Any, handle: Any) -> str:
     return ""
 
 
+def gpu_memory_method(lib: Any, handle: Any) -> str:
+    """Which way a run will get the model's GPU memory, for `probe` and the sensor's detail.
+
+    NVML's process lists hold host pids: in a VM or a container's PID namespace they list
+    processes this system cannot see, or none at all, and the worker is never found. Then the
+    summary takes the device's used memory at its peak less what it was before the load."""
+    delta = "the device's used-memory delta around the load"
+    try:
+        pids = [e.pid for name in PROCESS_LISTS for e in getattr(lib, name)(handle)]
+    except lib.NVMLError:
+        return delta + " (the process lists cannot be read)"
+    if not pids:
+        return (
+            "the worker's pid in NVML's process lists; if they never list it (a VM, a PID "
+            f"namespace), {delta}"
+        )
+    if not any(os.path.exists(f"/proc/{pid}") for pid in pids) and os.path.isdir("/proc"):
+        return f"{delta} (NVML lists pids of another PID namespace)"
+    return "the worker's pid in NVML's process lists"
+
+
 class NvmlSampler(Sampler):
     source: ClassVar[str] = "nvml"
 
-    def __init__(self, lib: Any, index: int) -> None:
+    def __init__(self, lib: Any, index: int, pid: int | None = None) -> None:
         lib.nvmlInit()  # NVML counts inits; close() undoes this one
         self._lib = lib
         self._handle = lib.nvmlDeviceGetHandleByIndex(index)
@@ -115,11 +138,13 @@ class NvmlSampler(Sampler):
             if self._counter
             else "power polling (mW; counter not supported on this GPU)"
         )
-        self._pid = os.getpid()
+        # the process that runs the model: the backend's worker (SensorEnv.pid), or this one
+        self._pid = pid or os.getpid()
         problem = process_memory_problem(lib, self._handle)
         self._process_mem = not problem
         mem = (
-            f"this process's GPU memory: pid {self._pid} in the compute/graphics process lists"
+            f"this process's GPU memory: pid {self._pid} in the compute/graphics process lists, "
+            f"else {gpu_memory_method(lib, self._handle).split('; if they never list it')[0]}"
             if not problem
             else f"this process's GPU memory not available: {problem}"
         )
@@ -151,12 +176,12 @@ class NvmlSampler(Sampler):
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
-        return cls.discover_with(load_nvml)
+        return cls.discover_with(load_nvml, env.pid)
 
     @classmethod
-    def discover_with(cls, lib_loader: Any) -> list[Sampler]:
+    def discover_with(cls, lib_loader: Any, pid: int | None = None) -> list[Sampler]:
         lib, count, _ = cls._init(lib_loader)
-        return [cls(lib, i) for i in range(count)] if lib else []
+        return [cls(lib, i, pid) for i in range(count)] if lib else []
 
     @classmethod
     def probe(cls, env: SensorEnv) -> list[ProbeResult]:
@@ -173,7 +198,9 @@ class NvmlSampler(Sampler):
         out = []
         for i in range(count):
             s = cls(lib, i)
-            out.append(ProbeResult(cls.source, s.sensor, True, s.domain, reason=s.detail))
+            method = gpu_memory_method(lib, s._handle)
+            detail = f"{s.detail.split('; this process')[0]}; a run's GPU memory: {method}"
+            out.append(ProbeResult(cls.source, s.sensor, True, s.domain, reason=detail))
             s.close()
         return out
 

@@ -63,6 +63,9 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "pid": ("Process id that wrote the run (to tell a killed run from a live one)", ""),
             "host_id": ("Hash of the host that wrote the run (never the host name)", ""),
             "heartbeat_unix_s": ("Last sign of life from the run's writer, Unix time", "second"),
+            "worker_trace": ("The crashed model worker's faulthandler trace", ""),
+            "worker_log": ("The last lines the crashed model worker wrote to stderr", ""),
+            "worker_files": ("Folder holding the crashed worker's trace and log files", ""),
         },
     ),
     "prompts": (

@@ -380,6 +380,17 @@ def m008_grades(db: sqlite_utils.Database) -> None:
     db.table("expectations").create_index(["prompt_id"], if_not_exists=True)
 
 
+@migration
+def m009_worker_crash(db: sqlite_utils.Database) -> None:
+    """runs.worker_trace, worker_log, worker_files: when the model's worker process died (a
+    signal, an unexpected exit), its faulthandler trace, the tail of its stderr (the C side's
+    last log lines) and the folder that keeps both as files."""
+    runs = db.table("runs")
+    for name in ("worker_trace", "worker_log", "worker_files"):
+        if name not in runs.columns_dict:
+            runs.add_column(name, str)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

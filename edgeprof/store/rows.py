@@ -37,6 +37,10 @@ class RunRow(TypedDict):
     pid: int | None
     host_id: str | None
     heartbeat_unix_s: float | None
+    # a crashed model worker's faulthandler trace, stderr tail and their folder (m009)
+    worker_trace: str | None
+    worker_log: str | None
+    worker_files: str | None
 
 
 class RequestRow(TypedDict):
