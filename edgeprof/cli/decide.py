@@ -87,6 +87,20 @@ def decide_command(
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", help="The environment variable holding the endpoint's key."
     ),
+    device_target: list[str] | None = typer.Option(
+        None,
+        "--device-target",
+        metavar="BACKEND:MODEL[@URL]",
+        help="A model server on this machine profiled as a device target (repeatable): "
+        "ollama:llama3.2:1b (Ollama at 127.0.0.1:11434), openai:MODEL@http://127.0.0.1:PORT/v1 "
+        "(llama-server, LM Studio, vLLM; default 127.0.0.1:8080). Without --model it stands "
+        "instead of llama.cpp and ONNX Runtime, with --model beside them.",
+    ),
+    on_device: bool = typer.Option(
+        False,
+        "--on-device",
+        help="The --device-target servers run on this machine though their URL is not loopback.",
+    ),
     max_ttft_s: float | None = typer.Option(
         None,
         "--max-ttft-s",
@@ -135,7 +149,8 @@ def decide_command(
     ),
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
-    Runtime here, prices cloud models at the measured token counts, and says which wins."""
+    Runtime here (or a local server: --device-target), prices cloud models at the measured
+    token counts, and says which wins."""
     from edgeprof.cli.run import parse_levels
     from edgeprof.decision.orchestrate import DecideConfig, decide
     from edgeprof.quality.floor import QualityFloor
@@ -153,7 +168,8 @@ def decide_command(
         fresh=fresh, db=db, max_tokens=max_tokens, repetitions=repetitions, warmup=warmup,
         threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
-        tdp_w=tdp_w, idle_seconds=idle_seconds,
+        tdp_w=tdp_w, idle_seconds=idle_seconds, device_targets=device_target or (),
+        on_device=on_device,
     )  # fmt: skip
     steps = _Steps()
     try:

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -175,7 +175,8 @@ def profile(config: RunConfig, on_progress: OnProgress | None = None) -> str:
     backend = create_backend(config.backend, config.backend_options())
     backend.check()
     batch_params = _check_concurrency(config, backend, prompts)
-    env = SensorEnv.from_environ(tdp_w=config.tdp_w)
+    # a local server's processes (found by check()) are what the process sampler measures
+    env = replace(SensorEnv.from_environ(tdp_w=config.tdp_w), measured_pids=backend.measured_pids())
     samplers = discover(env, config.sensors)
     notify = on_progress or (lambda _p: None)
 
@@ -620,6 +621,7 @@ class _Recorder:
             "attempts": g.attempts,
             "retry_wait_s": g.retry_wait_s,
             "ttft_final_attempt_s": _ttft_final_attempt_s(m, metrics.ttft_s),
+            **(g.server_timings.row() if g.server_timings is not None else {}),
         }
         self.store.insert_request(row)
         self.seq += 1

@@ -31,6 +31,9 @@ class SensorEnv:
     sys_root: Path = Path("/")
     bin_path: str | None = None  # None: the process's PATH
     tdp_w: float | None = None  # the estimator's assumption, when the user gives one
+    # The processes whose memory and CPU are the target's (a local server's, found by its
+    # backend: `Backend.measured_pids`), their children included; empty: this process.
+    measured_pids: tuple[int, ...] = ()
 
     @classmethod
     def from_environ(cls, tdp_w: float | None = None) -> SensorEnv:

@@ -16,6 +16,7 @@ from typing import ClassVar
 import psutil
 
 from edgeprof.samplers.base import CpuLoad, Reading, Sampler, SensorEnv
+from edgeprof.samplers.proctree import ProcessTree
 
 SYS_MEM_EVERY_S = 1.0
 
@@ -23,12 +24,18 @@ SYS_MEM_EVERY_S = 1.0
 class ProcessSampler(Sampler):
     source: ClassVar[str] = "process"
 
-    def __init__(self) -> None:
+    def __init__(self, pids: tuple[int, ...] = ()) -> None:
+        # Another process's (a local server's): its tree through psutil, named in the detail.
+        self._tree = ProcessTree(pids) if pids else None
         super().__init__(
             sensor="process",
             domain="process",
             method="measured",
-            detail=f"pid {os.getpid()}: /proc/self/statm, os.times(), psutil",
+            detail=(
+                f"{self._tree.describe()} and their children: psutil"
+                if self._tree is not None
+                else f"pid {os.getpid()}: /proc/self/statm, os.times(), psutil"
+            ),
             metrics=("rss_bytes", "cpu_percent", "sys_mem_used_bytes", "sys_cpu_percent"),
         )
         self._statm = Path("/proc/self/statm")
@@ -42,20 +49,25 @@ class ProcessSampler(Sampler):
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
-        return [cls()]
+        return [cls(env.measured_pids)]
 
-    @staticmethod
-    def _cpu_s() -> float:
+    def _cpu_s(self) -> float:
+        if self._tree is not None:
+            return self._tree.cpu_s
         t = os.times()
         return t.user + t.system
 
     def _rss_bytes(self) -> float:
+        if self._tree is not None:
+            return self._tree.rss_bytes
         try:
             return float(int(self._statm.read_bytes().split()[1]) * self._page_bytes)
         except (OSError, IndexError, ValueError):
             return float(self._proc.memory_info().rss)
 
     def read(self) -> list[Reading]:
+        if self._tree is not None:
+            self._tree.read()
         now = time.perf_counter()
         cpu_s = self._cpu_s()
         dt = now - self._last_wall

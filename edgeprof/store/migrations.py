@@ -333,6 +333,25 @@ def _copy_old_samples(conn: sqlite3.Connection) -> None:
     insert_points_nudging(conn, extra)
 
 
+@migration
+def m008_request_server_timings(db: sqlite_utils.Database) -> None:
+    """A local server's own figures for each request, beside edgeprof's client-side ones:
+    whose they are (`ollama`, `llama-server`), the model load it waited for, and the prompt
+    and output tokens with the seconds it spent on each. NULL where a server reports none."""
+    requests = db.table("requests")
+    columns = {
+        "server_timings_source": str,
+        "server_load_s": float,
+        "server_prompt_tokens": int,
+        "server_prompt_s": float,
+        "server_output_tokens": int,
+        "server_decode_s": float,
+    }
+    for name, kind in columns.items():
+        if name not in requests.columns_dict:
+            requests.add_column(name, kind)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
