@@ -38,8 +38,8 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
 class OllamaServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.bodies: list[dict[str, Any]] = []
         self.loaded = False
         self.lock = threading.Lock()
@@ -147,3 +147,14 @@ def _show() -> dict[str, Any]:
         },
         "model_info": {"general.architecture": "llama", "general.parameter_count": 134515008},
     }
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="the tests' Ollama stand-in, alone")
+    ap.add_argument("--port", type=int, default=11434)
+    args = ap.parse_args()
+    server = OllamaServer(args.port)
+    print(f"serving on {server.base_url}", flush=True)
+    server.serve_forever()

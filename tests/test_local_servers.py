@@ -206,7 +206,7 @@ def test_server_side_figures_beside_edgeprof_s() -> None:
         return {**base, **kw}
 
     rows = [row(), row(decode_tps=70.0, server_decode_s=1.25, ttft_s=0.07),
-            row(warmup=1, server_load_s=2.5),  # a warm-up: not counted
+            row(warmup=1, server_load_s=2.5, decode_tps=1.0),  # a warm-up: only its load
             row(error="broken", decode_tps=1.0)]  # fmt: skip
     s = server_side(rows)
     assert s.source == "ollama" and s.n_requests == 2
@@ -216,7 +216,8 @@ def test_server_side_figures_beside_edgeprof_s() -> None:
     assert s.decode_ratio == pytest.approx(80.0 / 90.0)
     assert s.prefill_ratio == pytest.approx(0.8)
     assert s.ttft_overhead_s == pytest.approx(0.02)  # (0.01 + 0.03) / 2
-    assert s.server_load_s_max == 0.0
+    assert "model load the server reported: 2.50 s" in s.lines()[-1]
+    assert s.server_load_s_max == 2.5  # the warm-up waited for the model to load
     lines = s.lines()
     assert "server 90.0 tok/s, edgeprof 80.0 tok/s (client/server 0.89)" in lines[1]
     none = server_side([row(server_timings_source=None)])
@@ -364,3 +365,73 @@ def test_on_device_and_remote_are_for_http_backends(tmp_path: Path) -> None:
         from edgeprof.backends.local_server import check_on_device_flags
 
         check_on_device_flags(True, True)
+
+
+def test_a_device_target_elsewhere_needs_on_device(tmp_path: Path) -> None:
+    elsewhere = "openai:m@http://192.0.2.1:8000/v1"
+    res = cli("decide", "--requests-per-day", "10", "--device", "rpi5-8gb", "--db",
+              tmp_path / "p.db", "--device-target", elsewhere)  # fmt: skip
+    assert res.exit_code != 0 and "--on-device" in res.stderr
+    bad = cli("decide", "--requests-per-day", "10", "--device", "rpi5-8gb", "--db",
+              tmp_path / "p.db", "--device-target", "llama3")  # fmt: skip
+    assert bad.exit_code != 0 and "BACKEND:MODEL[@URL]" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("ollama:llama3.2:1b", ("ollama", "llama3.2:1b", "http://127.0.0.1:11434")),
+        ("openai:qwen@http://127.0.0.1:1234/v1", ("openai", "qwen", "http://127.0.0.1:1234/v1")),
+        ("openai:m", ("openai", "m", "http://127.0.0.1:8080/v1")),
+    ],
+)
+def test_device_targets_are_parsed(ref: str, expected: tuple[str, str, str]) -> None:
+    from edgeprof.decision.server_targets import parse_server_target
+
+    t = parse_server_target(ref)
+    assert (t.backend, t.model, t.base_url) == expected
+
+
+@pytest.mark.parametrize("ref", ["llama3", "anthropic:claude", "ollama:", "openai:m@ftp://x"])
+def test_bad_device_targets_name_the_format(ref: str) -> None:
+    from edgeprof.decision.server_targets import parse_server_target
+
+    with pytest.raises(UsageError, match="--device-target"):
+        parse_server_target(ref)
+
+
+def test_the_process_sampler_measures_a_server_and_its_children() -> None:
+    """`SensorEnv.measured_pids`: the RSS of a server and of the child it started (as Ollama's
+    runner), summed; not this process's."""
+    import subprocess
+    import sys
+    import time
+
+    from edgeprof.samplers.base import SensorEnv
+    from edgeprof.samplers.process import ProcessSampler
+
+    hold = "b = bytearray({n} * 2**20); import time; time.sleep(60)"
+    code = (f"import subprocess, sys; c = subprocess.Popen([sys.executable, '-c', "
+            f"{hold.format(n=40)!r}]); {hold.format(n=80)}")  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        proc = psutil.Process(server.pid)
+        deadline = time.monotonic() + 20
+        while not (kids := proc.children()) or kids[0].memory_info().rss < 40 * 2**20:
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        while proc.memory_info().rss < 80 * 2**20:
+            time.sleep(0.05)
+        (sampler,) = ProcessSampler.discover(SensorEnv(measured_pids=(server.pid,)))
+        readings = {r.metric: r.value for r in sampler.read()}
+        expected = proc.memory_info().rss + kids[0].memory_info().rss
+        assert readings["rss_bytes"] == pytest.approx(expected, rel=0.05)
+        assert f"pid {server.pid} (" in sampler.detail and "children" in sampler.detail
+        (own,) = ProcessSampler.discover(SensorEnv())
+        mine = {r.metric: r.value for r in own.read()}["rss_bytes"]
+        assert mine == pytest.approx(psutil.Process().memory_info().rss, rel=0.05)
+    finally:
+        for child in psutil.Process(server.pid).children(recursive=True):
+            child.kill()
+        server.kill()
+        server.wait()

@@ -25,7 +25,9 @@ class ServerSide:
     client_decode_tps: float | None = None
     # mean of (client TTFT - the server's prompt time): HTTP, queueing and the client
     ttft_overhead_s: float | None = None
-    server_load_s_max: float | None = None  # the longest model load a request waited for
+    # the longest model load a request waited for, warm-ups included: the first request to a
+    # server that has not loaded the model yet pays for it, and that is usually a warm-up
+    server_load_s_max: float | None = None
 
     @property
     def prefill_ratio(self) -> float | None:
@@ -93,8 +95,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def server_side(rows: Iterable[Mapping[str, Any]]) -> ServerSide:
     """The server's figures and edgeprof's over the same measured, successful requests."""
-    measured = [r for r in rows if not r.get("warmup") and not r.get("error")]
-    timed = [r for r in measured if r.get("server_timings_source")]
+    answered = [r for r in rows if not r.get("error") and r.get("server_timings_source")]
+    timed = [r for r in answered if not r.get("warmup")]
     if not timed:
         return ServerSide(source=None, n_requests=0)
     overheads = [
@@ -102,7 +104,7 @@ def server_side(rows: Iterable[Mapping[str, Any]]) -> ServerSide:
         for r in timed
         if r.get("ttft_s") is not None and r.get("server_prompt_s") is not None
     ]
-    loads = [r["server_load_s"] for r in timed if r.get("server_load_s") is not None]
+    loads = [r["server_load_s"] for r in answered if r.get("server_load_s") is not None]
     return ServerSide(
         source=str(timed[0]["server_timings_source"]),
         n_requests=len(timed),

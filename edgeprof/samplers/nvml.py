@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from edgeprof.errors import SensorError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.proctree import ProcessTree
 from edgeprof.samplers.sysfs import Counter
 
 INSTALL_FIX = "pip install nvidia-ml-py"
@@ -103,7 +104,7 @@ def process_memory_problem(lib: Any, handle: Any) -> str:
 class NvmlSampler(Sampler):
     source: ClassVar[str] = "nvml"
 
-    def __init__(self, lib: Any, index: int) -> None:
+    def __init__(self, lib: Any, index: int, pids: tuple[int, ...] = ()) -> None:
         lib.nvmlInit()  # NVML counts inits; close() undoes this one
         self._lib = lib
         self._handle = lib.nvmlDeviceGetHandleByIndex(index)
@@ -116,10 +117,13 @@ class NvmlSampler(Sampler):
             else "power polling (mW; counter not supported on this GPU)"
         )
         self._pid = os.getpid()
+        # a local server's processes and their children (Ollama's runner holds the model)
+        self._tree = ProcessTree(pids) if pids else None
         problem = process_memory_problem(lib, self._handle)
         self._process_mem = not problem
+        whose = f"pid {self._pid}" if not pids else f"pid {', '.join(map(str, pids))} + children"
         mem = (
-            f"this process's GPU memory: pid {self._pid} in the compute/graphics process lists"
+            f"this process's GPU memory: {whose} in the compute/graphics process lists"
             if not problem
             else f"this process's GPU memory not available: {problem}"
         )
@@ -151,12 +155,12 @@ class NvmlSampler(Sampler):
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
-        return cls.discover_with(load_nvml)
+        return cls.discover_with(load_nvml, env.measured_pids)
 
     @classmethod
-    def discover_with(cls, lib_loader: Any) -> list[Sampler]:
+    def discover_with(cls, lib_loader: Any, pids: tuple[int, ...] = ()) -> list[Sampler]:
         lib, count, _ = cls._init(lib_loader)
-        return [cls(lib, i) for i in range(count)] if lib else []
+        return [cls(lib, i, pids) for i in range(count)] if lib else []
 
     @classmethod
     def probe(cls, env: SensorEnv) -> list[ProbeResult]:
@@ -198,10 +202,13 @@ class NvmlSampler(Sampler):
         the tick, never the power beside it."""
         if not self._process_mem:
             return []
+        pids = self._tree.all_pids() if self._tree is not None else {self._pid}
         try:
-            own = process_gpu_mem_bytes(self._lib, self._handle, self._pid)
+            found = [process_gpu_mem_bytes(self._lib, self._handle, pid) for pid in pids]
         except self._lib.NVMLError:
             return []
+        used = [b for b in found if b is not None]
+        own = sum(used) if used else None
         return [] if own is None else [Reading(self.sensor, "gpu_mem_bytes", float(own))]
 
     def close(self) -> None:

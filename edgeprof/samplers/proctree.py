@@ -38,6 +38,11 @@ class ProcessTree:
                 names.append(f"pid {proc.pid}")
         return ", ".join(names)
 
+    def all_pids(self) -> set[int]:
+        """The processes and their children now (listed again at most once a second)."""
+        self._refresh()
+        return {p.pid for p in self._procs}
+
     def _refresh(self) -> None:
         now = time.monotonic()
         if now - self._listed_at < CHILDREN_EVERY_S:
