@@ -277,7 +277,7 @@ def test_no_ollama_listening_says_how_to_start_it() -> None:
 
     b = create_backend("ollama", BackendOptions(model="m", settings={
         "base_url": f"http://127.0.0.1:{free_port()}", "timeout_s": 2}))  # fmt: skip
-    with pytest.raises(CloudAPIError, match="cannot reach"):
+    with pytest.raises(CloudAPIError, match=r"cannot reach.*`ollama serve`"):
         b.check()
 
 

@@ -55,6 +55,12 @@ class OllamaBackend(CloudBackend):
     def headers(self, key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def check(self) -> None:
+        try:
+            super().check()
+        except CloudAPIError as e:
+            raise CloudAPIError(f"{e}; is Ollama running? start it with `ollama serve`") from None
+
     def decoder(self) -> EventDecoder:
         return NDJSONDecoder()
 
