@@ -58,6 +58,7 @@ class CloudServer(ThreadingHTTPServer):
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.props: dict[str, Any] | None = None  # llama-server's GET /props, when set
         self._thread: threading.Thread | None = None
 
     @property
@@ -122,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path in ("/v1/models", "/models"):
             self._json(200, {"object": "list", "data": [{"id": "canned", "object": "model"}]})
+        elif path == "/props" and self.server.props is not None:
+            self._json(200, self.server.props)
         elif path == "/stats":
             with self.server.lock:
                 stats = {

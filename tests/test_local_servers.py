@@ -312,6 +312,12 @@ def test_cli_run_against_ollama_shows_both_sides(
     assert text.exit_code == 0
     assert "local server, run" in text.stdout and "ollama" in text.stdout.lower()
     assert "decode: server 240.0 tok/s, edgeprof" in text.stdout
+    # `run` itself says it too, after its table (on stderr: stdout is for --json)
+    again = cli("run", "--backend", "ollama", "--base-url", ollama.base_url, "--model",
+                fake.PULLED, "--prompts", prompts, "--repetitions", "1", "--warmup", "0",
+                "--max-tokens", "6", "--idle-seconds", "0", "--db", db)  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    assert "decode: server 240.0 tok/s, edgeprof" in again.stderr
 
 
 def test_a_run_whose_server_cannot_be_identified_still_works(
@@ -435,3 +441,38 @@ def test_the_process_sampler_measures_a_server_and_its_children() -> None:
             child.kill()
         server.kill()
         server.wait()
+
+
+def test_llama_server_names_its_model_file_and_build(
+    cloud_server: CloudServer, tmp_path: Path
+) -> None:
+    """llama-server's /props: the model file it serves (hashed by the runner, as a llamacpp
+    run's, when readable here) and its build as the version."""
+    from dataclasses import replace
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    cloud_server.props = {"model_path": str(gguf), "build_info": "b6500-abc1234"}
+    try:
+        b = create_backend("openai", BackendOptions(model="m", settings={
+            "base_url": cloud_server.base_url}))  # fmt: skip
+        assert isinstance(b, OpenAIBackend)
+        b.check()
+        assert b.server is not None
+        # the stand-in runs in this (python) process: say it is llama-server, as psutil would
+        b.server = replace(b.server, name="llama-server")
+        info = b.load()
+        assert info.path == str(gguf) and info.size_bytes == 64
+        assert info.extra["server_model_path"] == str(gguf)
+        found = b.identify_server()  # the version lookup follows the process's name
+        assert found.version is None  # "python ...": no /props asked
+        cloud_server.props["model_path"] = str(tmp_path / "elsewhere.gguf")  # not readable here
+        info = b.load()
+        assert info.path is None and info.extra["server_model_path"].endswith("elsewhere.gguf")
+        from edgeprof.backends.local_server import server_version
+
+        version, _ = server_version(b.client(), b.server_root(), "llama-server")
+        assert version == "b6500-abc1234"
+        b.close()
+    finally:
+        cloud_server.props = None

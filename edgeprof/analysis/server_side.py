@@ -4,15 +4,18 @@ Ollama and llama-server time each request themselves (prompt evaluation, generat
 times it at the client, over HTTP. Both are means over the run's measured requests, rates
 per request first, as `summary` does for the client's. The ratio client / server says what
 the HTTP path and the client cost: 0.95 means the user sees 95 % of the speed the server
-reports. Pure: request rows in, figures out.
+reports. `server_side` is pure (request rows in, figures out); `local_servers` reads them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeprof.store.db import Store
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,16 @@ def server_side(rows: Iterable[Mapping[str, Any]]) -> ServerSide:
         ttft_overhead_s=_mean(overheads),
         server_load_s_max=max(loads) if loads else None,
     )
+
+
+def local_servers(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each local server's run among `run_ids`: {"process": runs.params["server"] (name, pid,
+    version, or the problem that kept it unknown), "timings": its `ServerSide`}."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in store.runs(list(run_ids)):
+        params = run.get("params") or {}
+        if "server" not in params or run.get("target_kind") != "device":
+            continue
+        run_id = str(run["id"])
+        out[run_id] = {"process": params["server"], "timings": server_side(store.requests(run_id))}
+    return out

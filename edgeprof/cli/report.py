@@ -39,6 +39,7 @@ def report_command(
     ),
 ) -> None:
     """Summarize the runs in a profile database."""
+    from edgeprof.analysis.server_side import local_servers
     from edgeprof.analysis.summary import summarize
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.store import open_store
@@ -64,42 +65,27 @@ def report_command(
             return
         per_request = {s.run_id: store.requests(s.run_id) for s in summaries} if requests else {}
         soaks = _soaks(store, summaries)
-        servers = _servers(store, summaries)
+        servers = local_servers(store, [s.run_id for s in summaries])
     if as_json:
         _print_json(summaries, per_request, soaks, servers)
     else:
         _print_tables(summaries, per_request, soaks)
-        _print_servers(servers)
+        print_servers(servers)
 
 
-def _servers(store: Store, summaries: list[RunSummary]) -> dict[str, dict[str, Any]]:
-    """Each local server's run: the serving process (runs.params["server"]) and the server's
-    own figures beside edgeprof's (`analysis.server_side`)."""
-    from edgeprof.analysis.server_side import server_side
-
-    out: dict[str, dict[str, Any]] = {}
-    for run in store.runs([s.run_id for s in summaries]):
-        params = run.get("params") or {}
-        if "server" not in params or run.get("target_kind") != "device":
-            continue
-        out[str(run["id"])] = {
-            "process": params["server"],
-            "timings": server_side(store.requests(str(run["id"]))),
-        }
-    return out
-
-
-def _print_servers(servers: dict[str, dict[str, Any]]) -> None:
+def print_servers(servers: dict[str, dict[str, Any]], console: Any = out) -> None:
+    """Each local server's process and its figures beside edgeprof's (`run` prints them to
+    stderr, `report` to stdout); a server not identified is a note."""
     for run_id, found in servers.items():
         process = found["process"] or {}
         name = process.get("name") or "an unidentified server"
         version = f" {process['version']}" if process.get("version") else ""
         pid = f", pid {process['pid']}" if process.get("pid") else ""
-        out.print(f"local server, run {run_id[-8:]}: {name}{version}{pid}", highlight=False)
+        console.print(f"local server, run {run_id[-8:]}: {name}{version}{pid}", highlight=False)
         if process.get("problem"):
             err.print(f"note: {process['problem']}", highlight=False)
         for line in found["timings"].lines():
-            out.print(f"  {line}", highlight=False)
+            console.print(f"  {line}", highlight=False)
 
 
 def _print_json(

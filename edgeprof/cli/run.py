@@ -10,6 +10,7 @@ import typer
 
 from edgeprof.backends import backend_names
 from edgeprof.cli.app import app, err, out
+from edgeprof.cli.report import print_servers
 from edgeprof.samplers import sampler_sources
 
 
@@ -140,6 +141,7 @@ def run_command(
     A local server (Ollama: --backend ollama; llama-server, LM Studio, vLLM: --backend openai
     --base-url http://127.0.0.1:PORT/v1) is profiled as a device target: energy attributed,
     the serving process's memory sampled."""
+    from edgeprof.analysis.server_side import local_servers
     from edgeprof.analysis.summary import summarize_run
     from edgeprof.backends import backend_class
     from edgeprof.backends.settings import settings_from_strings
@@ -195,10 +197,12 @@ def run_command(
     run_ids, db_path = _profile_each(configs)
     with open_store(db_path) as store:
         summaries = [summarize_run(store, r) for r in run_ids]
+        servers = local_servers(store, run_ids) if not as_json else {}
     if len(levels) > 1:
         _curve(summaries, plot, as_json)
         return
     _print_run(summaries[0], as_json)
+    print_servers(servers, err)
 
 
 def _placement(backend: str, settings: dict[str, Any], on_device: bool, remote: bool) -> None:
