@@ -312,6 +312,11 @@ def test_cli_run_against_ollama_shows_both_sides(
     assert text.exit_code == 0
     assert "local server, run" in text.stdout and "ollama" in text.stdout.lower()
     assert "decode: server 240.0 tok/s, edgeprof" in text.stdout
+    page = tmp_path / "r.html"
+    assert cli("report", db, "--html", page).exit_code == 0
+    assert (
+        "<h2>Local servers</h2>" in page.read_text() and "decode: server 240.0" in page.read_text()
+    )
     # `run` itself says it too, after its table (on stderr: stdout is for --json)
     again = cli("run", "--backend", "ollama", "--base-url", ollama.base_url, "--model",
                 fake.PULLED, "--prompts", prompts, "--repetitions", "1", "--warmup", "0",

@@ -137,3 +137,12 @@ def local_servers(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, A
         run_id = str(run["id"])
         out[run_id] = {"process": params["server"], "timings": server_side(store.requests(run_id))}
     return out
+
+
+def describe_process(run_id: str, process: Mapping[str, Any] | None) -> str:
+    """ "local server, run 0Q3F2K1A: ollama 0.12.3, pid 4242", as report and the HTML say it."""
+    p = process or {}
+    name = p.get("name") or "an unidentified server"
+    version = f" {p['version']}" if p.get("version") else ""
+    pid = f", pid {p['pid']}" if p.get("pid") else ""
+    return f"local server, run {run_id[-8:]}: {name}{version}{pid}"

@@ -76,12 +76,11 @@ def report_command(
 def print_servers(servers: dict[str, dict[str, Any]], console: Any = out) -> None:
     """Each local server's process and its figures beside edgeprof's (`run` prints them to
     stderr, `report` to stdout); a server not identified is a note."""
+    from edgeprof.analysis.server_side import describe_process
+
     for run_id, found in servers.items():
         process = found["process"] or {}
-        name = process.get("name") or "an unidentified server"
-        version = f" {process['version']}" if process.get("version") else ""
-        pid = f", pid {process['pid']}" if process.get("pid") else ""
-        console.print(f"local server, run {run_id[-8:]}: {name}{version}{pid}", highlight=False)
+        console.print(describe_process(run_id, process), highlight=False)
         if process.get("problem"):
             err.print(f"note: {process['problem']}", highlight=False)
         for line in found["timings"].lines():
