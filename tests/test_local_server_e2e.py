@@ -27,9 +27,7 @@ def _server_process(base_url: str) -> psutil.Process:
     raise AssertionError(f"no llama_cpp.server on port {port}")
 
 
-def test_run_against_the_loopback_server_is_a_device_run(
-    llama_server: str, tmp_path: Path
-) -> None:
+def test_run_against_the_loopback_server_is_a_device_run(llama_server: str, tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     prompts = write_prompts(tmp_path / "two.jsonl", ["Name a colour.", "Count to three."])
     done = cli("run", "--backend", "openai", "--base-url", llama_server + "/v1", "--model",
@@ -67,7 +65,7 @@ def test_decide_with_the_server_as_the_device_side(llama_server: str, tmp_path: 
               "--device-target", target, "--cloud", "openai:gpt-4o-mini", "--json")  # fmt: skip
     assert res.exit_code == 0, res.stderr
     d: dict[str, Any] = json.loads(res.stdout)
-    name = f"openai smollm2 at {llama_server}/v1"
+    name = f"python -m llama_cpp.server smollm2 at {llama_server}/v1"  # the server, named
     assert [r["target"] for r in d["runs"]] == [name]  # instead of llama.cpp: no --model
     (device,) = d["comparison"]["devices"]
     assert device["run_id"] == d["runs"][0]["run_id"]
@@ -75,4 +73,3 @@ def test_decide_with_the_server_as_the_device_side(llama_server: str, tmp_path: 
     with Store(tmp_path / "p.db") as store:
         (run,) = store.runs()
     assert run["target_kind"] == "device" and run["backend"] == "openai"
-

@@ -83,5 +83,19 @@ def profile_servers(
             idle_seconds=config.idle_seconds, settings=settings,
         )  # fmt: skip
         run_id = _profile(run, target.name, step)
-        runs.append(TargetRun(target.name, target.backend, run_id, False, f"new run {run_id}"))
+        name = _named(db_path, run_id, target)
+        runs.append(TargetRun(name, target.backend, run_id, False, f"new run {run_id}"))
     return runs
+
+
+def _named(db_path: Path, run_id: str, target: ServerTarget) -> str:
+    """The target as the verdict names it: by the server that answered, where it was
+    identified ("llama-server qwen at http://127.0.0.1:8080/v1"), else by its API."""
+    from edgeprof.store.db import Store
+
+    with Store(db_path) as store:
+        (run,) = store.runs([run_id])
+    server = (run.get("params") or {}).get("server") or {}
+    if not server.get("name"):
+        return target.name
+    return f"{server['name']} {target.model} at {target.base_url}"
