@@ -481,3 +481,26 @@ def test_llama_server_names_its_model_file_and_build(
         b.close()
     finally:
         cloud_server.props = None
+
+
+def test_decide_with_ollama_as_the_device_side(
+    ollama: fake.OllamaServer, prompts: Path, tmp_path: Path
+) -> None:
+    res = cli("decide", "--requests-per-day", "2000", "--device", "rpi5-8gb", "--db",
+              tmp_path / "p.db", "--prompts", prompts, "--max-tokens", "6", "--repetitions",
+              "2", "--warmup", "0", "--idle-seconds", "0.2", "--cloud", "openai:gpt-4o-mini",
+              "--device-target", f"ollama:{fake.PULLED}@{ollama.base_url}", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    d = json.loads(res.stdout)
+    (run,) = d["runs"]
+    assert run["backend"] == "ollama" and run["target"].endswith(
+        f"{fake.PULLED} at {ollama.base_url}"
+    )
+    assert run["target"] in d["verdict"]  # the verdict names the server as the device side
+    (device,) = d["comparison"]["devices"]
+    (cloud,) = d["comparison"]["clouds"]
+    assert device["run_id"] == run["run_id"] and "gpt-4o-mini" in cloud["name"]
+    with Store(tmp_path / "p.db") as store:
+        (row,) = store.runs()
+    assert row["target_kind"] == "device" and row["quant"] == "Q4_1"
+    assert row["model_sha256"] == fake.BLOB_SHA256
