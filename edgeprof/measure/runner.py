@@ -176,7 +176,7 @@ def profile(config: RunConfig, on_progress: OnProgress | None = None) -> str:
     backend.check()
     batch_params = _check_concurrency(config, backend, prompts)
     # a local server's processes (found by check()) are what the process sampler measures
-    env = replace(SensorEnv.from_environ(tdp_w=config.tdp_w), measured_pids=backend.measured_pids())
+    env = replace(SensorEnv.from_environ(config.tdp_w), measured_pids=backend.measured_pids())
     samplers = discover(env, config.sensors)
     notify = on_progress or (lambda _p: None)
 
