@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeprof.decision.config import DecideConfig, StepFn, TargetRun
 from edgeprof.errors import UsageError
 
 if TYPE_CHECKING:
-    from edgeprof.decision.orchestrate import DecideConfig, StepFn, TargetRun
     from edgeprof.decision.targets import Probe
 
 # Where each backend's server listens unless the target says: Ollama's and llama-server's
@@ -69,19 +69,15 @@ def profile_servers(
     config: DecideConfig, probe: Probe, db_path: Path, step: StepFn
 ) -> list[TargetRun]:
     """Each server, profiled live with this device's sensors, as a device target."""
-    from edgeprof.decision.orchestrate import TargetRun
     from edgeprof.decision.targets import _profile
     from edgeprof.measure.runner import RunConfig
 
     runs = []
+    measure = {**config.measure_options(), "tdp_w": probe.tdp_w}
     for target in check_server_targets(config.device_targets, config.on_device):
         settings = {"base_url": target.base_url, "on_device": True}
-        run = RunConfig(
-            backend=target.backend, model=target.model, prompts=config.prompts,
-            repetitions=config.repetitions, warmup=config.warmup, max_tokens=config.max_tokens,
-            db=db_path, label="decide", tdp_w=probe.tdp_w, sensors=config.sensors,
-            idle_seconds=config.idle_seconds, settings=settings,
-        )  # fmt: skip
+        run = RunConfig(backend=target.backend, model=target.model, db=db_path, label="decide",
+                        settings=settings, **measure)  # fmt: skip
         run_id = _profile(run, target.name, step)
         name = _named(db_path, run_id, target)
         runs.append(TargetRun(name, target.backend, run_id, False, f"new run {run_id}"))
