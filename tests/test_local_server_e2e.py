@@ -50,7 +50,7 @@ def test_run_against_the_loopback_server_is_a_device_run(llama_server: str, tmp_
         sensors = store.sensors(run["run_id"])
         rows = store.requests(run["run_id"])
     (detail,) = {s["detail"] for s in sensors if s["sensor"] == "process"}
-    assert f"pid {proc.pid} (" in detail
+    assert f"pid {proc.pid} (" in str(detail)
     assert all(r["cost_usd"] is None and r["energy_j"] for r in rows)
     text = cli("report", db)
     assert f"python -m llama_cpp.server, pid {proc.pid}" in text.stdout
