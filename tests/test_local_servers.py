@@ -264,14 +264,24 @@ def test_ollama_streams_and_records_the_server_s_figures(ollama: fake.OllamaServ
 
 def test_a_model_not_pulled_names_ollama_pull(ollama: fake.OllamaServer) -> None:
     b = _ollama(ollama, "qwen2.5:7b")
-    b.check()  # the server answers
     with pytest.raises(CloudAPIError) as e:
-        b.load()
+        b.check()  # before any run is recorded
     message = str(e.value)
     assert "`ollama pull qwen2.5:7b`" in message and "\n" not in message
     # and a request that gets the 404 anyway fails with Ollama's own words, in one line
     _, gen = drain(b, request())
     assert gen.error is not None and "not found, try pulling it first" in gen.error
+
+
+def test_run_of_a_model_not_pulled_fails_before_recording(
+    ollama: fake.OllamaServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    res = cli("run", "--backend", "ollama", "--base-url", ollama.base_url, "--model", "phi4",
+              "--db", db)  # fmt: skip
+    assert res.exit_code != 0
+    assert res.stderr.strip().endswith("run `ollama pull phi4`")
+    assert not db.exists()  # one line, and no failed run left behind
 
 
 def test_no_ollama_listening_says_how_to_start_it() -> None:

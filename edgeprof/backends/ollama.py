@@ -46,6 +46,8 @@ class OllamaBackend(CloudBackend):
     default_provider: ClassVar[str] = "ollama"
     server_api: ClassVar[str | None] = "ollama"
 
+    _shown: dict[str, Any] | None = None  # /api/show's answer, asked by check()
+
     def stream_url(self) -> str:
         return self.endpoint("/api/chat")
 
@@ -56,10 +58,12 @@ class OllamaBackend(CloudBackend):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def check(self) -> None:
+        """Ollama answers and has the model: both said before any run is recorded."""
         try:
             super().check()
         except CloudAPIError as e:
             raise CloudAPIError(f"{e}; is Ollama running? start it with `ollama serve`") from None
+        self._shown = self._show()
 
     def decoder(self) -> EventDecoder:
         return NDJSONDecoder()
@@ -78,7 +82,7 @@ class OllamaBackend(CloudBackend):
 
     def load(self) -> ModelInfo:
         info = super().load()
-        show = self._show()
+        show = self._shown if self._shown is not None else self._show()
         details: dict[str, Any] = _mapping(show.get("details"))
         model_info: dict[str, Any] = _mapping(show.get("model_info"))
         blob = _BLOB.search(str(show.get("modelfile") or ""))
