@@ -516,3 +516,31 @@ def test_decide_with_ollama_as_the_device_side(
         (row,) = store.runs()
     assert row["target_kind"] == "device" and row["quant"] == "Q4_1"
     assert row["model_sha256"] == fake.BLOB_SHA256
+
+
+def test_a_server_that_ended_is_a_clear_error() -> None:
+    import subprocess
+    import sys
+
+    from edgeprof.errors import SensorError
+    from edgeprof.samplers.proctree import ProcessTree
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with pytest.raises(SensorError, match=f"pid {gone.pid}.*start the server again"):
+        ProcessTree((gone.pid,))
+
+
+def test_the_fallback_asks_this_user_s_processes_one_by_one() -> None:
+    """Where listing every socket is refused (macOS without privileges), each of this user's
+    processes is asked for its own: a socket listening here is found, a free port is not."""
+    import socket
+
+    from edgeprof.backends.local_server import own_listening_pid
+    from tests.cloud_fixtures import free_port
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert own_listening_pid(s.getsockname()[1]) == os.getpid()
+    assert own_listening_pid(free_port()) is None

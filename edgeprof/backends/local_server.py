@@ -99,7 +99,9 @@ def own_listening_pid(port: int) -> int | None:
             uids = proc.info.get("uids")
             if me is not None and uids is not None and uids.real != me:
                 continue
-            for conn in proc.net_connections(kind="inet"):
+            # psutil 6 renamed connections() to net_connections(); pyproject allows 5.9
+            listed = getattr(proc, "net_connections", None) or proc.connections
+            for conn in listed(kind="inet"):
                 port_of = getattr(conn.laddr, "port", None)
                 if conn.status == psutil.CONN_LISTEN and port_of == port:
                     return int(proc.pid)

@@ -13,13 +13,21 @@ from collections.abc import Sequence
 
 import psutil
 
+from edgeprof.errors import SensorError
+
 CHILDREN_EVERY_S = 1.0
 
 
 class ProcessTree:
     def __init__(self, pids: Sequence[int]) -> None:
         self.pids = tuple(pids)
-        self._roots = [psutil.Process(pid) for pid in self.pids]
+        try:
+            self._roots = [psutil.Process(pid) for pid in self.pids]
+        except psutil.NoSuchProcess as e:
+            raise SensorError(
+                f"the server's process (pid {e.pid}) ended before the run started; "
+                "start the server again"
+            ) from None
         self._procs: list[psutil.Process] = list(self._roots)
         self._listed_at = float("-inf")
         self._cpu_s: dict[int, float] = {}
