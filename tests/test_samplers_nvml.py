@@ -167,7 +167,7 @@ def test_this_process_gpu_memory_from_the_process_lists() -> None:
 
 
 def test_a_local_server_s_gpu_memory_with_its_children() -> None:
-    """`SensorEnv.measured_pids`: a server's process and its children (a real child started
+    """`SensorEnv.pid`: a server's process and its children (a real child started
     here, as Ollama's runner is), summed; this process's entry is not theirs."""
     import subprocess
     import sys
@@ -185,9 +185,9 @@ def test_a_local_server_s_gpu_memory_with_its_children() -> None:
         lib = FakeNvml()
         lib.compute[0] = [process(ME, 7 * GIB), process(server.pid, GIB),
                           process(children[0].pid, 3 * GIB)]  # fmt: skip
-        (s,) = NvmlSampler.discover_with(lambda: lib, (server.pid,))
+        (s,) = NvmlSampler.discover_with(lambda: lib, server.pid)
         assert isinstance(s, NvmlSampler)
-        assert f"pid {server.pid} + children" in s.detail
+        assert f"pid {server.pid} in the compute/graphics" in s.detail
         assert _own(s) == [float(4 * GIB)]  # the server's and its child's, not edgeprof's 7
     finally:
         for child in psutil.Process(server.pid).children(recursive=True):

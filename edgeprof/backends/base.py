@@ -135,11 +135,11 @@ class Backend(ABC):
     def runs_locally(self) -> bool:
         return self.kind == "device"
 
-    def measured_pids(self) -> tuple[int, ...]:
-        """The processes whose memory and CPU are this target's, their children included (a
-        local server's, known after `check`); empty: this process. The runner hands them to
-        the process sampler (`SensorEnv.measured_pids`)."""
-        return ()
+    def measured_pid(self) -> int | None:
+        """The process whose memory and CPU are this target's, its children included (a local
+        server's, known after `check`); None: this process. The runner hands it to the process
+        and NVML samplers (`SensorEnv.pid`)."""
+        return None
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail fast, before a run is recorded: an API key that is missing, a host that does

@@ -212,10 +212,8 @@ class CloudBackend(Backend):
         port = f":{u.port}" if u.port else ""
         return f"{u.scheme}://{u.host}{port}"
 
-    def measured_pids(self) -> tuple[int, ...]:
-        if self.server is not None and self.server.pid is not None:
-            return (self.server.pid,)
-        return ()
+    def measured_pid(self) -> int | None:
+        return self.server.pid if self.server is not None else None
 
     def token_counter(self) -> TokenCounter | None:
         """The tokenizer that counts tokens when the server reports no usage (see counting)."""

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -175,8 +175,8 @@ def profile(config: RunConfig, on_progress: OnProgress | None = None) -> str:
     backend = create_backend(config.backend, config.backend_options())
     backend.check()
     batch_params = _check_concurrency(config, backend, prompts)
-    # a local server's processes (found by check()) are what the process sampler measures
-    env = replace(SensorEnv.from_environ(config.tdp_w), measured_pids=backend.measured_pids())
+    # a local server's process (found by check()) is what the process sampler measures
+    env = SensorEnv.from_environ(tdp_w=config.tdp_w, pid=backend.measured_pid())
     samplers = discover(env, config.sensors)
     notify = on_progress or (lambda _p: None)
 

@@ -31,16 +31,17 @@ class SensorEnv:
     sys_root: Path = Path("/")
     bin_path: str | None = None  # None: the process's PATH
     tdp_w: float | None = None  # the estimator's assumption, when the user gives one
-    # The processes whose memory and CPU are the target's (a local server's, found by its
-    # backend: `Backend.measured_pids`), their children included; empty: this process.
-    measured_pids: tuple[int, ...] = ()
+    # The process that runs the model (the backend's worker), whose memory and CPU the
+    # process and NVML samplers read; None: this process.
+    pid: int | None = None
 
     @classmethod
-    def from_environ(cls, tdp_w: float | None = None) -> SensorEnv:
+    def from_environ(cls, tdp_w: float | None = None, pid: int | None = None) -> SensorEnv:
         return cls(
             sys_root=Path(os.environ.get("EDGEPROF_SYS_ROOT", "/")),
             bin_path=os.environ.get("EDGEPROF_BIN_PATH") or None,
             tdp_w=tdp_w,
+            pid=pid,
         )
 
     def path(self, absolute: str) -> Path:

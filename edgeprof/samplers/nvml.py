@@ -6,12 +6,14 @@ updated every 20-100 ms, reset by a driver reload) where supported; otherwise fr
 polling (nvmlDeviceGetPowerUsage, mW, a 1 s average on Ampere and newer). Power, memory in use
 and utilization are recorded either way.
 
-`gpu_mem_bytes` is this process's own GPU memory on the device: its entry (pid ==
-os.getpid()) in the compute and graphics process lists, `usedGpuMemory` bytes, read only while
-the process is listed there; the summary adds the devices up at each tick. Some drivers
-(Windows WDDM, some vGPU and container setups) report no per-process figure
-(NVML_VALUE_NOT_AVAILABLE, which nvidia-ml-py turns into None): then the metric is dropped and
-the sensor's detail says why, rather than recording a 0 that would read as "no GPU memory".
+`gpu_mem_bytes` is the model's process's own GPU memory on the device (the backend's worker,
+`SensorEnv.pid`, or this process): its entry in the compute and graphics process lists,
+`usedGpuMemory` bytes, read only while the process is listed there; the summary adds the
+devices up at each tick. Some drivers (Windows WDDM, some vGPU and container setups) report no
+per-process figure (NVML_VALUE_NOT_AVAILABLE, which nvidia-ml-py turns into None): then the
+metric is dropped and the sensor's detail says why, rather than recording a 0 that would read
+as "no GPU memory". Where the lists never hold the worker (a VM, a PID namespace), the summary
+falls back to the devices' used-memory delta around the load (`gpu_mem_used_bytes`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, ClassVar
 
 from edgeprof.errors import SensorError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
-from edgeprof.samplers.proctree import ProcessTree
+from edgeprof.samplers.proctree import ProcessFamily
 from edgeprof.samplers.sysfs import Counter
 
 INSTALL_FIX = "pip install nvidia-ml-py"
@@ -101,10 +103,31 @@ def process_memory_problem(lib: Any, handle: Any) -> str:
     return ""
 
 
+def gpu_memory_method(lib: Any, handle: Any) -> str:
+    """Which way a run will get the model's GPU memory, for `probe` and the sensor's detail.
+
+    NVML's process lists hold host pids: in a VM or a container's PID namespace they list
+    processes this system cannot see, or none at all, and the worker is never found. Then the
+    summary takes the device's used memory at its peak less what it was before the load."""
+    delta = "the device's used-memory delta around the load"
+    try:
+        pids = [e.pid for name in PROCESS_LISTS for e in getattr(lib, name)(handle)]
+    except lib.NVMLError:
+        return delta + " (the process lists cannot be read)"
+    if not pids:
+        return (
+            "the worker's pid in NVML's process lists; if they never list it (a VM, a PID "
+            f"namespace), {delta}"
+        )
+    if not any(os.path.exists(f"/proc/{pid}") for pid in pids) and os.path.isdir("/proc"):
+        return f"{delta} (NVML lists pids of another PID namespace)"
+    return "the worker's pid in NVML's process lists"
+
+
 class NvmlSampler(Sampler):
     source: ClassVar[str] = "nvml"
 
-    def __init__(self, lib: Any, index: int, pids: tuple[int, ...] = ()) -> None:
+    def __init__(self, lib: Any, index: int, pid: int | None = None) -> None:
         lib.nvmlInit()  # NVML counts inits; close() undoes this one
         self._lib = lib
         self._handle = lib.nvmlDeviceGetHandleByIndex(index)
@@ -116,14 +139,13 @@ class NvmlSampler(Sampler):
             if self._counter
             else "power polling (mW; counter not supported on this GPU)"
         )
-        self._pid = os.getpid()
-        # a local server's processes and their children (Ollama's runner holds the model)
-        self._tree = ProcessTree(pids) if pids else None
+        # the process that runs the model: the backend's worker (SensorEnv.pid), or this one
+        self._pid = pid or os.getpid()
         problem = process_memory_problem(lib, self._handle)
         self._process_mem = not problem
-        whose = f"pid {self._pid}" if not pids else f"pid {', '.join(map(str, pids))} + children"
         mem = (
-            f"this process's GPU memory: {whose} in the compute/graphics process lists"
+            f"this process's GPU memory: pid {self._pid} in the compute/graphics process lists, "
+            f"else {gpu_memory_method(lib, self._handle).split('; if they never list it')[0]}"
             if not problem
             else f"this process's GPU memory not available: {problem}"
         )
@@ -155,12 +177,12 @@ class NvmlSampler(Sampler):
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
-        return cls.discover_with(load_nvml, env.measured_pids)
+        return cls.discover_with(load_nvml, env.pid)
 
     @classmethod
-    def discover_with(cls, lib_loader: Any, pids: tuple[int, ...] = ()) -> list[Sampler]:
+    def discover_with(cls, lib_loader: Any, pid: int | None = None) -> list[Sampler]:
         lib, count, _ = cls._init(lib_loader)
-        return [cls(lib, i, pids) for i in range(count)] if lib else []
+        return [cls(lib, i, pid) for i in range(count)] if lib else []
 
     @classmethod
     def probe(cls, env: SensorEnv) -> list[ProbeResult]:
@@ -177,7 +199,9 @@ class NvmlSampler(Sampler):
         out = []
         for i in range(count):
             s = cls(lib, i)
-            out.append(ProbeResult(cls.source, s.sensor, True, s.domain, reason=s.detail))
+            method = gpu_memory_method(lib, s._handle)
+            detail = f"{s.detail.split('; this process')[0]}; a run's GPU memory: {method}"
+            out.append(ProbeResult(cls.source, s.sensor, True, s.domain, reason=detail))
             s.close()
         return out
 
@@ -202,14 +226,18 @@ class NvmlSampler(Sampler):
         the tick, never the power beside it."""
         if not self._process_mem:
             return []
-        pids = self._tree.all_pids() if self._tree is not None else {self._pid}
+        # another process's (a local server's): it and its children, which may hold the model
+        if self._pid != os.getpid() and self._family is None:
+            self._family = ProcessFamily(self._pid)
+        pids = self._family.pids() if self._family is not None else {self._pid}
         try:
             found = [process_gpu_mem_bytes(self._lib, self._handle, pid) for pid in pids]
         except self._lib.NVMLError:
             return []
         used = [b for b in found if b is not None]
-        own = sum(used) if used else None
-        return [] if own is None else [Reading(self.sensor, "gpu_mem_bytes", float(own))]
+        return [Reading(self.sensor, "gpu_mem_bytes", float(sum(used)))] if used else []
+
+    _family: ProcessFamily | None = None
 
     def close(self) -> None:
         if self._lib is not None:

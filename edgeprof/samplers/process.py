@@ -1,9 +1,12 @@
-"""This process's and the system's memory and CPU use: always available.
+"""The model's process's and the system's memory and CPU use: always available.
 
-It runs at every tick beside the model, so it reads the cheapest sources it can: RSS from
-/proc/self/statm and process CPU time from os.times() (both a single small read), falling back
-to psutil where /proc is absent (macOS); system memory, which changes slowly and costs a
-/proc/meminfo parse, is read once a second.
+The process is the one that runs the model: the backend's worker (`SensorEnv.pid`) and its
+children, or this process when the backend runs here; never the profiler's own memory beside a
+worker. It runs at every tick beside the model, so it reads the cheapest sources it can: RSS
+from /proc/<pid>/statm (a single small read per process) and CPU time from
+/proc/<pid>/stat through psutil (os.times() for this process), falling back to psutil where
+/proc is absent (macOS); the list of children and the system's memory, which change slowly,
+are read once a second.
 """
 
 from __future__ import annotations
@@ -16,31 +19,29 @@ from typing import ClassVar
 import psutil
 
 from edgeprof.samplers.base import CpuLoad, Reading, Sampler, SensorEnv
-from edgeprof.samplers.proctree import ProcessTree
 
 SYS_MEM_EVERY_S = 1.0
+CHILDREN_EVERY_S = 1.0
 
 
 class ProcessSampler(Sampler):
     source: ClassVar[str] = "process"
 
-    def __init__(self, pids: tuple[int, ...] = ()) -> None:
-        # Another process's (a local server's): its tree through psutil, named in the detail.
-        self._tree = ProcessTree(pids) if pids else None
+    def __init__(self, pid: int | None = None) -> None:
+        self._pid = pid or os.getpid()
+        self._own = self._pid == os.getpid()
+        what = "this process" if self._own else "the model's worker process and its children"
         super().__init__(
             sensor="process",
             domain="process",
             method="measured",
-            detail=(
-                f"{self._tree.describe()} and their children: psutil"
-                if self._tree is not None
-                else f"pid {os.getpid()}: /proc/self/statm, os.times(), psutil"
-            ),
+            detail=f"pid {self._pid} ({what}): /proc/<pid>/statm, CPU times, psutil",
             metrics=("rss_bytes", "cpu_percent", "sys_mem_used_bytes", "sys_cpu_percent"),
         )
-        self._statm = Path("/proc/self/statm")
         self._page_bytes = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._proc = psutil.Process()
+        self._proc = psutil.Process(self._pid)
+        self._children: list[psutil.Process] = []
+        self._children_at = float("-inf")
         self._load = CpuLoad()
         self._last_cpu = self._cpu_s()
         self._last_wall = time.perf_counter()
@@ -49,27 +50,44 @@ class ProcessSampler(Sampler):
 
     @classmethod
     def discover(cls, env: SensorEnv) -> list[Sampler]:
-        return [cls(env.measured_pids)]
+        return [cls(env.pid)]
 
     def _cpu_s(self) -> float:
-        if self._tree is not None:
-            return self._tree.cpu_s
-        t = os.times()
-        return t.user + t.system
+        if self._own:
+            t = os.times()
+            return t.user + t.system
+        c = self._proc.cpu_times()
+        return c.user + c.system
 
-    def _rss_bytes(self) -> float:
-        if self._tree is not None:
-            return self._tree.rss_bytes
+    @staticmethod
+    def _statm_rss(proc: psutil.Process, page_bytes: int) -> float:
         try:
-            return float(int(self._statm.read_bytes().split()[1]) * self._page_bytes)
+            return float(int(Path(f"/proc/{proc.pid}/statm").read_bytes().split()[1]) * page_bytes)
         except (OSError, IndexError, ValueError):
-            return float(self._proc.memory_info().rss)
+            return float(proc.memory_info().rss)
+
+    def _rss_bytes(self, now: float) -> float:
+        if now - self._children_at >= CHILDREN_EVERY_S and not self._own:
+            self._children_at = now
+            try:
+                self._children = self._proc.children(recursive=True)
+            except psutil.Error:
+                self._children = []
+        total = self._statm_rss(self._proc, self._page_bytes)
+        for child in self._children:
+            try:
+                total += self._statm_rss(child, self._page_bytes)
+            except psutil.Error:  # a child that ended since the list was read
+                continue
+        return total
 
     def read(self) -> list[Reading]:
-        if self._tree is not None:
-            self._tree.read()
         now = time.perf_counter()
-        cpu_s = self._cpu_s()
+        try:
+            cpu_s = self._cpu_s()
+            rss = self._rss_bytes(now)
+        except psutil.Error:  # the worker has ended (or crashed): nothing of it to read
+            return []
         dt = now - self._last_wall
         cpu_percent = 100.0 * (cpu_s - self._last_cpu) / dt if dt > 0 else 0.0
         self._last_cpu, self._last_wall = cpu_s, now
@@ -77,7 +95,7 @@ class ProcessSampler(Sampler):
             vm = psutil.virtual_memory()
             self._sys_mem_used, self._sys_mem_at = float(vm.total - vm.available), now
         return [
-            Reading(self.sensor, "rss_bytes", self._rss_bytes()),
+            Reading(self.sensor, "rss_bytes", rss),
             Reading(self.sensor, "cpu_percent", cpu_percent),
             Reading(self.sensor, "sys_mem_used_bytes", self._sys_mem_used),
             Reading(self.sensor, "sys_cpu_percent", 100.0 * self._load.fraction()),
