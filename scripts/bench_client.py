@@ -134,7 +134,7 @@ def concurrency(url: str, n: int) -> dict[str, float]:
                 backend="openai", model="chunks=20&delay_ms=50", prompts=str(prompts),
                 repetitions=2 * n, warmup=0, max_tokens=20, idle_seconds=0, db=db,
                 concurrency=n, settings={"base_url": url, "price_in_usd_per_m": 1.0,
-                                      "price_out_usd_per_m": 1.0},
+                                      "price_out_usd_per_m": 1.0, "on_device": False},
             )
         )  # fmt: skip
         wall = time.perf_counter() - t0

@@ -36,7 +36,7 @@ class CannedSettings:
 
 class CannedBackend(Backend):
     name: ClassVar[str] = "canned"
-    kind: ClassVar[TargetKind] = "device"
+    kind: TargetKind = "device"
     Settings: ClassVar[type[Any]] = CannedSettings
     seen: ClassVar[list[Request]] = []  # every request, for tests to inspect
 
@@ -67,7 +67,7 @@ class CannedRemoteSettings(CannedSettings):
 
 
 class CannedRemoteBackend(CannedBackend):
-    kind: ClassVar[TargetKind] = "remote"
+    kind: TargetKind = "remote"
     Settings: ClassVar[type[Any]] = CannedRemoteSettings
 
     def params(self) -> dict[str, Any]:

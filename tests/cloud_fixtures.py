@@ -95,6 +95,8 @@ def serve_gguf(model: Path, log: Path, n_ctx: int = 1024) -> Iterator[str]:
 def make_backend(name: str, model: str, base_url: str, **extra: Any) -> Backend:
     from edgeprof.backends import create_backend
 
+    # the canned server (and llama.cpp's) stand in for a cloud API here, though on loopback
+    extra.setdefault("on_device", False)
     extra.setdefault("price_in_usd_per_m", 5.0)
     extra.setdefault("price_out_usd_per_m", 15.0)
     return create_backend(

@@ -9,6 +9,7 @@ text, no model. The request's model name chooses the behaviour, as a query strin
     retry_after=1     ...and send this Retry-After      cut_after=N  drop the connection after N
     bad_json_at=N     send a malformed chunk as chunk N cached=0     cached prompt tokens
     id=anything       a fresh attempt counter (attempts are counted per model string)
+    timings=1         llama-server's `timings` on each OpenAI chunk (1 ms per token)
 
 Run it alone with `python tests/cloudserver.py --port 8123`.
 """
@@ -35,7 +36,8 @@ def chunk_text(i: int) -> str:
 
 def scenario(model: str) -> dict[str, int]:
     defaults = {"chunks": 8, "tpc": 1, "delay_ms": 0, "usage": 1, "fail": 0, "fail_times": 1,
-                "retry_after": -1, "cut_after": -1, "bad_json_at": -1, "cached": 0}  # fmt: skip
+                "retry_after": -1, "cut_after": -1, "bad_json_at": -1, "cached": 0,
+                "timings": 0}  # fmt: skip
     opts = dict(defaults)
     for key, values in parse_qs(model).items():
         if key in defaults:
@@ -56,6 +58,7 @@ class CloudServer(ThreadingHTTPServer):
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.props: dict[str, Any] | None = None  # llama-server's GET /props, when set
         self._thread: threading.Thread | None = None
 
     @property
@@ -120,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path in ("/v1/models", "/models"):
             self._json(200, {"object": "list", "data": [{"id": "canned", "object": "model"}]})
+        elif path == "/props" and self.server.props is not None:
+            self._json(200, self.server.props)
         elif path == "/stats":
             with self.server.lock:
                 stats = {
@@ -192,9 +197,10 @@ def _openai_events(body: dict[str, Any], o: dict[str, int]) -> list[tuple[str, b
             out.append(("data", b'data: {"choices": [{"delta": {"content": "oops"\n\n'))
             continue
         delta = {"index": 0, "delta": {"content": chunk_text(i)}, "finish_reason": None}
-        out.append(("data", _sse({**base, "choices": [delta]})))
+        out.append(("data", _sse({**base, "choices": [delta], **_timings(body, o, i + 1)})))
     out.append(("data", _sse({**base, "choices": [{"index": 0, "delta": {},
-                                                     "finish_reason": "length"}]})))  # fmt: skip
+                                                     "finish_reason": "length"}],
+                              **_timings(body, o, o["chunks"])})))  # fmt: skip
     want_usage = (body.get("stream_options") or {}).get("include_usage")
     if o["usage"] and want_usage:
         p = prompt_tokens(body.get("messages", []))
@@ -204,6 +210,15 @@ def _openai_events(body: dict[str, Any], o: dict[str, int]) -> list[tuple[str, b
         out.append(("data", _sse({**base, "choices": [], "usage": usage})))
     out.append(("data", b"data: [DONE]\n\n"))
     return out
+
+
+def _timings(body: dict[str, Any], o: dict[str, int], n: int) -> dict[str, Any]:
+    """llama-server's figures so far: the prompt in 2 ms, each token in 1 ms."""
+    if not o["timings"]:
+        return {}
+    p = prompt_tokens(body.get("messages", []))
+    return {"timings": {"prompt_n": p, "prompt_ms": 2.0, "predicted_n": n,
+                        "predicted_ms": float(n)}}  # fmt: skip
 
 
 def _anthropic_events(body: dict[str, Any], o: dict[str, int]) -> list[tuple[str, bytes]]:

@@ -68,7 +68,7 @@ def sleep_until(t_ns: int) -> None:
 
 class FakeBackend(Backend):
     name: ClassVar[str] = "fake"
-    kind: ClassVar[TargetKind] = "device"
+    kind: TargetKind = "device"
     Settings: ClassVar[type[Any]] = FakeSettings
     last: ClassVar[FakeBackend | None] = None  # the latest one built, for tests to inspect
 
@@ -139,7 +139,7 @@ class FakeRemoteBackend(FakeBackend):
     """The same timing, as a remote endpoint: requests in parallel threads (`--concurrency`)."""
 
     name: ClassVar[str] = "fake-remote"
-    kind: ClassVar[TargetKind] = "remote"
+    kind: TargetKind = "remote"
 
 
 register_backend("fake", FakeBackend)

@@ -275,7 +275,8 @@ def test_unpriced_model_names_the_fix() -> None:
     with pytest.raises(PricingError, match="price_in_usd_per_m"):
         create_backend(
             "openai",
-            BackendOptions(model="my-local-model", settings={"base_url": "http://127.0.0.1:1"}),
+            # TEST-NET-1: not this machine, so a remote target that needs a price
+            BackendOptions(model="my-local-model", settings={"base_url": "http://192.0.2.1:1"}),
         )
 
 

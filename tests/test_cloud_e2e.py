@@ -71,7 +71,8 @@ def _run(
     config = RunConfig(
         backend=backend, model=model, prompts=str(prompts), repetitions=repetitions, warmup=0,
         max_tokens=16, idle_seconds=0, db=db, concurrency=concurrency,
-        settings={"base_url": base_url, "price_in_usd_per_m": 5.0, "price_out_usd_per_m": 15.0},
+        settings={"base_url": base_url, "price_in_usd_per_m": 5.0, "price_out_usd_per_m": 15.0,
+                  "on_device": False},  # a stand-in for a cloud API, though on loopback
     )  # fmt: skip
     return profile(config)
 
@@ -91,7 +92,7 @@ def test_cli_run_against_llama_cpp_server_lands_beside_local_runs(
               "--max-tokens", "8", "--idle-seconds", "0", "--db", str(db)]  # fmt: skip
     cloud = cli(
         "run", "--backend", "openai", "--model", "smollm2", "--base-url", llama_server,
-        "--price-in", "5", "--price-out", "15", "--json", *common,
+        "--price-in", "5", "--price-out", "15", "--remote", "--json", *common,
     )  # fmt: skip
     assert cloud.exit_code == 0, cloud.output
     local = cli("run", *common)
@@ -176,7 +177,7 @@ def test_no_api_key_in_database_exports_or_json(
             keyed_server.base_url, "--api-key-env", "EDGEPROF_LEAK_TEST_KEY",
             "--price-in", "1", "--price-out", "2", "--prompts", str(prompts),
             "--repetitions", "1", "--warmup", "0", "--idle-seconds", "0", "--db", str(db),
-            "--json", env=env,
+            "--remote", "--json", env=env,
         )  # fmt: skip
         assert r.exit_code == 0, r.output
         outputs.append(r)

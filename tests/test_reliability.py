@@ -208,7 +208,7 @@ def test_a_rate_limited_request_shows_its_attempts_and_wait(
     model = f"fail=429&retry_after=1&chunks=4&id={uuid.uuid4().hex}"
     done = cli("run", "--backend", "openai", "--model", model, "--base-url",
                cloud_server.base_url, "--price-in", "1", "--price-out", "2", "--prompts", prompts,
-               "--repetitions", "1", "--warmup", "0", "--db", db)  # fmt: skip
+               "--repetitions", "1", "--warmup", "0", "--db", db, "--remote")  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "refused (429/5xx) and retried" in done.stderr  # the run's own table says so
 

@@ -259,7 +259,7 @@ def test_a_remote_run_records_the_suite_but_not_its_settings(
         backend="openai", model="echo", prompts=str(prompts), repetitions=1, warmup=0,
         max_tokens=4, idle_seconds=0, db=tmp_path / "p.db",
         settings={"base_url": cloud_server.base_url, "price_in_usd_per_m": 1.0,
-                  "price_out_usd_per_m": 2.0},
+                  "price_out_usd_per_m": 2.0, "on_device": False},
     )  # fmt: skip
     run_id = profile(config)
     with Store(tmp_path / "p.db") as store:

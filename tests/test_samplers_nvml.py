@@ -166,6 +166,36 @@ def test_this_process_gpu_memory_from_the_process_lists() -> None:
     assert _own(s) == [float(2 * GIB)]
 
 
+def test_a_local_server_s_gpu_memory_with_its_children() -> None:
+    """`SensorEnv.pid`: a server's process and its children (a real child started
+    here, as Ollama's runner is), summed; this process's entry is not theirs."""
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "c = subprocess.Popen([sys.executable, '-c', "
+                               "'import time; time.sleep(30)']); time.sleep(30)"])  # fmt: skip
+    try:
+        import psutil
+
+        deadline = time.monotonic() + 10
+        while not (children := psutil.Process(server.pid).children()):
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        lib = FakeNvml()
+        lib.compute[0] = [process(ME, 7 * GIB), process(server.pid, GIB),
+                          process(children[0].pid, 3 * GIB)]  # fmt: skip
+        (s,) = NvmlSampler.discover_with(lambda: lib, server.pid)
+        assert isinstance(s, NvmlSampler)
+        assert f"pid {server.pid} in the compute/graphics" in s.detail
+        assert _own(s) == [float(4 * GIB)]  # the server's and its child's, not edgeprof's 7
+    finally:
+        for child in psutil.Process(server.pid).children(recursive=True):
+            child.kill()
+        server.kill()
+        server.wait()
+
+
 def test_absent_process_reads_nothing_until_it_appears() -> None:
     lib = FakeNvml()
     lib.compute[0] = [process(OTHER, 5 * GIB)]

@@ -37,7 +37,7 @@ class EchoSettings:
 
 class EchoBackend(Backend):
     name: ClassVar[str] = "echo"
-    kind: ClassVar[TargetKind] = "device"  # "remote" for an API served elsewhere
+    kind: TargetKind = "device"  # "remote" for an API served elsewhere
     Settings: ClassVar[type[EchoSettings]] = EchoSettings
     settings: EchoSettings  # what edgeprof built from the user's settings, checked
 

@@ -81,6 +81,7 @@ register_backend("llamacpp", "edgeprof.backends.llamacpp:LlamaCppBackend")
 register_backend("onnx", "edgeprof.backends.onnxrt:OnnxBackend")
 register_backend("openai", "edgeprof.backends.openai_compat:OpenAIBackend")
 register_backend("anthropic", "edgeprof.backends.anthropic:AnthropicBackend")
+register_backend("ollama", "edgeprof.backends.ollama:OllamaBackend")
 _BUILTINS = frozenset(_REGISTRY)
 
 __all__ = [

@@ -40,6 +40,30 @@ class TokenEvent:
     n_tokens: int = 1  # a cloud chunk may carry several tokens; their gap is split between them
 
 
+@dataclass(frozen=True)
+class ServerTimings:
+    """A local server's own account of one request, beside edgeprof's client-side figures:
+    Ollama's `*_duration` fields (ns), llama-server's `timings` (ms), in seconds here."""
+
+    source: str  # "ollama" | "llama-server": whose fields these are
+    prompt_tokens: int | None = None  # prompt tokens the server evaluated (not cached ones)
+    prompt_s: float | None = None
+    output_tokens: int | None = None
+    decode_s: float | None = None
+    load_s: float | None = None  # model load the request waited for (Ollama's load_duration)
+
+    def row(self) -> dict[str, Any]:
+        """The request row's `server_*` columns (store m008)."""
+        return {
+            "server_timings_source": self.source,
+            "server_load_s": self.load_s,
+            "server_prompt_tokens": self.prompt_tokens,
+            "server_prompt_s": self.prompt_s,
+            "server_output_tokens": self.output_tokens,
+            "server_decode_s": self.decode_s,
+        }
+
+
 @dataclass
 class Generation:
     input_tokens: int
@@ -56,6 +80,8 @@ class Generation:
     # Input tokens not computed again: a prefix kept in llama.cpp's KV cache, or the cached
     # tokens a cloud API reports (billed at its cached-input price)
     cached_input_tokens: int = 0
+    # A local server's own timings of this request, where it reports them
+    server_timings: ServerTimings | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,8 @@ class Backend(ABC):
     own, `Settings`; then implement `load` and `generate`."""
 
     name: ClassVar[str]
-    kind: ClassVar[TargetKind] = "device"
+    # Not a ClassVar: an HTTP backend decides per instance (a server on this machine is a device)
+    kind: TargetKind = "device"
     Settings: ClassVar[type[Any]] = NoSettings
     # Run in a worker process of its own (edgeprof.measure.isolation): a crash of the native
     # code becomes a failed run, not a dead profiler, and memory is the model's alone. The
@@ -117,6 +144,12 @@ class Backend(ABC):
     @property
     def runs_locally(self) -> bool:
         return self.kind == "device"
+
+    def measured_pid(self) -> int | None:
+        """The process whose memory and CPU are this target's, its children included (a local
+        server's, known after `check`); None: this process. The runner hands it to the process
+        and NVML samplers (`SensorEnv.pid`)."""
+        return None
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail fast, before a run is recorded: an API key that is missing, a host that does

@@ -15,9 +15,9 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import httpx
 
@@ -31,6 +31,15 @@ from edgeprof.backends.base import (
     TokenEvent,
 )
 from edgeprof.backends.counting import TokenCounter, gguf_counter
+from edgeprof.backends.local_server import (
+    ListenerFinder,
+    ServerProcess,
+    find_server,
+    is_loopback_host,
+    placement,
+    server_version,
+    url_port,
+)
 from edgeprof.backends.streaming import (
     RETRYABLE_STATUS,
     SSEDecoder,
@@ -63,6 +72,10 @@ class CloudSettings:
     # A GGUF whose tokenizer counts tokens when the server reports no usage (a llama.cpp
     # server of a local file); OpenAI models use their own BPE when bpe-openai is installed.
     tokenizer: Path | None = None
+    # A server on this machine is a device target (power, memory, device economics): None
+    # decides by the URL (loopback), True for one reached through another address
+    # (`--on-device`), False to treat a loopback server as remote (`--remote`).
+    on_device: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "total_timeout_s"):
@@ -78,6 +91,12 @@ class CloudSettings:
             )
 
 
+class EventDecoder(Protocol):
+    def feed(self, chunk: bytes) -> list[SSEEvent]: ...
+
+    def flush(self) -> list[SSEEvent]: ...
+
+
 class CloudBackend(Backend):
     """An HTTP streaming chat API. Subclasses give the URLs, headers, body and event parser.
 
@@ -88,8 +107,10 @@ class CloudBackend(Backend):
     default_base_url: ClassVar[str]
     default_key_env: ClassVar[str]
     default_provider: ClassVar[str]
-    kind: ClassVar[TargetKind] = "remote"  # the device's power says nothing about the server
+    kind: TargetKind = "remote"  # the device's power says nothing about the server...
     Settings: ClassVar[type[CloudSettings]] = CloudSettings
+    # the local server this API belongs to ("ollama"), for its version; None: by its process
+    server_api: ClassVar[str | None] = None
 
     def __init__(self, options: BackendOptions, settings: CloudSettings | None = None) -> None:
         super().__init__(options, settings)
@@ -99,8 +120,15 @@ class CloudBackend(Backend):
             raise UsageError(f"the {self.name} backend needs `model` (the endpoint's model name)")
         self.model = options.model.strip()
         self.base_url = self.normalize_base_url(s.base_url or self.default_base_url)
-        host = httpx.URL(self.base_url).host
-        self.loopback = host in ("127.0.0.1", "localhost", "::1")
+        # the provider's own API is never this machine: no name lookup for it
+        given = s.base_url is not None or self.default_base_url.startswith("http://127.")
+        self.loopback = given and is_loopback_host(httpx.URL(self.base_url).host)
+        self.kind = placement(self.loopback, s.on_device)
+        if self.kind == "device" and s.base_url:
+            # recorded with the run's settings (a device's are): never user:password or a query
+            self.settings = replace(s, base_url=self.safe_base_url())
+        self.server: ServerProcess | None = None  # a device target's serving process, by check()
+        self.find_listener: ListenerFinder | None = None  # tests inject one; None: psutil
         self.api_key_env = s.api_key_env or self.default_key_env
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
             # Never echo it: a user may have passed the key itself here.
@@ -168,6 +196,24 @@ class CloudBackend(Backend):
                 f"{self.safe_base_url()} refused the API key in ${self.api_key_env} "
                 f"(HTTP {resp.status_code}); set a valid key"
             )
+        if self.kind == "device":
+            self.server = self.identify_server()
+
+    def identify_server(self) -> ServerProcess:
+        """The process serving on this machine, named, with the version it reports."""
+        found = find_server(url_port(self.base_url), self.find_listener)
+        api = self.server_api or found.name  # the server's kind: its API says, else its process
+        version, _ = server_version(self.client(), self.server_root(), api)
+        return replace(found, version=version)
+
+    def server_root(self) -> str:
+        """The server's own root (where /props, /api/version live), without the API's path."""
+        u = httpx.URL(self.base_url)
+        port = f":{u.port}" if u.port else ""
+        return f"{u.scheme}://{u.host}{port}"
+
+    def measured_pid(self) -> int | None:
+        return self.server.pid if self.server is not None else None
 
     def token_counter(self) -> TokenCounter | None:
         """The tokenizer that counts tokens when the server reports no usage (see counting)."""
@@ -176,8 +222,11 @@ class CloudBackend(Backend):
         return None
 
     def load(self) -> ModelInfo:
-        self.check()
+        if self.server is None:
+            self.check()
         self.counter = self.token_counter()
+        if self.kind == "device":
+            return self.device_model_info()
         return ModelInfo(
             target=self.model,
             quant=None,
@@ -194,6 +243,19 @@ class CloudBackend(Backend):
             },
         )
 
+    def device_model_info(self) -> ModelInfo:
+        """A server on this machine: no per-token price; the serving process and what the
+        server says of its model (a subclass adds the model's identity)."""
+        return ModelInfo(target=self.model, extra=self.server_extra())
+
+    def server_extra(self) -> dict[str, Any]:
+        server = self.server.params() if self.server is not None else None
+        return {
+            "base_url": self.safe_base_url(),
+            "server": server,
+            "token_counter": self.counter.name if self.counter else "estimate",
+        }
+
     def params(self) -> dict[str, Any]:
         return {
             "seed": self.options.seed,
@@ -208,7 +270,10 @@ class CloudBackend(Backend):
         state = self._fetch(request)
         for t_ns, text, n in token_events(state, request, self.counter):
             yield TokenEvent(t_ns=t_ns, text=text, n_tokens=n)
-        return generation(state, request, self.price, self.counter)
+        result = generation(state, request, self.price, self.counter)
+        if self.kind == "device":
+            result.cost_usd = None  # the device's costs are priced by `decide`, not per token
+        return result
 
     def close(self) -> None:
         with self._client_lock:
@@ -235,7 +300,7 @@ class CloudBackend(Backend):
 
     def _key(self) -> str | None:
         key = os.environ.get(self.api_key_env)
-        if not key and not self.loopback:
+        if not key and not self.loopback and self.kind == "remote":
             raise CloudAPIError(
                 f"no API key: set ${self.api_key_env} (or name another variable with "
                 "`api_key_env` VAR)"
@@ -246,6 +311,8 @@ class CloudBackend(Backend):
         p_in, p_out = s.price_in_usd_per_m, s.price_out_usd_per_m
         if p_in is not None and p_out is not None:
             return manual_price(p_in, p_out)
+        if self.kind == "device":
+            return manual_price(0.0, 0.0)  # never used: a device target has no token price
         provider = s.provider
         if provider is None:
             provider = provider_for_url(self.base_url)
@@ -298,8 +365,12 @@ class CloudBackend(Backend):
         state.error = f"{state.error} (after {state.http_attempts} attempts)"
         return state
 
+    def decoder(self) -> EventDecoder:
+        """How the response body becomes events: server-sent events (Ollama: NDJSON)."""
+        return SSEDecoder()
+
     def _read(self, resp: httpx.Response, state: StreamState, deadline: float) -> None:
-        decoder = SSEDecoder()
+        decoder = self.decoder()
         perf_ns = time.perf_counter_ns
         try:
             for raw in resp.iter_bytes():

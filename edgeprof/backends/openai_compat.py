@@ -7,11 +7,14 @@ server, Ollama...); the HTTP loop, retries and settings are `cloud.CloudBackend`
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from typing import Any, ClassVar
 
-from edgeprof.backends.base import Request
+from edgeprof.backends.base import ModelInfo, Request, ServerTimings
 from edgeprof.backends.cloud import CloudBackend
 from edgeprof.backends.counting import TokenCounter, openai_counter
+from edgeprof.backends.local_server import server_version
 from edgeprof.backends.streaming import SSEEvent, StreamState
 
 
@@ -23,6 +26,25 @@ class OpenAIBackend(CloudBackend):
 
     def token_counter(self) -> TokenCounter | None:
         return super().token_counter() or openai_counter(self.model)
+
+    def device_model_info(self) -> ModelInfo:
+        """A server on this machine; llama-server's /props names the model file it serves,
+        which is hashed (as a llamacpp run's) when this user can read it."""
+        info = super().device_model_info()
+        name = self.server.name if self.server is not None else None
+        if name != "llama-server":
+            return info
+        _, props = server_version(self.client(), self.server_root(), name)
+        path = props.get("model_path")
+        if not isinstance(path, str) or not path:
+            return info
+        readable = os.path.isfile(path) and os.access(path, os.R_OK)
+        return replace(
+            info,
+            path=path if readable else None,
+            size_bytes=os.path.getsize(path) if readable else None,
+            extra={**info.extra, "server_model_path": path},
+        )
 
     def base_path(self, path: str) -> str:
         # "http://host:8000" means the server's /v1 API, as every compatible server mounts it.
@@ -84,14 +106,7 @@ class OpenAIBackend(CloudBackend):
             msg = err.get("message", err) if isinstance(err, dict) else err
             state.error = f"API error in stream: {msg}"
             return
-        usage = obj.get("usage")
-        if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
-            state.input_tokens = int(usage.get("prompt_tokens") or 0)
-            state.output_tokens = int(usage["completion_tokens"])
-            details = usage.get("prompt_tokens_details") or {}
-            state.cached_input_tokens = int(details.get("cached_tokens") or 0)
-            out_details = usage.get("completion_tokens_details") or {}
-            state.reasoning_tokens = int(out_details.get("reasoning_tokens") or 0)
+        _usage(obj, state)
         for choice in obj.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
@@ -100,3 +115,46 @@ class OpenAIBackend(CloudBackend):
                 state.chunks.append((t_ns, content))
             if choice.get("finish_reason"):
                 state.finish_reason = choice["finish_reason"]
+
+
+def _usage(obj: dict[str, Any], state: StreamState) -> None:
+    """A chunk's token counts, and llama-server's own timings where it sends them (each chunk
+    carries the latest)."""
+    timings = obj.get("timings")
+    if isinstance(timings, dict):
+        state.server_timings = llama_server_timings(timings)
+    usage = obj.get("usage")
+    if not isinstance(usage, dict) or usage.get("completion_tokens") is None:
+        return
+    state.input_tokens = int(usage.get("prompt_tokens") or 0)
+    state.output_tokens = int(usage["completion_tokens"])
+    details = usage.get("prompt_tokens_details") or {}
+    state.cached_input_tokens = int(details.get("cached_tokens") or 0)
+    out_details = usage.get("completion_tokens_details") or {}
+    state.reasoning_tokens = int(out_details.get("reasoning_tokens") or 0)
+
+
+def llama_server_timings(timings: dict[str, Any]) -> ServerTimings:
+    """llama-server's `timings` object (milliseconds) as the server's own figures."""
+
+    def number(key: str) -> float | None:
+        value = timings.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            return None
+        return float(value)
+
+    def count(key: str) -> int | None:
+        value = number(key)
+        return int(value) if value is not None else None
+
+    def seconds(key: str) -> float | None:
+        value = number(key)
+        return value / 1e3 if value is not None else None
+
+    return ServerTimings(
+        source="llama-server",
+        prompt_tokens=count("prompt_n"),
+        prompt_s=seconds("prompt_ms"),
+        output_tokens=count("predicted_n"),
+        decode_s=seconds("predicted_ms"),
+    )

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edgeprof.backends.base import Generation, Request, TokenCountMethod
+from edgeprof.backends.base import Generation, Request, ServerTimings, TokenCountMethod
 from edgeprof.backends.counting import TokenCounter
 from edgeprof.decision.prices import ModelPrice, request_cost_usd
 
@@ -202,6 +202,7 @@ class StreamState:
     http_attempts: int = 0
     retry_wait_s: float = 0.0  # time slept between attempts (Retry-After or backoff)
     last_attempt_ns: int | None = None  # perf_counter_ns when the final attempt's POST began
+    server_timings: ServerTimings | None = None  # a local server's own (Ollama, llama-server)
 
 
 def output_total(
@@ -272,4 +273,5 @@ def generation(
         retry_wait_s=state.retry_wait_s,
         last_attempt_ns=state.last_attempt_ns,
         cached_input_tokens=min(state.cached_input_tokens, input_tokens),
+        server_timings=state.server_timings,
     )

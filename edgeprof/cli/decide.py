@@ -93,6 +93,20 @@ def decide_command(
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", help="The environment variable holding the endpoint's key."
     ),
+    device_target: list[str] | None = typer.Option(
+        None,
+        "--device-target",
+        metavar="BACKEND:MODEL[@URL]",
+        help="A model server on this machine profiled as a device target (repeatable): "
+        "ollama:llama3.2:1b (Ollama at 127.0.0.1:11434), openai:MODEL@http://127.0.0.1:PORT/v1 "
+        "(llama-server, LM Studio, vLLM; default 127.0.0.1:8080). Without --model it stands "
+        "instead of llama.cpp and ONNX Runtime, with --model beside them.",
+    ),
+    on_device: bool = typer.Option(
+        False,
+        "--on-device",
+        help="The --device-target servers run on this machine though their URL is not loopback.",
+    ),
     max_ttft_s: float | None = typer.Option(
         None,
         "--max-ttft-s",
@@ -146,7 +160,8 @@ def decide_command(
     raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
-    Runtime here, prices cloud models at the measured token counts, and says which wins."""
+    Runtime here (or a local server: --device-target), prices cloud models at the measured
+    token counts, and says which wins."""
     from edgeprof.cli.run import parse_levels
     from edgeprof.decision.orchestrate import DecideConfig, decide
     from edgeprof.quality.floor import QualityFloor
@@ -165,7 +180,8 @@ def decide_command(
         threads=threads, ctx=ctx, concurrency=tuple(parse_levels(concurrency)),
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
         tdp_w=tdp_w, idle_seconds=idle_seconds, min_pass_rate=min_pass_rate,
-        chat_template=chat_template, raw=raw,
+        chat_template=chat_template, raw=raw, device_targets=device_target or (),
+        on_device=on_device,
     )  # fmt: skip
     prompt_settings("llamacpp", chat_template, raw, {})  # refused here, before any profiling
     # said when the first step starts (every input checked by then), above the step list

@@ -42,6 +42,7 @@ def report_command(
     ),
 ) -> None:
     """Summarize the runs in a profile database."""
+    from edgeprof.analysis.server_side import local_servers
     from edgeprof.analysis.summary import summarize
     from edgeprof.errors import ProfileDBError, UsageError
     from edgeprof.store import open_store
@@ -69,10 +70,12 @@ def report_command(
         soaks = _soaks(store, summaries)
         quality = _task_quality(store, summaries)
         failed = _failures(store, summaries) if failures else None
+        servers = local_servers(store, [s.run_id for s in summaries])
     if as_json:
-        _print_json(summaries, per_request, soaks, quality, failed)
+        _print_json(summaries, per_request, soaks, quality, failed, servers)
     else:
         _print_tables(summaries, per_request, soaks)
+        print_servers(servers)
         _print_quality(summaries, quality, failed)
 
 
@@ -100,12 +103,27 @@ def _print_quality(
         out.print(failures_table(failed))
 
 
+def print_servers(servers: dict[str, dict[str, Any]], console: Any = out) -> None:
+    """Each local server's process and its figures beside edgeprof's (`run` prints them to
+    stderr, `report` to stdout); a server not identified is a note."""
+    from edgeprof.analysis.server_side import describe_process
+
+    for run_id, found in servers.items():
+        process = found["process"] or {}
+        console.print(describe_process(run_id, process), highlight=False)
+        if process.get("problem"):
+            err.print(f"note: {process['problem']}", highlight=False)
+        for line in found["timings"].lines():
+            console.print(f"  {line}", highlight=False)
+
+
 def _print_json(
     summaries: list[RunSummary],
     per_request: dict[str, Any],
     soaks: dict[str, Any],
     quality: dict[str, Any],
     failed: list[dict[str, Any]] | None,
+    servers: dict[str, dict[str, Any]],
 ) -> None:
     payload = [
         {**s.to_dict(), "requests": per_request[s.run_id]} if s.run_id in per_request
@@ -115,6 +133,9 @@ def _print_json(
     for row in payload:
         if row["run_id"] in soaks:
             row["soak"] = _soak_json(soaks[row["run_id"]])
+        if row["run_id"] in servers:
+            found = servers[row["run_id"]]
+            row["server"] = {"process": found["process"], "timings": found["timings"].to_dict()}
         q = quality.get(row["run_id"])
         row["task_quality"] = q.to_dict() if q is not None and q.pass_rate else None
     if failed is not None:

@@ -17,6 +17,7 @@ from edgeprof.cli.prompt_options import (
     format_warning,
     prompt_settings,
 )
+from edgeprof.cli.report import print_servers
 from edgeprof.samplers import sampler_sources
 
 
@@ -83,6 +84,16 @@ def run_command(
     api_key_env: str | None = typer.Option(
         None, help="Cloud backends: the environment variable holding the API key."
     ),
+    on_device: bool = typer.Option(
+        False,
+        "--on-device",
+        help="HTTP backends: the server runs on this machine, reached through a non-loopback "
+        "address: profile it as a device target (energy, memory). A loopback --base-url is "
+        "one already.",
+    ),
+    remote: bool = typer.Option(
+        False, "--remote", help="HTTP backends: treat a server on loopback as remote."
+    ),
     concurrency: str = typer.Option(
         "1",
         help="Requests at once: llamacpp decodes them together in one batch, a cloud backend "
@@ -145,7 +156,12 @@ def run_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
-    """Profile a model on this device (or a cloud endpoint) into the profile database."""
+    """Profile a model on this device (or a cloud endpoint) into the profile database.
+
+    A local server (Ollama: --backend ollama; llama-server, LM Studio, vLLM: --backend openai
+    --base-url http://127.0.0.1:PORT/v1) is profiled as a device target: energy attributed,
+    the serving process's memory sampled."""
+    from edgeprof.analysis.server_side import local_servers
     from edgeprof.analysis.summary import summarize_run
     from edgeprof.backends import backend_class
     from edgeprof.backends.settings import settings_from_strings
@@ -170,6 +186,7 @@ def run_command(
     ]:  # fmt: skip
         if value is not None:
             settings[key] = value
+    _placement(backend, settings, on_device, remote)
     if providers is not None:  # ONNX Runtime's execution providers (docs/onnx.md)
         if backend != "onnx":
             raise UsageError(f"--provider is for --backend onnx, not {backend}; drop --provider")
@@ -203,10 +220,31 @@ def run_command(
     run_ids, db_path = _profile_each(configs, intro)
     with open_store(db_path) as store:
         summaries = [summarize_run(store, r) for r in run_ids]
+        servers = local_servers(store, run_ids) if not as_json else {}
     if len(levels) > 1:
         _curve(summaries, plot, as_json)
         return
     _print_run(summaries[0], as_json)
+    print_servers(servers, err)
+
+
+def _placement(backend: str, settings: dict[str, Any], on_device: bool, remote: bool) -> None:
+    """--on-device / --remote into an HTTP backend's `on_device` setting."""
+    import dataclasses
+
+    from edgeprof.backends import backend_class
+    from edgeprof.backends.local_server import check_on_device_flags
+    from edgeprof.errors import UsageError
+
+    value = check_on_device_flags(on_device, remote)
+    if value is None:
+        return
+    fields = backend_class(backend).Settings
+    if not any(f.name == "on_device" for f in dataclasses.fields(fields)):
+        raise UsageError(
+            f"--on-device and --remote are for the HTTP backends (openai, ollama), not {backend}"
+        )
+    settings["on_device"] = value
 
 
 def _announce_format(model: str | None, settings: dict[str, Any]) -> None:

@@ -79,6 +79,10 @@ class DecideConfig(MeasureOptions):
     # llama.cpp profiled at each level (requests decoded together): a throughput curve, from
     # which the comparator takes the capacity that meets max_ttft_s
     concurrency: tuple[int, ...] = (1,)
+    # Local servers profiled as device targets (`edgeprof.decision.server_targets`):
+    # BACKEND:MODEL[@URL]. Without `model` they stand instead of llama.cpp and ONNX Runtime.
+    device_targets: Sequence[str] = ()
+    on_device: bool = False  # the device targets run here, whatever address reaches them
 
 
 @dataclass(frozen=True)

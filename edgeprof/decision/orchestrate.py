@@ -175,6 +175,7 @@ def _run_inputs(config: DecideConfig, clouds: Sequence[str]) -> list[Figure]:
 def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     """Profile (or reuse), price and compare; returns the decision. Raises EdgeprofError on
     bad input before any profiling; KeyboardInterrupt keeps every finished run."""
+    from edgeprof.decision.server_targets import profile_servers
     from edgeprof.decision.targets import Probe, profile_clouds, profile_devices
     from edgeprof.decision.task_quality import NoDeviceMeetsFloor
     from edgeprof.store.db import Store, default_db_path
@@ -189,7 +190,9 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     db_path = Path(config.db or default_db_path())
     notes = list(probe.notes)
     crashed: list[str] = []
-    runs = profile_devices(config, probe, db_path, step, notes, crashed)
+    builtin = config.model is not None or not config.device_targets
+    runs = profile_devices(config, probe, db_path, step, notes, crashed) if builtin else []
+    runs += profile_servers(config, probe, db_path, step)
     live = profile_clouds(config, clouds, db_path, step) if config.base_url else []
     step(StepEvent("compare", "start"))
     with Store(db_path) as store:
@@ -300,6 +303,9 @@ def _check(config: DecideConfig) -> None:
         raise UsageError("give both `price_in_usd_per_m` and `price_out_usd_per_m`, or neither")
     if config.raw and config.chat_template is not None:
         raise UsageError("`raw` takes no `chat_template`: give one of the two")
+    from edgeprof.decision.server_targets import check_server_targets
+
+    check_server_targets(config.device_targets, config.on_device)
     if config.api_key_env and not config.base_url:
         raise UsageError("`api_key_env` goes with `base_url`: the endpoint to profile live")
     from edgeprof.decision import prices

@@ -312,7 +312,8 @@ def profile_clouds(
     for ref in clouds:
         provider, _, model = ref.rpartition(":")
         backend = "anthropic" if provider == "anthropic" else "openai"
-        settings: dict[str, Any] = {"base_url": config.base_url}
+        # a cloud, even when the endpoint given is on loopback (a proxy, a stand-in)
+        settings: dict[str, Any] = {"base_url": config.base_url, "on_device": False}
         if config.api_key_env:
             settings["api_key_env"] = config.api_key_env
         if config.price_in_usd_per_m is not None:

@@ -62,7 +62,27 @@ def parse_judge(spec: str, settings: Mapping[str, Any] | None = None) -> JudgeSp
             "openai:gpt-4o-mini with `base_url`) or a .gguf file"
         )
     remote = backend not in ("llamacpp", "onnx")
-    return JudgeSpec(backend, model, dict(settings or {}) if remote else {})
+    if not remote:
+        return JudgeSpec(backend, model, {})
+    # A judge over HTTP is priced per token like a cloud, even on a loopback server (where a
+    # target would be a device one): its bill is what grading costs.
+    given = dict(settings or {})
+    if "on_device" in _setting_names(backend):
+        given = {"on_device": False, **given}
+    return JudgeSpec(backend, model, given)
+
+
+def _setting_names(backend: str) -> set[str]:
+    import dataclasses
+
+    from edgeprof.backends import backend_class
+
+    settings = backend_class(backend).Settings
+    return (
+        {f.name for f in dataclasses.fields(settings)}
+        if dataclasses.is_dataclass(settings)
+        else set()
+    )
 
 
 @dataclass(frozen=True)

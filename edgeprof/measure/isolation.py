@@ -136,7 +136,7 @@ class WorkerBackend(Backend):
         super().__init__(local.options, local.settings)
         self.local = local
         self.name = local.name  # type: ignore[misc]
-        self.kind = local.kind  # type: ignore[misc]
+        self.kind = local.kind
         self.batches = local.batches  # type: ignore[misc]
         self.engine = local.engine or local.name  # type: ignore[misc]
         self.dir = Path(tempfile.mkdtemp(prefix="edgeprof-worker-"))

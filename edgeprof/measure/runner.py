@@ -287,7 +287,9 @@ def _start(config: RunConfig, backend: Backend) -> tuple[Backend, SensorEnv, lis
     with _closing_on_error(backend):
         if isinstance(backend, WorkerBackend):
             backend.start()
-        env = SensorEnv.from_environ(tdp_w=config.tdp_w, pid=worker_pid(backend))
+        # the worker's pid, or a local server's process (found by check())
+        pid = worker_pid(backend) or backend.measured_pid()
+        env = SensorEnv.from_environ(tdp_w=config.tdp_w, pid=pid)
         return backend, env, discover(env, config.sensors)
 
 
@@ -715,6 +717,7 @@ class _Recorder:
             "attempts": g.attempts,
             "retry_wait_s": g.retry_wait_s,
             "ttft_final_attempt_s": _ttft_final_attempt_s(m, metrics.ttft_s),
+            **(g.server_timings.row() if g.server_timings is not None else {}),
         }
         self.store.insert_request(row)
         self.seq += 1

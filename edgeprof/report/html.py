@@ -262,6 +262,22 @@ def _runs_section(summaries: list[RunSummary]) -> list[str]:
     return parts + [f'<p class="meta">{html.escape(n)}</p>' for n in _run_notes(summaries)]
 
 
+def _servers_section(store: Store, summaries: Sequence[RunSummary]) -> list[str]:
+    """Each local server's process and its own figures beside edgeprof's, as `report`."""
+    from edgeprof.analysis.server_side import describe_process, local_servers
+
+    found = local_servers(store, [s.run_id for s in summaries])
+    if not found:
+        return []
+    parts = ["<h2>Local servers</h2>"]
+    for run_id, server in found.items():
+        process = server["process"] or {}
+        problem = [process["problem"]] if process.get("problem") else []
+        lines = [describe_process(run_id, process), *server["timings"].lines(), *problem]
+        parts.append('<p class="meta">' + "<br>".join(html.escape(x) for x in lines) + "</p>")
+    return parts
+
+
 def _by_device_section(store: Store, summaries: Sequence[RunSummary]) -> str:
     """`report --by device` as HTML: one table per comparable group, its notes under it."""
     from edgeprof.analysis.pooled import pooled_report
@@ -361,6 +377,7 @@ def render_html_report(
         raise ProfileDBError(f"{store.path} holds no runs to report; add one with `edgeprof run`")
     summaries = [summarize_run(store, str(r["id"])) for r in runs]
     parts = [*_head(store, summaries), *_top(compare, headline), *_runs_section(summaries)]
+    parts += _servers_section(store, summaries)
     if len({s.device_id for s in summaries}) > 1:
         parts.append(_by_device_section(store, summaries))
     comparison = compare.comparison if isinstance(compare, DecisionView) else compare

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from edgeprof.errors import SensorError
 from edgeprof.samplers.base import ProbeResult, Reading, Sampler, SensorEnv
+from edgeprof.samplers.proctree import ProcessFamily
 from edgeprof.samplers.sysfs import Counter
 
 INSTALL_FIX = "pip install nvidia-ml-py"
@@ -225,11 +226,18 @@ class NvmlSampler(Sampler):
         the tick, never the power beside it."""
         if not self._process_mem:
             return []
+        # another process's (a local server's): it and its children, which may hold the model
+        if self._pid != os.getpid() and self._family is None:
+            self._family = ProcessFamily(self._pid)
+        pids = self._family.pids() if self._family is not None else {self._pid}
         try:
-            own = process_gpu_mem_bytes(self._lib, self._handle, self._pid)
+            found = [process_gpu_mem_bytes(self._lib, self._handle, pid) for pid in pids]
         except self._lib.NVMLError:
             return []
-        return [] if own is None else [Reading(self.sensor, "gpu_mem_bytes", float(own))]
+        used = [b for b in found if b is not None]
+        return [Reading(self.sensor, "gpu_mem_bytes", float(sum(used)))] if used else []
+
+    _family: ProcessFamily | None = None
 
     def close(self) -> None:
         if self._lib is not None:

@@ -127,6 +127,15 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
                 "Time to first token from the start of the attempt that answered",
                 "second",
             ),
+            "server_timings_source": (
+                "Whose own timings the server_* columns hold: ollama or llama-server",
+                "",
+            ),
+            "server_load_s": ("Model load the server reported for the request", "second"),
+            "server_prompt_tokens": ("Prompt tokens the server says it evaluated", ""),
+            "server_prompt_s": ("Prompt evaluation time the server reported", "second"),
+            "server_output_tokens": ("Output tokens the server says it generated", ""),
+            "server_decode_s": ("Generation time the server reported", "second"),
         },
     ),
     "samples": (

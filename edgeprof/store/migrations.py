@@ -391,6 +391,25 @@ def m009_worker_crash(db: sqlite_utils.Database) -> None:
             runs.add_column(name, str)
 
 
+@migration
+def m010_request_server_timings(db: sqlite_utils.Database) -> None:
+    """A local server's own figures for each request, beside edgeprof's client-side ones:
+    whose they are (`ollama`, `llama-server`), the model load it waited for, and the prompt
+    and output tokens with the seconds it spent on each. NULL where a server reports none."""
+    requests = db.table("requests")
+    columns = {
+        "server_timings_source": str,
+        "server_load_s": float,
+        "server_prompt_tokens": int,
+        "server_prompt_s": float,
+        "server_output_tokens": int,
+        "server_decode_s": float,
+    }
+    for name, kind in columns.items():
+        if name not in requests.columns_dict:
+            requests.add_column(name, kind)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

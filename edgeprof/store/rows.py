@@ -76,6 +76,13 @@ class RequestRow(TypedDict):
     retry_wait_s: float | None
     ttft_final_attempt_s: float | None
     cached_input_tokens: int | None
+    # a local server's own figures (m010; NULL where it reports none)
+    server_timings_source: str | None  # "ollama" | "llama-server"
+    server_load_s: float | None
+    server_prompt_tokens: int | None
+    server_prompt_s: float | None
+    server_output_tokens: int | None
+    server_decode_s: float | None
 
 
 # The request columns that hold a number (a figure summarized over requests).
