@@ -12,27 +12,19 @@ against `ideal`; edgeprof offers its three basic ways as a mode:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from edgeprof.errors import UsageError
 from edgeprof.grading.assertions import Assertion
-from edgeprof.measure.prompt import Prompt, prompt_id
+from edgeprof.measure.prompt import Prompt, jsonl_objects, prompt_id
 
 ROLES = {"system", "user", "assistant"}
 
 
 def parse_evals(text: str, *, suite: str, source: str, mode: str) -> list[Prompt]:
     prompts = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}, line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
+    for lineno, where, obj in jsonl_objects(text, source, comments=False):
         if not isinstance(obj, dict) or "input" not in obj or "ideal" not in obj:
             raise UsageError(f'{where}: an OpenAI evals sample needs "input" and "ideal"')
         messages = _messages(obj["input"], where)

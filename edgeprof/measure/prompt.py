@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgeprof.errors import UsageError
 from edgeprof.grading.assertions import Assertion
 
 
@@ -56,3 +57,17 @@ class Prompt:
 def prompt_id(messages: tuple[dict[str, str], ...]) -> str:
     canonical = json.dumps(list(messages), ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def jsonl_objects(text: str, source: str, comments: bool = True) -> Iterator[tuple[int, str, Any]]:
+    """Each line of a JSONL file as (line number, where, parsed value), blank lines (and, with
+    `comments`, lines starting with //) skipped; a line that is not JSON is a one-line error
+    naming it."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or (comments and line.lstrip().startswith("//")):
+            continue
+        where = f"{source}, line {lineno}"
+        try:
+            yield lineno, where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e

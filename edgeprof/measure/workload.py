@@ -22,7 +22,7 @@ from typing import Any
 
 from edgeprof.errors import UsageError
 from edgeprof.grading.assertions import make_assertions
-from edgeprof.measure.prompt import Prompt, prompt_id
+from edgeprof.measure.prompt import Prompt, jsonl_objects, prompt_id
 
 __all__ = ["Prompt", "bundled_suites", "load_suite", "parse_suite", "prompt_id"]
 
@@ -101,14 +101,7 @@ def _split_evals_mode(spec: str) -> tuple[Path, str | None]:
 
 def parse_suite(text: str, *, suite: str, source: str) -> list[Prompt]:
     prompts: list[Prompt] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("//"):
-            continue
-        where = f"{source}, line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{where}: not valid JSON ({e.msg}); one JSON object per line") from e
+    for lineno, where, obj in jsonl_objects(text, source):
         if not isinstance(obj, dict):
             raise UsageError(f'{where}: expected a JSON object like {{"prompt": "..."}}')
         if "input" in obj and "ideal" in obj and "prompt" not in obj and "messages" not in obj:
