@@ -487,3 +487,9 @@ def answer_warnings(summaries: Sequence[RunSummary]) -> list[str]:
                 "--chat-template NAME if it is instruction-tuned"
             )
     return lines
+
+
+def prompt_format_is_news(summaries: Sequence[RunSummary]) -> bool:
+    """Whether a run used a prompt format other than its GGUF's own template (a family's
+    built-in, a file, raw): only then do tables give the prompt format a column."""
+    return any((s.prompt_format or "gguf").split(" (")[0] != "gguf" for s in summaries)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from edgeprof.analysis.summary import RunSummary, gpu_mem
+from edgeprof.analysis.summary import RunSummary, gpu_mem, prompt_format_is_news
 from edgeprof.report.formatting import (
     DASH,
     j_per_token,
@@ -48,7 +48,7 @@ WIDE_MIN_COLUMNS = 200  # below this, runs become columns and metrics rows
 def _columns(summaries: list[RunSummary]) -> list[tuple[str, Callable[[RunSummary], str]]]:
     """Every column, but the prompt format only when a run used one other than its GGUF's
     own template: then it is news (a family's built-in, a file, raw), else noise."""
-    told = any((s.prompt_format or "gguf").split(" (")[0] != "gguf" for s in summaries)
+    told = prompt_format_is_news(summaries)
     return [c for c in COLUMNS if told or c[0] != "prompt format"]
 
 

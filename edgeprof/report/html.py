@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes
+from edgeprof.analysis.summary import RunSummary, gpu_mem, gpu_mem_notes, prompt_format_is_news
 from edgeprof.errors import ProfileDBError
 from edgeprof.report import formatting as f
 from edgeprof.report.decision_section import CSS as DECISION_CSS
@@ -242,8 +242,10 @@ def _simple_timeline(store: Store, run_id: str) -> str | None:
 
 
 def _runs_table(summaries: Sequence[RunSummary]) -> str:
-    columns = [Column(h, text=c == "t") for h, _, _, c in RUN_COLUMNS]
-    body = [[_fmt(k, s, key) for _, key, k, _ in RUN_COLUMNS] for s in summaries]
+    told = prompt_format_is_news(summaries)
+    shown = [c for c in RUN_COLUMNS if told or c[1] != "prompt_format"]
+    columns = [Column(h, text=c == "t") for h, _, _, c in shown]
+    body = [[_fmt(k, s, key) for _, key, k, _ in shown] for s in summaries]
     attrs = [f'data-run-id="{html.escape(s.run_id)}"' for s in summaries]
     return table(columns, body, "runs", attrs, cards="cards-wide")
 
