@@ -361,3 +361,31 @@ def test_compare_html_command(tmp_path: Path) -> None:
     assert "Verdict." not in text and raw_values(text) == []
     # --max-ttft-s reaches the page: every device's 50 ms first token is too slow for 10 ms
     assert text.count("slower than the TTFT limit") == 3
+
+
+def test_pass_rate_and_cost_per_passing_answer_join_the_targets() -> None:
+    """With decide's task quality, each target shows its pass rate with its interval and n,
+    and $ per 1,000 passing answers (a request's cost / the pass rate); a target not graded
+    says so. Without any graded target the columns are not there."""
+    from edgeprof.decision.task_quality import TargetTaskQuality, TaskFloor, TaskQualityReport
+    from edgeprof.grading.rates import PassRate
+
+    c = _comparison([_device("llama.cpp")], [_cloud("pricey", 0.001), _cloud("mid", 0.0004)])
+    rate = PassRate.of(19, 50)  # 38 % [26-52 %]
+    graded = (
+        TargetTaskQuality("llama.cpp", "device", "run-llama.cpp", rate, 0.0005, 0.0005 / 0.38),
+        TargetTaskQuality("pricey", "cloud", None, PassRate.of(45, 50), 0.001, 0.001 / 0.9),
+    )
+    report = TaskQualityReport(TaskFloor(0.8, "tasks"), "tasks", graded, (), (), (), True)
+    html = decision_section(DecisionView(c, task_quality=report))
+    targets = html[html.index('id="targets"') :]
+    head = targets[: targets.index("</thead>")]
+    assert "pass rate [95%]" in head and "$ per 1,000 passing answers" in head
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", targets[targets.index("<tbody>") :])
+    by_target = {re.sub("<[^>]+>", "", r.split("</td>")[0]): r for r in rows}
+    device = next(r for t, r in by_target.items() if "llama.cpp" in t)
+    assert "38%" in device and "n=50" in device and "$1.32" in device  # 1000 × 0.0005 / 0.38
+    assert "90%" in next(r for t, r in by_target.items() if "pricey" in t)
+    assert "not graded" in next(r for t, r in by_target.items() if "mid" in t)
+    plain = decision_section(DecisionView(c))
+    assert "pass rate" not in plain

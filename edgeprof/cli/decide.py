@@ -232,6 +232,7 @@ def _write_html(decision: Decision, path: Path) -> None:
         rows=decision.rows,
         max_ttft_s=None if max_ttft is None else float(max_ttft),
         notes=decision.notes,
+        task_quality=decision.task_quality,
     )
     with Store(Path(c.db_path)) as store:
         write_html_report(store, path, [r.run_id for r in decision.runs], compare=view)

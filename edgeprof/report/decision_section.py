@@ -42,6 +42,8 @@ class DecisionView:
     rows: Sequence[Any] = ()
     max_ttft_s: float | None = None
     notes: Sequence[str] | None = None  # decide's (probe and comparison); None: the comparison's
+    # decide's task quality (edgeprof.decision.task_quality.TaskQualityReport), when graded
+    task_quality: Any = None
 
 
 def _cell(row: Any, key: str) -> Any:
@@ -134,8 +136,9 @@ def matrix_html(view: DecisionView) -> str:
 
 # -- cost and latency per target -----------------------------------------------------------
 
-# Each target's columns at the user's volume. Task quality (issue 20) adds "pass rate" and
-# "$ per passing answer" beside $/day here; hybrid policies (issue 21) add their rows.
+# Each target's columns at the user's volume; where the suite's answers were graded, its pass
+# rate and what a passing answer costs come after $/day (hybrid policies would add rows).
+QUALITY_COLUMNS = (Column("pass rate [95%]"), Column("$ per 1,000 passing answers"))
 TARGET_COLUMNS = (
     Column("target", text=True),
     Column("$/day [95% interval]"),
@@ -146,6 +149,12 @@ TARGET_COLUMNS = (
     Column("answer p99"),
     Column("decode tok/s"),
 )
+
+
+def _target_columns(graded: bool) -> tuple[Column, ...]:
+    if not graded:
+        return TARGET_COLUMNS
+    return (*TARGET_COLUMNS[:3], *QUALITY_COLUMNS, *TARGET_COLUMNS[3:])
 
 
 def _latency(view: DecisionView, side: str, key: str) -> Latency | None:
@@ -182,15 +191,44 @@ def _latency_cells(lat: Latency | None) -> list[str]:
     ]
 
 
+def _task_quality(view: DecisionView) -> dict[str, Any]:
+    """Target name (as the comparison names it) -> its `TargetTaskQuality`, where one was
+    graded; {} when no target was."""
+    report = view.task_quality
+    if report is None or not any(t.pass_rate for t in report.targets):
+        return {}
+    c = view.comparison
+    by_run = {t.run_id: t for t in report.targets if t.run_id}
+    out = {t.name: t for t in report.targets}
+    targets: list[Any] = [*c.devices, *c.clouds]
+    for target in targets:
+        found = by_run.get(getattr(target, "run_id", None) or "")
+        if found is not None:
+            out[target.name] = found
+    return out
+
+
+def _quality_cells(q: Any) -> list[str]:
+    if q is None or q.pass_rate is None:
+        return [f'{DASH}<span class="sub">not graded</span>', DASH]
+    r = q.pass_rate
+    rate = f'{f.pct(r.rate)}<span class="sub">[{f.pct(r.low)}–{f.pct(r.high)}] n={r.n}</span>'
+    usd = q.usd_per_passing_answer
+    return [rate, f.usd_compact(None if usd is None else 1000 * usd)]
+
+
 def targets_html(view: DecisionView) -> str:
     rows, names = _rows(view), _names(view)
+    quality = _task_quality(view)
     body, attrs = [], []
     for side in ("device", "cloud"):
         for key, row in _first_by(rows, side).items():
             meets = _cell(row, f"{side}_meets_max_ttft")
             late = ' <span class="sub">slower than the TTFT limit</span>' if meets is False else ""
             cells = [f"{side}: {name(key, names.get(key))}{late}"]
-            cells += _cost_cells(row, side) + _latency_cells(_latency(view, side, key))
+            cells += _cost_cells(row, side)
+            cells += _quality_cells(quality.get(key)) if quality else []
+            cells += _latency_cells(_latency(view, side, key))
             body.append(cells)
             attrs.append(f'data-side="{side}"')
     volume = f.count(view.comparison.workload.requests_per_day)
@@ -198,7 +236,7 @@ def targets_html(view: DecisionView) -> str:
         f"<h3>Cost and latency at {volume} requests/day</h3>"
         '<p class="meta">TTFT: time to the first token; answer: the whole answer; p50 the '
         "median, p99 the slowest 1 % of the requests measured.</p>"
-        + table(TARGET_COLUMNS, body, "targets", attrs)
+        + table(_target_columns(bool(quality)), body, "targets", attrs)
     )
 
 
