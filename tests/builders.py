@@ -211,6 +211,16 @@ def cli(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Resul
     return CliRunner().invoke(app, [str(a) for a in args], env={**CLI_ENV, **(env or {})})
 
 
+def interruptible() -> None:
+    """`preexec_fn` for a process a test will Ctrl-C: SIGINT back to its default, so Python
+    installs its KeyboardInterrupt handler even when the test suite itself runs with SIGINT
+    ignored (a background job of a non-interactive shell inherits SIG_IGN, and Python leaves
+    an ignored SIGINT ignored, as a user's `edgeprof run &` should)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def edgeprof_subprocess(
     *args: str | Path, env: Mapping[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:

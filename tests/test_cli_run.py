@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from edgeprof.measure.workload import load_suite
-from tests.builders import cli, edgeprof_subprocess, write_prompts
+from tests.builders import cli, edgeprof_subprocess, interruptible, write_prompts
 
 REPO = Path(__file__).resolve().parent.parent
 DemoRun = tuple[Path, dict[str, Any]]
@@ -240,7 +240,7 @@ def test_ctrl_c_keeps_rows_as_aborted(backend: str, tmp_path: Path) -> None:
         command = [sys.executable, "-m", "edgeprof", *args]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "EDGEPROF_DEBUG": ""},
+        env={**os.environ, "EDGEPROF_DEBUG": ""}, preexec_fn=interruptible,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240

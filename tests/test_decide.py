@@ -23,7 +23,7 @@ import pytest
 from edgeprof.decision.orchestrate import DEFAULT_CLOUDS, DecideConfig, cost_inputs
 from edgeprof.decision.presets import get_preset
 from edgeprof.errors import UsageError
-from tests.builders import cli
+from tests.builders import cli, interruptible
 from tests.test_decision_page import raw_values
 
 PROVENANCES = {"measured", "estimated", "assumed"}
@@ -323,7 +323,7 @@ def test_ctrl_c_keeps_the_finished_runs_for_the_next_decide(tmp_path: Path) -> N
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeprof", "decide", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "EDGEPROF_DEBUG": ""},
+        env={**os.environ, "EDGEPROF_DEBUG": ""}, preexec_fn=interruptible,
     )  # fmt: skip
     try:
         assert _wait_for_onnx_requests(db, proc, 2), "decide never reached the ONNX run"
