@@ -266,7 +266,7 @@ class LlamaCppBackend(Backend):
                 n_out += 1
                 text.append(piece)
                 yield TokenEvent(time.perf_counter_ns(), piece)
-        n_in = len(prompt_tokens(self.llm, request.messages))
+        n_in = len(prompt_tokens(self.llm, request.messages, self.fmt))
         return Generation(n_in, n_out, "".join(text), finish_reason=finish or "stop")
 
     batches: ClassVar[bool] = True
