@@ -14,6 +14,8 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from edgeprof.backends.signals import AnswerSignals
+
 TokenCountMethod = Literal["tokenizer", "api", "estimated"]
 # "device": runs on this machine, so its power is the request's energy; "remote": a server
 # elsewhere (a cloud API), whose energy this device cannot see. Stored as runs.target_kind.
@@ -82,6 +84,8 @@ class Generation:
     cached_input_tokens: int = 0
     # A local server's own timings of this request, where it reports them
     server_timings: ServerTimings | None = None
+    # How sure the model was of its answer (backends/signals.py); None where none was read
+    signals: AnswerSignals | None = None
 
 
 @dataclass(frozen=True)

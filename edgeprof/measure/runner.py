@@ -718,6 +718,7 @@ class _Recorder:
             "retry_wait_s": g.retry_wait_s,
             "ttft_final_attempt_s": _ttft_final_attempt_s(m, metrics.ttft_s),
             **(g.server_timings.row() if g.server_timings is not None else {}),
+            **(g.signals.row() if g.signals is not None else {}),
         }
         self.store.insert_request(row)
         self.seq += 1

@@ -136,6 +136,14 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "server_prompt_s": ("Prompt evaluation time the server reported", "second"),
             "server_output_tokens": ("Output tokens the server says it generated", ""),
             "server_decode_s": ("Generation time the server reported", "second"),
+            "signal_source": (
+                "Where the confidence signals came from: logits (the whole distribution) or "
+                "api-top-logprobs (an API's top-k log-probabilities)", ""),
+            "signal_tokens": ("Chosen tokens the confidence signals are over", ""),
+            "logprob_mean": ("Mean log-probability (nats) of the chosen tokens", ""),
+            "logprob_min": ("Lowest log-probability (nats) of a chosen token", ""),
+            "entropy_mean": ("Mean entropy (nats) of the next-token distribution", ""),
+            "first_margin": ("First token: top-1 minus top-2 log-probability", ""),
         },
     ),
     "samples": (

@@ -410,6 +410,25 @@ def m010_request_server_timings(db: sqlite_utils.Database) -> None:
             requests.add_column(name, kind)
 
 
+@migration
+def m011_request_signals(db: sqlite_utils.Database) -> None:
+    """How sure the model was of each answer (`edgeprof.backends.signals`): mean and minimum
+    log-probability of the chosen tokens, mean entropy, the first token's top-1/top-2 margin,
+    and where they came from. NULL where none was read (older runs, APIs without logprobs)."""
+    requests = db.table("requests")
+    columns = {
+        "signal_source": str,
+        "signal_tokens": int,
+        "logprob_mean": float,
+        "logprob_min": float,
+        "entropy_mean": float,
+        "first_margin": float,
+    }
+    for name, kind in columns.items():
+        if name not in requests.columns_dict:
+            requests.add_column(name, kind)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

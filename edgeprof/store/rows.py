@@ -83,6 +83,13 @@ class RequestRow(TypedDict):
     server_prompt_s: float | None
     server_output_tokens: int | None
     server_decode_s: float | None
+    # how sure the model was of its answer (m011; backends/signals.py; NULL where not read)
+    signal_source: str | None  # "logits" | "api-top-logprobs"
+    signal_tokens: int | None
+    logprob_mean: float | None
+    logprob_min: float | None
+    entropy_mean: float | None
+    first_margin: float | None
 
 
 # The request columns that hold a number (a figure summarized over requests).
