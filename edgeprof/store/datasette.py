@@ -138,7 +138,9 @@ SCHEMA_DOC: dict[str, tuple[str, str | None, dict[str, tuple[str, str]]]] = {
             "server_decode_s": ("Generation time the server reported", "second"),
             "signal_source": (
                 "Where the confidence signals came from: logits (the whole distribution) or "
-                "api-top-logprobs (an API's top-k log-probabilities)", ""),
+                "api-top-logprobs (an API's top-k log-probabilities)",
+                "",
+            ),
             "signal_tokens": ("Chosen tokens the confidence signals are over", ""),
             "logprob_mean": ("Mean log-probability (nats) of the chosen tokens", ""),
             "logprob_min": ("Lowest log-probability (nats) of a chosen token", ""),
