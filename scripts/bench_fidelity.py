@@ -146,7 +146,7 @@ def prompt_of_exactly(model: Path, n_tokens: int) -> tuple[dict[str, str], ...]:
 
 
 def run_edgeprof(
-    model: Path, suite: Path, threads: int, reps: int, db: Path
+    model: Path, suite: Path, threads: int, reps: int, db: Path, in_process: bool = False
 ) -> list[dict[str, Any]]:
     from edgeprof.measure.runner import RunConfig, profile
     from edgeprof.store.db import Store
@@ -162,6 +162,7 @@ def run_edgeprof(
             ctx=1024,
             db=db,
             idle_seconds=0,
+            in_process=in_process,
             settings={"ignore_eos": True, "flash_attn": False},
         )
     )
@@ -242,6 +243,12 @@ def main() -> int:
         help="llama-bench as llama.cpp builds it (static) or as llama-cpp-python builds its "
         "library (shared)",
     )
+    ap.add_argument(
+        "--also-in-process",
+        action="store_true",
+        help="each round also runs edgeprof with the model in its own process (--in-process), "
+        "interleaved with the run through the worker",
+    )
     a = ap.parse_args()
 
     from edgeprof.models.files import demo_model_path
@@ -263,6 +270,8 @@ def main() -> int:
         ep_tg: list[float] = []
         raw_pp: list[float] = []
         raw_tg: list[float] = []
+        inp_pp: list[float] = []
+        inp_tg: list[float] = []
         for r in range(a.rounds):
             log(f"round {r + 1}/{a.rounds}: llama-bench ...")
             e = run_llama_bench(binary, model, ["-p", str(N_PROMPT), "-n", str(N_GEN), *common])
@@ -274,6 +283,12 @@ def main() -> int:
             rows = run_edgeprof(model, suite, a.threads, a.reps, Path(tmp) / f"r{r}.db")
             ep_pp += [float(x["prefill_tps"]) for x in rows]
             ep_tg += [float(x["decode_tps"]) for x in rows]
+            if a.also_in_process:
+                log(f"round {r + 1}/{a.rounds}: edgeprof --in-process ...")
+                db = Path(tmp) / f"r{r}-in-process.db"
+                rows = run_edgeprof(model, suite, a.threads, a.reps, db, in_process=True)
+                inp_pp += [float(x["prefill_tps"]) for x in rows]
+                inp_tg += [float(x["decode_tps"]) for x in rows]
             pp, tg = run_binding_raw(model, a.threads, a.reps)
             raw_pp += pp
             raw_tg += tg
@@ -291,6 +306,8 @@ def main() -> int:
         "generation_depth0": {"llama_bench": stats(lb_tg0), "edgeprof": stats(ep_tg)},
         "binding_raw": {"prompt": stats(raw_pp), "generation": stats(raw_tg)},
     }
+    if a.also_in_process:
+        results["in_process"] = {"prompt": stats(inp_pp), "generation": stats(inp_tg)}
     print_table(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -318,6 +335,17 @@ def print_table(res: dict[str, Any]) -> None:
         target = res[key].get("target")
         verdict = (f">= {target:.2f} {'met' if ratio >= target else 'NOT met'}") if target else "-"
         print(f"{label:<30} {_cell(lb):>22} {_cell(ep):>22} {ratio:>6.3f}  {verdict}")
+
+    for label, key in (("prompt", "prompt"), ("generation", "generation")):
+        if "in_process" not in res:
+            break
+        lb = res[key]["llama_bench"]["median"]
+        inp = res["in_process"][key]
+        print(
+            f"{'  edgeprof --in-process, ' + label:<30} {'':>22} {_cell(inp):>22} "
+            f"{inp['median'] / lb:>6.3f}  (worker/in-process "
+            f"{res[key]['edgeprof']['median'] / inp['median']:.3f})"
+        )
 
     raw = res["binding_raw"]
     for label, key in (("prompt", "prompt"), ("generation", "generation")):
