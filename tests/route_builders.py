@@ -77,13 +77,14 @@ def add_pair(
     """A device run and a cloud run of `cases`, graded; their ids."""
     device = device_row("routing-host")
     store.upsert_device(device)
-    prompts = {c.name: prompt_row(f"prompt {c.name}", suite) for c in cases}
+    prompts = {c.name: {**prompt_row(f"prompt {c.name}", suite), "name": c.name} for c in cases}
     store.insert_prompts(prompts.values())
     save_expectations(store, [
         Prompt(str(prompts[c.name]["id"]), suite, c.name, (), CHECKS, kind=c.kind) for c in cases
     ])  # fmt: skip
-    device_id = _run(store, device, "device", suite, cloud_params or {})
-    cloud_id = _run(store, device, "remote", cloud_suite or suite, cloud_params or CLOUD_PRICES)
+    device_id = _run(store, device, "device", suite, {})
+    prices = CLOUD_PRICES if cloud_params is None else cloud_params
+    cloud_id = _run(store, device, "remote", cloud_suite or suite, prices)
     for run_id, side in ((device_id, "device"), (cloud_id, "cloud")):
         seq = 0
         grades: list[Grade] = []

@@ -150,7 +150,8 @@ def render(report: RouteReport) -> None:
     out.print(
         "escalation: share of requests the cloud answers; a cascade's escalated requests are "
         "answered on the device first (its energy and capacity) and take both times; J/request: "
-        "the device's net energy (the cloud's is not known)",
+        "the device's net energy per request of the workload, + cloud ? where the cloud answers "
+        "some (no API reports its energy)",
         style="dim",
         highlight=False,
     )
@@ -177,10 +178,16 @@ def policy_table(report: RouteReport) -> Table:
         table.add_row(
             p.label, _rule(p), f"{r.rate:.0%} [{r.low:.0%}–{r.high:.0%}]",
             f"{p.escalation_rate:.0%}", format_usd(p.cost.usd_per_day),
-            f"{p.cost.energy_net_j_per_request:.3g}",
+            _joules(p),
             f"{seconds(p.latency_p50_s)} / {seconds(p.latency_p95_s)}", gap,
         )  # fmt: skip
     return table
+
+
+def _joules(p: PolicyResult) -> str:
+    """The device's net J a request; `+ cloud ?` where the cloud answers some (unknown)."""
+    device = f"{p.cost.energy_net_j_per_request:.3g}"
+    return f"{device} + cloud ?" if p.escalation_rate > 0 else device
 
 
 def _rule(p: PolicyResult) -> str:

@@ -108,7 +108,9 @@ def describe(policy: Policy) -> str:
         return " or ".join(parts) or "never"
     if isinstance(policy, ByInputLength):
         limit = policy.max_device_input_tokens
-        return "cloud: none" if limit is None else f"cloud when input > {limit:g} tokens"
+        if limit is None:
+            return "cloud: none"
+        return "cloud: every prompt" if limit <= 0 else f"cloud when input > {limit:g} tokens"
     if isinstance(policy, ByKind):
         kinds = ", ".join(k or "(no kind)" for k in policy.cloud_kinds)
         return f"cloud: {kinds}" if kinds else "cloud: no kind"

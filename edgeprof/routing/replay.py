@@ -59,6 +59,8 @@ class PolicyResult:
     latency_p50_s: float | None
     latency_p95_s: float | None
     gap_recovered: float | None
+    # the cloud's energy for the requests it answers: no API reports it, so never a figure
+    cloud_energy_j_per_request: float | None = None
     fold_rules: tuple[str, ...] = ()  # each fold's rule, chosen on the other folds
     in_sample_pass_rate: PassRate | None = None  # the chosen rule scored on every prompt
     in_sample_usd_per_day: float | None = None
@@ -139,6 +141,9 @@ def families(replay: Replay) -> list[Family]:
     return out
 
 
+NO_KINDS = "the suite names no kinds: route-by-prompt by kind is not tried"
+
+
 def evaluate(
     replay: Replay, requests_per_day: float, options: RouteOptions | None = None
 ) -> RouteReport:
@@ -186,7 +191,10 @@ def evaluate(
                         price(held.outcome.mix(), pricing, requests_per_day))  # fmt: skip
         results.append(result(pooled, fam.label, held))
         sweep += [_point(fam, s) for s in held.sweep]
+        notes += _floor_notes(fam, held, protocol)
     results.append(result(plain(Oracle())))
+    if not any(c.kind for c in cases):
+        notes.append(NO_KINDS)
     warnings = stability_warnings(cases, protocol)
     return RouteReport(
         replay.device_run_id, replay.cloud_run_id, replay.suite, replay.device_name,
@@ -223,6 +231,17 @@ def _result(
         in_sample_usd_per_day=held.final.cost.usd_per_day if held else None,
         met_floor=None if floor is None else rate.rate >= floor - 1e-12,
     )
+
+
+def _floor_notes(fam: Family, held: HeldOut, protocol: Protocol) -> list[str]:
+    missed = [f.fold + 1 for f in held.folds if not f.met_floor]
+    if not missed:
+        return []
+    folds = ", ".join(map(str, missed))
+    return [
+        f"{fam.policy}: {fam.label}: no rule met the {protocol.min_pass_rate:.0%} floor on the "
+        f"calibration part of fold {folds}; the highest pass rate was taken there"
+    ]
 
 
 def _point(fam: Family, s: Scored) -> SweepPoint:
