@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerformance
 from edgeprof.errors import UsageError
@@ -16,7 +18,6 @@ from edgeprof.routing.holdout import (
     choose,
     cross_validate,
     make_protocol,
-    score,
     stability_warnings,
 )
 from edgeprof.routing.outcome import apply
@@ -31,6 +32,7 @@ from edgeprof.routing.policies import (
     route,
 )
 from edgeprof.routing.pricing import Mix, RoutePricing, price
+from edgeprof.routing.scoring import score, score_family
 from edgeprof.routing.signals import escalates, thresholds
 
 # $365 a year (so $1 a day), 0.36 $/kWh (1e-7 $ a joule), 2 W idle; 10 W busy at 100 tok/s
@@ -196,7 +198,7 @@ def test_a_threshold_perfect_on_calibration_is_reported_by_its_held_out_figure()
     assert held.outcome.pass_rate().rate == 0.25
     # On every prompt the best rule escalates a2 alone (3 of 4): the optimistic figure.
     assert held.final.policy == Cascade("logprob_mean", -0.95)
-    assert held.final.outcome.pass_rate().rate == 0.75
+    assert held.final.rate == 0.75
     assert [r.route for r in held.outcome.requests] == ["device", "device", "escalated",
                                                          "device"]  # fmt: skip
 
@@ -234,3 +236,37 @@ def test_too_few_prompts_or_failures_are_said() -> None:
     assert "the device fails only 8 of the prompts" in lines[1]
     assert stability_warnings([case(str(i), i % 2 == 0) for i in range(100)],
                               make_protocol(5, None, None)) == []  # fmt: skip
+
+
+_answers = st.tuples(
+    st.booleans(), st.booleans(), st.booleans(), st.sampled_from([10, 50, 200]),
+    st.one_of(st.none(), st.sampled_from([-2.0, -1.0, -0.5, -0.1])),
+    st.one_of(st.none(), st.sampled_from([0.1, 1.0, 2.5])),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(_answers, min_size=1, max_size=3),
+                          st.sampled_from([0.0, 0.5, 1.0])), min_size=1, max_size=8))  # fmt: skip
+def test_the_one_pass_sweep_agrees_with_replaying_each_candidate(
+    raw: list[tuple[list[tuple[bool, bool, bool, int, float | None, float | None]], float]],
+) -> None:
+    cases = []
+    for i, (answers, cloud) in enumerate(raw):
+        device = tuple(
+            DeviceAnswer(f"r{i}-{j}", ok, failed, check, tokens, 10, 1.0, logprob_mean=lp,
+                         entropy_mean=h)
+            for j, (ok, failed, check, tokens, lp, h) in enumerate(answers)
+        )  # fmt: skip
+        cost = CloudSide(1, cloud, 40.0 + i, 10.0, 0.0, None, 0.4)
+        cases.append(PromptCase(f"p{i}", f"p{i}", None, device, cost))
+    for family in (CascadeFamily("logprob_mean", False), CascadeFamily("entropy_mean", True),
+                   PromptFamily("input-tokens")):  # fmt: skip
+        fast = score_family(family, cases, PRICING, 2000)
+        slow = [score(p, cases, PRICING, 2000) for p in family.candidates(cases)]
+        assert [s.policy for s in fast] == [s.policy for s in slow]
+        for a, b in zip(fast, slow, strict=True):
+            assert a.rate == pytest.approx(b.rate) and a.cloud_share == pytest.approx(b.cloud_share)
+            assert a.cost.usd_per_day == pytest.approx(b.cost.usd_per_day)
+            assert a.cost.devices_needed == b.cost.devices_needed
+            assert a.mix.device_share == pytest.approx(b.mix.device_share)

@@ -30,7 +30,8 @@ from edgeprof.routing.cases import PromptCase
 from edgeprof.routing.families import Family
 from edgeprof.routing.outcome import Outcome, apply, pooled
 from edgeprof.routing.policies import Policy
-from edgeprof.routing.pricing import PolicyCost, RoutePricing, price
+from edgeprof.routing.pricing import RoutePricing
+from edgeprof.routing.scoring import Scored, score_family
 
 Objective = Literal["cheapest-per-pass", "max-pass", "cheapest-at-floor"]
 OBJECTIVES: tuple[Objective, ...] = ("cheapest-per-pass", "max-pass", "cheapest-at-floor")
@@ -89,44 +90,32 @@ def assign_folds(prompt_ids: Sequence[str], k: int) -> dict[str, int]:
     return {p: i % k for i, p in enumerate(order)}
 
 
-@dataclass(frozen=True)
-class Scored:
-    policy: Policy
-    outcome: Outcome
-    cost: PolicyCost
-
-    @property
-    def rate(self) -> float:
-        return self.outcome.pass_rate().rate
-
-
-def score(
-    policy: Policy, cases: Sequence[PromptCase], pricing: RoutePricing, requests_per_day: float
-) -> Scored:
-    outcome = apply(policy, cases, pricing)
-    return Scored(policy, outcome, price(outcome.mix(), pricing, requests_per_day))
-
-
 def choose(scored: Sequence[Scored], protocol: Protocol) -> tuple[Scored, bool]:
     """The best candidate by the objective, and whether it met the floor (True without one)."""
 
-    def tie(s: Scored) -> tuple[float, float]:
-        return (-s.rate, s.outcome.cloud_share)
+    # Figures rounded to 12 digits: two candidates that tie must tie whatever the order their
+    # sums were added in.
+    def rate(s: Scored) -> float:
+        return round(s.rate, 12)
 
     def usd(s: Scored) -> float:
-        return s.cost.usd_per_day
+        return float(f"{s.cost.usd_per_day:.12g}")
+
+    def per_pass(s: Scored) -> float:
+        return float(f"{s.cost.usd_per_day / s.rate:.12g}") if s.rate > 0 else math.inf
+
+    def best_rate(s: Scored) -> tuple[float, float, float]:
+        return (-rate(s), usd(s), round(s.cloud_share, 12))
 
     if protocol.objective == "max-pass":
-        best = min(scored, key=lambda s: (-s.rate, usd(s), s.outcome.cloud_share))
-        return best, True
+        return min(scored, key=best_rate), True
     if protocol.objective == "cheapest-per-pass":
-        best = min(scored, key=lambda s: (usd(s) / s.rate if s.rate > 0 else math.inf, *tie(s)))
-        return best, True
+        return min(scored, key=lambda s: (per_pass(s), -rate(s), round(s.cloud_share, 12))), True
     floor = protocol.min_pass_rate or 0.0
     feasible = [s for s in scored if s.rate >= floor - _EPS]
     if feasible:
-        return min(feasible, key=lambda s: (usd(s), *tie(s))), True
-    return min(scored, key=lambda s: (-s.rate, usd(s), s.outcome.cloud_share)), False
+        return min(feasible, key=lambda s: (usd(s), -rate(s), round(s.cloud_share, 12))), True
+    return min(scored, key=best_rate), False
 
 
 @dataclass(frozen=True)
@@ -163,12 +152,10 @@ def cross_validate(
         calibration = [c for c in cases if folds[c.prompt_id] != k]
         if not held:
             continue
-        candidates = [score(p, calibration, pricing, requests_per_day)
-                      for p in family.candidates(calibration)]  # fmt: skip
-        best, met = choose(candidates, protocol)
+        best, met = choose(score_family(family, calibration, pricing, requests_per_day), protocol)
         parts.append(apply(best.policy, held, pricing))
         choices.append(FoldChoice(k, len(calibration), len(held), best.policy, met))
-    sweep = tuple(score(p, cases, pricing, requests_per_day) for p in family.candidates(cases))
+    sweep = tuple(score_family(family, cases, pricing, requests_per_day))
     final, met = choose(sweep, protocol)
     return HeldOut(pooled(parts), tuple(choices), final, met, sweep)
 

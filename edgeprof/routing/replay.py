@@ -22,17 +22,16 @@ from edgeprof.routing.holdout import (
     HeldOut,
     Objective,
     Protocol,
-    Scored,
     assign_folds,
     cross_validate,
     make_protocol,
-    score,
     stability_warnings,
 )
 from edgeprof.routing.load import Replay, load_replay
-from edgeprof.routing.outcome import Outcome
+from edgeprof.routing.outcome import Outcome, apply
 from edgeprof.routing.policies import CloudOnly, DeviceOnly, Oracle, Policy, PolicyName, describe
 from edgeprof.routing.pricing import Mix, PolicyCost, price
+from edgeprof.routing.scoring import Scored
 from edgeprof.routing.signals import FORMAT_CHECKS
 from edgeprof.store.db import Store
 
@@ -165,11 +164,11 @@ def evaluate(
     folds = assign_folds([c.prompt_id for c in cases], k)
     pricing = replay.pricing
 
-    def plain(policy: Policy) -> Scored:
-        return score(policy, cases, pricing, requests_per_day)
+    def replayed(policy: Policy) -> Outcome:
+        return apply(policy, cases, pricing)
 
-    device, cloud = plain(DeviceOnly()), plain(CloudOnly())
-    d_rate, c_rate = device.outcome.pass_rate(), cloud.outcome.pass_rate()
+    device, cloud = replayed(DeviceOnly()), replayed(CloudOnly())
+    d_rate, c_rate = device.pass_rate(), cloud.pass_rate()
     gap = c_rate.rate - d_rate.rate
     if gap <= 0:
         notes.append(
@@ -177,22 +176,24 @@ def evaluate(
             f" against {d_rate.rate:.0%}): there is no gap to recover"
         )
 
-    def result(s: Scored, variant: str = "", held: HeldOut | None = None) -> PolicyResult:
-        return _result(s, variant, held, d_rate.rate, gap, protocol)
+    def result(
+        policy: Policy, o: Outcome, variant: str = "", held: HeldOut | None = None
+    ) -> PolicyResult:
+        cost = price(o.mix(), pricing, requests_per_day)
+        return _result(policy, o, cost, variant, held, d_rate.rate, gap, protocol)
 
-    results = [result(device), result(cloud)]
+    results = [result(DeviceOnly(), device), result(CloudOnly(), cloud)]
     sweep: list[SweepPoint] = []
     for fam in families(replay):
         held = cross_validate(fam, cases, pricing, requests_per_day, protocol, folds)
         if not fam.tuned:  # nothing to choose: every prompt is scored by the same rule
-            results.append(result(held.final, fam.label))
+            policy = held.final.policy
+            results.append(result(policy, replayed(policy), fam.label))
             continue
-        pooled = Scored(held.final.policy, held.outcome,
-                        price(held.outcome.mix(), pricing, requests_per_day))  # fmt: skip
-        results.append(result(pooled, fam.label, held))
+        results.append(result(held.final.policy, held.outcome, fam.label, held))
         sweep += [_point(fam, s) for s in held.sweep]
         notes += _floor_notes(fam, held, protocol)
-    results.append(result(plain(Oracle())))
+    results.append(result(Oracle(), replayed(Oracle())))
     if not any(c.kind for c in cases):
         notes.append(NO_KINDS)
     warnings = stability_warnings(cases, protocol)
@@ -206,28 +207,27 @@ def evaluate(
 
 
 def _result(
-    s: Scored, variant: str, held: HeldOut | None, device_rate: float, gap: float,
-    protocol: Protocol,
+    policy: Policy, o: Outcome, cost: PolicyCost, variant: str, held: HeldOut | None,
+    device_rate: float, gap: float, protocol: Protocol,
 ) -> PolicyResult:  # fmt: skip
-    o: Outcome = s.outcome
     rate = o.pass_rate()
     floor = protocol.min_pass_rate
     return PolicyResult(
-        policy=s.policy.name,
+        policy=policy.name,
         variant=variant,
-        rule=describe(s.policy),
-        chosen=s.policy,
+        rule=describe(policy),
+        chosen=policy,
         held_out=held is not None,
         pass_rate=rate,
         escalation_rate=o.cloud_share,
         device_share=o.device_share,
         mix=o.mix(),
-        cost=s.cost,
+        cost=cost,
         latency_p50_s=o.latency_s(50),
         latency_p95_s=o.latency_s(95),
         gap_recovered=(rate.rate - device_rate) / gap if gap > 0 else None,
         fold_rules=tuple(describe(f.policy) for f in held.folds) if held else (),
-        in_sample_pass_rate=held.final.outcome.pass_rate() if held else None,
+        in_sample_pass_rate=held.final.pass_rate if held else None,
         in_sample_usd_per_day=held.final.cost.usd_per_day if held else None,
         met_floor=None if floor is None else rate.rate >= floor - 1e-12,
     )
@@ -246,7 +246,7 @@ def _floor_notes(fam: Family, held: HeldOut, protocol: Protocol) -> list[str]:
 
 def _point(fam: Family, s: Scored) -> SweepPoint:
     return SweepPoint(fam.policy, fam.label, describe(s.policy), s.policy, s.rate,
-                      s.outcome.cloud_share, s.cost.usd_per_day)  # fmt: skip
+                      s.cloud_share, s.cost.usd_per_day)  # fmt: skip
 
 
 def _matching_notes(replay: Replay) -> list[str]:
