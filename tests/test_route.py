@@ -317,3 +317,15 @@ def test_a_named_check_type_escalates_too(tmp_path: Path) -> None:
     named = _report(tmp_path, _six(), format_checks={"is-json", "icontains"})
     assert named.result("cascade: format check").pass_rate.rate == 1.0
     assert named.format_checks == ("icontains", "is-json")
+
+
+def test_the_python_example_of_docs_hybrid_runs(tmp_path: Path, monkeypatch: Any) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "hybrid.md").read_text("utf-8")
+    code = text.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    with Store(tmp_path / "profiles" / "edgeprof.db") as store:
+        device, cloud = add_pair(store, _six())
+    scope: dict[str, Any] = {"device_run": device, "cloud_run": cloud}
+    exec(compile(code, "docs/hybrid.md", "exec"), scope)
+    assert scope["report"].protocol.objective == "cheapest-at-floor"
+    assert scope["best"].held_out
