@@ -73,9 +73,11 @@ def add_pair(
     cloud_suite: str | None = None,
     grade: bool = True,
     cloud_params: dict[str, Any] | None = None,
+    device_label: str | None = None,
 ) -> tuple[str, str]:
-    """A device run and a cloud run of `cases`, graded; their ids."""
-    device = device_row("routing-host")
+    """A device run and a cloud run of `cases`, graded; their ids. `device_label`: what the
+    device calls itself (a board's name: "Raspberry Pi 5 Model B"); 8 GiB of RAM."""
+    device = device_row("routing-host", device_label)
     store.upsert_device(device)
     prompts = {c.name: {**prompt_row(f"prompt {c.name}", suite), "name": c.name} for c in cases}
     store.insert_prompts(prompts.values())

@@ -299,14 +299,14 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path: Path) -> None:
     text = _fail(tmp_path / "unpriced.db", "--device", device, "--cloud", cloud)
     assert "has no expectations" in text and "edgeprof grade" in text
 
-    text = _fail(tmp_path / "suites.db", "--device", device, "--cloud", cloud,
+    text = _fail(tmp_path / "unpriced.db", "--device", device, "--cloud", cloud,
                  "--format-checks", "llm-rubric")  # fmt: skip
     assert "--format-checks takes deterministic check types" in text
     assert "--objective must be one of" in _fail(
-        tmp_path / "suites.db", "--device", device, "--cloud", cloud, "--objective", "best"
+        tmp_path / "unpriced.db", "--device", device, "--cloud", cloud, "--objective", "best"
     )
     assert "a dedicated device needs a price: give --device-preset" in cli(
-        "route", "--db", tmp_path / "suites.db", "--device", device, "--cloud", cloud,
+        "route", "--db", tmp_path / "unpriced.db", "--device", device, "--cloud", cloud,
         "--requests-per-day", str(R),
     ).stderr  # fmt: skip
 
@@ -329,3 +329,16 @@ def test_the_python_example_of_docs_hybrid_runs(tmp_path: Path, monkeypatch: Any
     exec(compile(code, "docs/hybrid.md", "exec"), scope)
     assert scope["report"].protocol.objective == "cheapest-at-floor"
     assert scope["best"].held_out
+
+
+def test_a_device_a_preset_describes_is_priced_as_that_preset(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    with Store(db) as store:
+        device, cloud = add_pair(store, _six(), device_label="Raspberry Pi 5 Model B")
+    done = cli("route", "--db", db, "--device", device, "--cloud", cloud, "--requests-per-day",
+               "2000", "--json")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["notes"][0].startswith("priced as preset rpi5-8gb (Raspberry Pi 5 8 GB)")
+    figures = {f["name"]: f for f in body["inputs"]}
+    assert figures["device_price_usd"]["value"] == 80.0

@@ -31,7 +31,7 @@ from edgeprof.routing.policies import (
     describe,
     route,
 )
-from edgeprof.routing.pricing import Mix, RoutePricing, price
+from edgeprof.routing.pricing import Mix, RoutePricing, break_even_escalation, price
 from edgeprof.routing.scoring import score, score_family
 from edgeprof.routing.signals import escalates, thresholds
 
@@ -40,6 +40,7 @@ from edgeprof.routing.signals import escalates, thresholds
 COSTS = DeviceCosts(365.0, 1.0, 0.36)
 PERF = DevicePerformance(100.0, 10.0, 1.0, 0.1, idle_power_w=2.0)
 PRICING = RoutePricing(PERF, COSTS, CloudPrice(1.0, 2.0))
+FIXED = 1.0 + 2.0 * 86_400 * 1e-7  # capital and idle draw of one device a day
 
 
 def case(
@@ -106,7 +107,7 @@ def test_a_mix_is_priced_as_the_verdict_prices_the_device_plus_cloud_tokens() ->
     # quarter of them in the cloud at 7e-5 $ each, at 2,000 requests a day.
     mix = Mix(0.5, 50.0, 10.0, 0.25, 7e-5)
     cost = price(mix, PRICING, 2000)
-    fixed = 1.0 + 2.0 * 86_400 * 1e-7  # capital and idle draw of one device a day
+    fixed = FIXED
     assert cost.devices_needed == 1 and cost.device_requests_per_day == 1000
     assert cost.device_usd_per_day == pytest.approx(fixed + 1000 * 12 * 1e-7)
     assert cost.cloud_usd_per_day == pytest.approx(500 * 7e-5)
@@ -121,6 +122,16 @@ def test_a_mix_is_priced_as_the_verdict_prices_the_device_plus_cloud_tokens() ->
     nothing = price(Mix(0.0, 0.0, 0.0, 1.0, 7e-5), PRICING, 2000)
     assert nothing.devices_needed == 0 and nothing.usd_per_day == pytest.approx(0.14)
     assert mix.with_escalation(0.1) == Mix(1.0, 50.0, 10.0, 0.1, 7e-5)
+
+
+def test_a_cascade_pays_until_it_escalates_the_break_even_share() -> None:
+    mix = Mix(1.0, 50.0, 10.0, 0.0, 7e-5)  # the device answers all; escalations cost 7e-5 $
+    device_day = 4 * FIXED + 200_000 * 12e-7  # 57,600 requests a device: 4 devices
+    share = break_even_escalation(mix, PRICING, 200_000, 7e-5)
+    assert share == pytest.approx(1 - device_day / (200_000 * 7e-5))
+    at = price(mix.with_escalation(share or 0.0), PRICING, 200_000)
+    assert at.usd_per_day == pytest.approx(200_000 * 7e-5)  # the cloud alone's $/day
+    assert break_even_escalation(mix, PRICING, 2000, 7e-5) is None  # $1.02 > $0.14 a day
 
 
 def test_cached_input_is_priced_at_the_cached_price_and_a_flat_cost_as_recorded() -> None:

@@ -3,6 +3,7 @@ a volume, tuned rules reported held out (docs/hybrid.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from edgeprof.routing.replay import PolicyResult, RouteReport
+    from edgeprof.store.db import Store
 
 
 @app.command("route")
@@ -94,12 +96,6 @@ def route_command(
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
     if (price_in is None) != (price_out is None):
         raise UsageError("give both `price_in` and `price_out` (USD per 1M tokens), or neither")
-    costs, figures = device_costs(
-        requests_per_day=requests_per_day, device=device, device_price_usd=device_price,
-        lifetime_years=lifetime_years, electricity_usd_per_kwh=electricity,
-        utilization=utilization, deployment=deployment, owned_devices=owned_devices,
-        battery_wh=battery_wh,
-    )  # fmt: skip
     price = None
     if price_in is not None and price_out is not None:
         from edgeprof.decision.economics import CloudPrice
@@ -115,12 +111,44 @@ def route_command(
     _check_types(checks)
     options = RouteOptions(folds, parse_objective(objective) if objective else None, min_pass_rate)
     with Store(path) as store:
+        note = None
+        if device is None and device_price is None and deployment == "dedicated":
+            device, note = _run_preset(store, device_run)
+        costs, figures = device_costs(
+            requests_per_day=requests_per_day, device=device, device_price_usd=device_price,
+            lifetime_years=lifetime_years, electricity_usd_per_kwh=electricity,
+            utilization=utilization, deployment=deployment, owned_devices=owned_devices,
+            battery_wh=battery_wh,
+        )  # fmt: skip
         report = route(store, device_run, cloud_run, costs, requests_per_day, options,
                        cloud_price=price, format_checks=checks, cost_figures=figures)  # fmt: skip
+    if note is not None:
+        report = dataclasses.replace(report, notes=(note, *report.notes))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
     render(report)
+
+
+def _run_preset(store: Store, device_run: str) -> tuple[str | None, str | None]:
+    """A dedicated device with no price given: the preset that names the device the run was
+    profiled on (its board or CPU: a stored device does not say whether it has a battery, so
+    a preset recognised by its architecture and battery alone is not taken), and a note
+    saying so. None: the cost options' error asks for a price."""
+    from edgeprof.decision.presets import matching_presets
+
+    run = store.runs([store.resolve_run_id(device_run)])
+    device = store.device(run[0]["device_id"]) if run else None
+    found = [p for p in matching_presets(device) if {"label", "cpu_model"} & set(p.match)] if (
+        device
+    ) else []  # fmt: skip
+    if not found:
+        return None, None
+    preset = found[0]
+    return preset.id, (
+        f"priced as preset {preset.id} ({preset.name}): it describes the device the run was "
+        "profiled on (set --device-preset or --device-price to price another)"
+    )
 
 
 def _check_types(checks: frozenset[str]) -> None:

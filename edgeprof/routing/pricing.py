@@ -106,3 +106,17 @@ def price(mix: Mix, pricing: RoutePricing, requests_per_day: float) -> PolicyCos
         energy_net_j_per_request=be.device_energy_net_j_per_request * mix.device_share,
         device_capacity_requests_per_day=be.device_capacity_requests_per_day,
     )
+
+
+def break_even_escalation(
+    mix: Mix, pricing: RoutePricing, requests_per_day: float, cloud_usd_per_request: float
+) -> float | None:
+    """The share of requests a cascade may escalate before it costs more a day than sending
+    every request to the cloud: 1 − (the device answering all) / (the cloud answering all),
+    the escalated requests costing `cloud_usd_per_request` (the cloud-only mix's mean). None
+    where the device alone already costs at least the cloud alone: no cascade is cheaper."""
+    cloud_day = requests_per_day * cloud_usd_per_request
+    device_day = price(mix.with_escalation(0.0), pricing, requests_per_day).usd_per_day
+    if cloud_day <= device_day:
+        return None
+    return 1.0 - device_day / cloud_day
