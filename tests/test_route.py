@@ -302,6 +302,9 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path: Path) -> None:
     text = _fail(tmp_path / "unpriced.db", "--device", device, "--cloud", cloud,
                  "--format-checks", "llm-rubric")  # fmt: skip
     assert "--format-checks takes deterministic check types" in text
+    assert "--price-cached-in goes with --price-in and --price-out" in _fail(
+        tmp_path / "unpriced.db", "--device", device, "--cloud", cloud, "--price-cached-in", "1"
+    )
     assert "--objective must be one of" in _fail(
         tmp_path / "unpriced.db", "--device", device, "--cloud", cloud, "--objective", "best"
     )

@@ -96,6 +96,8 @@ def route_command(
         raise ProfileDBError(f"{path} does not exist; create it with `edgeprof run --db {path}`")
     if (price_in is None) != (price_out is None):
         raise UsageError("give both `price_in` and `price_out` (USD per 1M tokens), or neither")
+    if price_cached_in is not None and price_in is None:
+        raise UsageError("`price_cached_in` goes with `price_in` and `price_out`: give all three")
     price = None
     if price_in is not None and price_out is not None:
         from edgeprof.decision.economics import CloudPrice

@@ -32,7 +32,7 @@ from edgeprof.routing.outcome import Outcome, apply
 from edgeprof.routing.policies import CloudOnly, DeviceOnly, Oracle, Policy, PolicyName, describe
 from edgeprof.routing.pricing import Mix, PolicyCost, price
 from edgeprof.routing.scoring import Scored
-from edgeprof.routing.signals import FORMAT_CHECKS
+from edgeprof.routing.signals import FORMAT_CHECKS, Signal
 from edgeprof.store.db import Store
 
 
@@ -100,8 +100,8 @@ class RouteReport:
     policies: tuple[PolicyResult, ...]
     device_pass_rate: PassRate
     cloud_pass_rate: PassRate
-    signals: tuple[str, ...]
-    format_checks: tuple[str, ...]
+    signals: tuple[Signal, ...]  # stored for every device answer: a cascade tried each
+    format_checks: tuple[str, ...]  # the format checks the prompts carry
     missing_on_device: tuple[str, ...]
     missing_on_cloud: tuple[str, ...]
     ungraded: tuple[str, ...]
