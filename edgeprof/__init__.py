@@ -51,6 +51,12 @@ _EXPORTS = {
     "grade_rules": "edgeprof.grading.grade_runs",
     "quality_of_runs": "edgeprof.grading.grade_runs",
     "wilson_interval": "edgeprof.grading.rates",
+    # hybrid routing replayed over stored runs (docs/hybrid.md)
+    "route": "edgeprof.routing.replay",
+    "RouteOptions": "edgeprof.routing.replay",
+    "RouteReport": "edgeprof.routing.replay",
+    "load_replay": "edgeprof.routing.load",
+    "evaluate_replay": "edgeprof.routing.replay:evaluate",
 }
 
 __all__ = ["__version__", *_EXPORTS]

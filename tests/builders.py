@@ -86,6 +86,14 @@ def request_row(run_id: str, seq: int, **fields: Any) -> Row:
         "cost_usd": None,
         "output_text": "Hello there, how can I help?",
         "error": None,
+        "cached_input_tokens": None,
+        # how sure the model was (m011): NULL unless a test sets them
+        "signal_source": None,
+        "signal_tokens": None,
+        "logprob_mean": None,
+        "logprob_min": None,
+        "entropy_mean": None,
+        "first_margin": None,
     }
     unknown = set(fields) - set(row)
     if unknown:

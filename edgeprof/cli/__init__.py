@@ -21,6 +21,7 @@ from edgeprof.cli import (  # noqa: F401 - each module registers its commands
     quality,
     quantize,
     report,
+    route,
     run,
     share,
     sweep,

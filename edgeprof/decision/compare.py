@@ -440,7 +440,7 @@ def compare(
             "give both `price_in_usd_per_m` and `price_out_usd_per_m` (USD per 1M tokens), "
             "or neither"
         )
-    devices, clouds, notes = _targets_from_runs(store, run_ids)
+    devices, clouds, notes = targets_from_runs(store, run_ids)
     devices, curve_notes = pick_from_curves(devices, max_ttft_s)
     notes += curve_notes
     devices = pool_idle_baselines(devices)
@@ -537,7 +537,7 @@ def _apply_floor(
     return kept, left_out
 
 
-def _targets_from_runs(
+def targets_from_runs(
     store: Store, run_ids: Sequence[str] | None
 ) -> tuple[list[DeviceTarget], list[CloudTarget], list[str]]:
     """Device and cloud targets from the runs (by the kind each run recorded), and notes on

@@ -1,0 +1,111 @@
+"""`edgeprof route` end to end on real models: the demo model (Q4_1) on the device, the same
+model at Q8_0 behind llama-cpp-python's OpenAI-compatible server on loopback as the "cloud"
+(as tests/test_tasks_e2e.py), a few prompts of the bundled `tasks` suite answered and graded
+by `decide`, then replayed: every policy, with or without the device's signals."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from edgeprof.routing.load import NO_SIGNALS
+from tests.builders import cli
+from tests.cloud_fixtures import serve_gguf
+
+# two of each kind the replay can route on, and the format checks a cascade escalates on
+NAMES = ("sentiment-1", "intent-3", "extract-person-1", "extract-order-1", "qa-capital-1",
+         "math-add-1", "format-bullets-1", "format-words-1")  # fmt: skip
+QUICK = ("--max-tokens", "24", "--repetitions", "1", "--warmup", "0", "--idle-seconds", "0.5",
+         "--device", "rpi5-8gb", "--no-onnx", "--requests-per-day", "2000")  # fmt: skip
+ROUTE = ("--requests-per-day", "2000", "--device-preset", "rpi5-8gb")
+
+pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def q8_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo model at Q8_0 (edgeprof quantize), served on loopback; its /v1 URL."""
+    pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
+    from edgeprof.models.files import demo_model_path
+    from edgeprof.quality.quantize import quantize_model
+
+    out = tmp_path_factory.mktemp("q8")
+    result = quantize_model(demo_model_path(), ["q8_0"], out, threads=2)
+    (q8,) = [f.path for f in result.files if f.type == "Q8_0"]
+    with serve_gguf(q8, out / "server.log") as url:
+        yield url + "/v1"
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    text = resources.files("edgeprof.data").joinpath("tasks.jsonl").read_text("utf-8")
+    lines = [line for line in text.splitlines() if json.loads(line)["name"] in NAMES]
+    path = tmp_path_factory.mktemp("suite") / "tasks8.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_route_replays_every_policy_over_the_demo_model_and_a_loopback_cloud(
+    q8_server: str, suite: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "p.db"
+    t0 = time.monotonic()
+    done = cli("decide", "--db", db, *QUICK, "--prompts", suite, "--cloud", "openai:gpt-4o-mini",
+               "--base-url", q8_server, "--json")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    runs = {r["backend"]: r["run_id"] for r in json.loads(done.stdout)["runs"]}
+    device, cloud = runs["llamacpp"], runs["openai"]
+    t1 = time.monotonic()
+
+    replay = cli("route", "--db", db, "--device", device, "--cloud", cloud, *ROUTE, "--json")
+    assert replay.exit_code == 0, replay.stderr
+    body = json.loads(replay.stdout)
+    labels = [p["label"] for p in body["policies"]]
+    for label in ("device-only", "cloud-only", "cascade: format check",
+                  "route-by-prompt: input tokens", "route-by-prompt: kind", "oracle"):  # fmt: skip
+        assert label in labels
+    assert body["n_prompts"] == len(NAMES) and body["protocol"]["folds"] == 5
+    assert set(body["format_checks"]) == {"is-json", "bullets", "max-words"}
+    by = {p["label"]: p for p in body["policies"]}
+    assert by["oracle"]["pass_rate"]["rate"] >= max(
+        by["device-only"]["pass_rate"]["rate"], by["cloud-only"]["pass_rate"]["rate"]
+    )
+    assert by["device-only"]["cost"]["devices_needed"] == 1
+    assert by["cloud-only"]["cost"]["devices_needed"] == 0
+    assert by["cloud-only"]["latency_p95_s"] > 0 and by["device-only"]["latency_p95_s"] > 0
+    if body["signals"]:  # the decode loops store them (issue 26 §1)
+        assert "cascade: logprob_mean" in labels
+    else:
+        assert NO_SIGNALS in body["notes"]
+        assert not any(label.startswith("cascade: logprob") for label in labels)
+
+    # With signals stored (written here when this edgeprof's decode loops do not yet), a
+    # cascade per signal is replayed too; the table names every policy and the protocol.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE requests SET signal_source = 'logits', signal_tokens = output_tokens, "
+            "logprob_mean = coalesce(logprob_mean, -0.1 * (seq + 1)), "
+            "logprob_min = coalesce(logprob_min, -1.0 * (seq + 1)), "
+            "entropy_mean = coalesce(entropy_mean, 0.2 * (seq % 3)), "
+            "first_margin = coalesce(first_margin, 0.5 * (seq % 4)) WHERE run_id = ?",
+            [device],
+        )
+    conn.close()
+    table = cli("route", "--db", db, "--device", device, "--cloud", cloud, *ROUTE)
+    assert table.exit_code == 0, table.stderr
+    for label in [*labels, "cascade: logprob_mean", "cascade: entropy_mean",
+                  "cascade: format check or first_margin"]:  # fmt: skip
+        assert label in table.stdout
+    assert "held out: 5-fold cross-validation" in table.stdout
+    assert NO_SIGNALS not in table.stderr
+    print(
+        f"decide (profile and grade both sides): {t1 - t0:.1f} s; "
+        f"route: {time.monotonic() - t1:.1f} s"
+    )
