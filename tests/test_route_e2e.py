@@ -51,16 +51,58 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_route_replays_every_policy_over_the_demo_model_and_a_loopback_cloud(
-    q8_server: str, suite: Path, tmp_path: Path
-) -> None:
-    db = tmp_path / "p.db"
+@pytest.fixture(scope="module")
+def decided(
+    q8_server: str, suite: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, str]:
+    """Both sides profiled and graded by `decide`: (the database, device run, cloud run)."""
+    db = tmp_path_factory.mktemp("db") / "p.db"
     t0 = time.monotonic()
     done = cli("decide", "--db", db, *QUICK, "--prompts", suite, "--cloud", "openai:gpt-4o-mini",
                "--base-url", q8_server, "--json")  # fmt: skip
     assert done.exit_code == 0, done.stderr
     runs = {r["backend"]: r["run_id"] for r in json.loads(done.stdout)["runs"]}
-    device, cloud = runs["llamacpp"], runs["openai"]
+    print(f"decide (profile and grade both sides): {time.monotonic() - t0:.1f} s")
+    return db, runs["llamacpp"], runs["openai"]
+
+
+def test_decide_hybrid_names_a_policy_with_its_threshold(
+    decided: tuple[Path, str, str], q8_server: str, suite: Path, tmp_path: Path
+) -> None:
+    db, device, _ = decided
+    plot, page = tmp_path / "frontier.png", tmp_path / "d.html"
+    done = cli("decide", "--db", db, *QUICK, "--prompts", suite, "--cloud", "openai:gpt-4o-mini",
+               "--base-url", q8_server, "--hybrid", "--min-pass-rate", "0.8", "--json",
+               "--plot", plot, "--html", page)  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    body = json.loads(done.stdout)
+    (h,) = body["hybrids"]
+    assert h["device"] == "llama.cpp" and h["device_run_id"] == device
+    best = h["best"]
+    assert best["policy"] == "cascade" and best["rule"]
+    assert 0 <= best["escalation_rate"] <= 1 and len(h["curve"]) == 21
+    assert h["report"]["protocol"]["folds"] == 5
+    # the verdict names the cascade, its rule and how it compares with the cloud alone
+    assert f"({best['rule']})" in body["verdict"]
+    said = "held out: 5-fold" if best["held_out"] else "a fixed rule with nothing to tune"
+    assert said in body["verdict"]
+    # "none": nothing meets the floor (the loopback "cloud" is the demo model at Q8_0)
+    assert body["winner"] in ("llama.cpp", h["cloud"], h["name"], "none")
+    print(body["verdict"])
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "Hybrid: device first, cloud when unsure" in page.read_text("utf-8")
+    # the table form says the same
+    table = cli("decide", "--db", db, *QUICK, "--prompts", suite, "--cloud", "openai:gpt-4o-mini",
+                "--base-url", q8_server, "--hybrid", "--min-pass-rate", "0.8")  # fmt: skip
+    assert table.exit_code == 0, table.stderr
+    assert "hybrid: device first, cloud when unsure" in table.stdout
+    assert "break-even requests/day against the cloud alone" in table.stdout
+
+
+def test_route_replays_every_policy_over_the_demo_model_and_a_loopback_cloud(
+    decided: tuple[Path, str, str],
+) -> None:
+    db, device, cloud = decided
     t1 = time.monotonic()
 
     replay = cli("route", "--db", db, "--device", device, "--cloud", cloud, *ROUTE, "--json")
@@ -105,7 +147,4 @@ def test_route_replays_every_policy_over_the_demo_model_and_a_loopback_cloud(
         assert label in table.stdout
     assert "held out: 5-fold cross-validation" in table.stdout
     assert NO_SIGNALS not in table.stderr
-    print(
-        f"decide (profile and grade both sides): {t1 - t0:.1f} s; "
-        f"route: {time.monotonic() - t1:.1f} s"
-    )
+    print(f"route: {time.monotonic() - t1:.1f} s")

@@ -23,6 +23,7 @@ from edgeprof.cli.floor_options import (
 from edgeprof.cli.prompt_options import CHAT_TEMPLATE_HELP, RAW_HELP, prompt_settings
 from edgeprof.cli.task_options import MIN_PASS_RATE, task_table
 from edgeprof.decision.verdict import SIDES
+from edgeprof.errors import UsageError
 from edgeprof.report.formatting import figure_value, format_count, format_usd
 from edgeprof.samplers import sampler_sources
 
@@ -158,6 +159,22 @@ def decide_command(
         None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
     ),
     raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
+    hybrid: bool = typer.Option(
+        False,
+        "--hybrid",
+        help="Also price device-first, cloud-when-unsure cascades, replayed over the graded "
+        "answers of both sides (thresholds held out; docs/hybrid.md). Needs a suite with "
+        "checks and a cloud with answers (--base-url, or an earlier run of the model).",
+    ),
+    hybrid_folds: int = typer.Option(
+        5, "--hybrid-folds", help="Folds over prompts that hold each cascade's threshold out."
+    ),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="With --hybrid: write $/day against pass rate for every policy and threshold to "
+        "this PNG (one file per device × cloud pair after the first: NAME-2.png, ...).",
+    ),
 ) -> None:
     """Should this feature run on the device or in the cloud? Profiles llama.cpp and ONNX
     Runtime here (or a local server: --device-target), prices cloud models at the measured
@@ -181,8 +198,10 @@ def decide_command(
         sensors=[s.strip() for s in sensors.split(",") if s.strip()] if sensors else None,
         tdp_w=tdp_w, idle_seconds=idle_seconds, min_pass_rate=min_pass_rate,
         chat_template=chat_template, raw=raw, device_targets=device_target or (),
-        on_device=on_device,
+        on_device=on_device, hybrid=hybrid, hybrid_folds=hybrid_folds,
     )  # fmt: skip
+    if plot is not None and not hybrid:
+        raise UsageError("--plot draws the hybrid policies: add --hybrid (or use --html FILE)")
     prompt_settings("llamacpp", chat_template, raw, {})  # refused here, before any profiling
     # said when the first step starts (every input checked by then), above the step list
     steps = _Steps(intro=None if as_json else lambda: _announce_format(config))
@@ -195,6 +214,8 @@ def decide_command(
         raise typer.Exit(130) from None
     if html is not None:
         _write_html(decision, html)
+    if plot is not None:
+        _write_plots(decision, plot, min_pass_rate)
     if as_json:
         print(json.dumps(decision.to_dict(), indent=2, default=str))
         return
@@ -233,10 +254,50 @@ def _write_html(decision: Decision, path: Path) -> None:
         max_ttft_s=None if max_ttft is None else float(max_ttft),
         notes=decision.notes,
         task_quality=decision.task_quality,
+        hybrids=decision.hybrids,
+        min_pass_rate=decision.task_quality.floor.min_pass_rate if decision.task_quality else None,
     )
     with Store(Path(c.db_path)) as store:
         write_html_report(store, path, [r.run_id for r in decision.runs], compare=view)
     err.print(f"wrote {path}")
+
+
+def _write_plots(decision: Decision, path: Path, min_pass_rate: float | None) -> None:
+    from edgeprof.report.hybrid_chart import frontier_chart, plot_frontier
+
+    if not decision.hybrids:
+        err.print("no hybrid pair was evaluated (see the notes): no plot written")
+    for i, h in enumerate(decision.hybrids):
+        target = path if i == 0 else path.with_name(f"{path.stem}-{i + 1}{path.suffix}")
+        plot_frontier(frontier_chart(h.report, min_pass_rate), target)
+        err.print(f"wrote {target} ({h.name})")
+
+
+def _hybrid_table(decision: Decision) -> Table | None:
+    """One row per device × cloud pair: its best cascade against each side alone."""
+    if not decision.hybrids:
+        return None
+    from rich.table import Table
+
+    from edgeprof.report.formatting import DASH, format_usd
+
+    table = Table(title="hybrid: device first, cloud when unsure (held out)",
+                  title_justify="left")  # fmt: skip
+    for name in ("pair", "best cascade", "escalation", "pass rate [95%]", "$/day",
+                 "cloud alone $/day", "device alone $/day", "p95 latency"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("pair", "best cascade") else "right")
+    for h in decision.hybrids:
+        b = h.best
+        if b is None:
+            table.add_row(h.name, h.why, *[DASH] * 6)
+            continue
+        r = b.pass_rate
+        table.add_row(
+            h.name, b.rule, f"{b.escalation_rate:.0%}", f"{r.rate:.0%} [{r.low:.0%}–{r.high:.0%}]",
+            format_usd(b.cost.usd_per_day), format_usd(h.cloud_only.cost.usd_per_day),
+            format_usd(h.device_only.cost.usd_per_day), _seconds(b.latency_p95_s),
+        )  # fmt: skip
+    return table
 
 
 def _render(decision: Decision) -> None:
@@ -250,9 +311,15 @@ def _render(decision: Decision) -> None:
         how = "reused" if run.reused else "profiled"
         out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
     task = task_table(decision.task_quality) if decision.task_quality else None
-    for table in (_targets_table(decision), task, _pairs_table(decision), _inputs_table(decision)):
+    tables = (_targets_table(decision), task, _hybrid_table(decision), _pairs_table(decision),
+              _inputs_table(decision))  # fmt: skip
+    for table in tables:
         if table is not None:
             out.print(table)
+    from edgeprof.decision.hybrid import curve_text
+
+    for h in decision.hybrids:
+        out.print(f"{h.name}: {curve_text(h)}", style="dim", highlight=False)
     out.print(
         "every input above, with its provenance: --json; the report with charts: --html FILE",
         style="dim",

@@ -82,6 +82,11 @@ def route_command(
     owned_devices: int = OWNED_DEVICES,
     battery_wh: float | None = BATTERY_WH,
     as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Write $/day against pass rate (every policy, every threshold) to this PNG.",
+    ),
 ) -> None:
     """Replay device-only, cloud-only, cascade, route-by-prompt and oracle policies over two
     graded runs of the same suite: pass rate, escalation, $/day, J/request, latency."""
@@ -126,6 +131,11 @@ def route_command(
                        cloud_price=price, format_checks=checks, cost_figures=figures)  # fmt: skip
     if note is not None:
         report = dataclasses.replace(report, notes=(note, *report.notes))
+    if plot is not None:
+        from edgeprof.report.hybrid_chart import frontier_chart, plot_frontier
+
+        plot_frontier(frontier_chart(report, min_pass_rate), plot)
+        err.print(f"wrote {plot}")
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return

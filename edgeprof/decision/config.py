@@ -70,6 +70,10 @@ class DecideConfig(MeasureOptions):
     floor: QualityFloor = field(default_factory=QualityFloor)
     # task quality: leave out targets (device and cloud) passing fewer of the suite's checks
     min_pass_rate: float | None = None
+    # also replay device-first, cloud-when-unsure cascades (decision/hybrid.py) over the
+    # graded runs, with thresholds held out over this many folds
+    hybrid: bool = False
+    hybrid_folds: int = 5
     shared_prefix_tokens: float = 0.0  # cached on both sides (see compare())
     cache_device: bool = True
     cache_cloud: bool = True

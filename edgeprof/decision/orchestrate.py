@@ -33,7 +33,12 @@ from edgeprof.decision.config import (
     TargetRun,
 )
 from edgeprof.decision.economics import Deployment, DeviceCosts, parse_deployment
-from edgeprof.decision.verdict import DecisionRow, decision_rows, verdict_paragraph
+from edgeprof.decision.verdict import (
+    DecisionRow,
+    decision_rows,
+    target_names,
+    verdict_paragraph,
+)
 from edgeprof.errors import UsageError
 
 
@@ -51,12 +56,18 @@ class Decision:
     task_quality: Any = None  # decision.task_quality.TaskQualityReport
     # degenerate answers, suspected base models (edgeprof.analysis.summary.answer_warnings)
     warnings: tuple[str, ...] = field(default=())
+    # `--hybrid`: the best cascade of each device × cloud pair (decision/hybrid.py)
+    hybrids: tuple[Any, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         from edgeprof.decision.compare import to_dict
 
         out = asdict(self)
         out["comparison"] = to_dict(self.comparison)
+        for h, d in zip(self.hybrids, out["hybrids"], strict=True):
+            d["report"] = h.report.to_dict()
+            d["name"] = h.name
+            d["saving_vs_cloud_usd_per_day"] = h.saving_vs_cloud_usd_per_day
         return out
 
 
@@ -217,10 +228,14 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         try:
             comparison, task = _task_floor(store, comparison, config)
         except NoDeviceMeetsFloor as e:
+            named = target_names(comparison, [*runs, *live])
+            hybrids = _hybrids(store, e.report, costs, config, notes, named)
             step(StepEvent("compare", "done"))
             inputs = [*_run_inputs(config, clouds), *cost_figures, *probe.figures()]
-            return _cloud_only(e, comparison, costs, [*runs, *live], inputs, notes, probe)
+            decision = _cloud_only(e, comparison, costs, [*runs, *live], inputs, notes, probe)
+            return _with_hybrids(decision, hybrids, config)
         warnings, degenerate = _answer_warnings(store, runs)
+        hybrids = _hybrids(store, task, costs, config, notes, target_names(comparison, runs))
     tokens = [f for f in comparison.assumptions
               if f.name in ("input_tokens", "output_tokens", "shared_prefix_tokens")]  # fmt: skip
     inputs = [*_run_inputs(config, clouds), *cost_figures, *tokens, *probe.figures()]
@@ -239,7 +254,7 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
     if crashed:  # a target that could not be measured is part of the answer
         paragraph = f"{paragraph} Not compared: {'; '.join(crashed)}; see the notes."
     step(StepEvent("compare", "done"))
-    return Decision(
+    decision = Decision(
         # pass rates first: whether the device does the feature comes before its price
         verdict=" ".join([*task.sentences, paragraph, *task.closing]),
         winner=winner,
@@ -252,6 +267,53 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
         device=probe.device_dict(),
         task_quality=task,
         warnings=tuple(warnings),
+    )
+    return _with_hybrids(decision, hybrids, config)
+
+
+def _hybrids(store: Any, task: Any, costs: DeviceCosts, config: DecideConfig,
+             notes: list[str], names: dict[str, str]) -> list[Any]:  # fmt: skip
+    """`--hybrid`: every device target × cloud target with a graded run of the suite,
+    replayed (decision/hybrid.py); a note where there is no pair to replay."""
+    if not config.hybrid:
+        return []
+    from edgeprof.decision.hybrid import hybrid_targets
+    from edgeprof.routing.replay import RouteOptions
+
+    def named(side: str) -> list[tuple[str, str]]:
+        return [(names.get(t.name, t.name), t.run_id) for t in task.targets
+                if t.side == side and t.run_id]  # fmt: skip
+
+    devices, clouds = named("device"), named("cloud")
+    if not devices or not clouds:
+        notes.append(
+            "--hybrid needs a graded run of the suite on both sides: the cloud's answers come "
+            "from a live cloud target (--base-url) or an earlier `edgeprof run --remote` of the "
+            "model on the same prompts"
+        )
+        return []
+    options = RouteOptions(folds=config.hybrid_folds, min_pass_rate=config.min_pass_rate)
+    found, why = hybrid_targets(store, devices, clouds, costs, config.requests_per_day, options)
+    notes.extend(why)
+    return found
+
+
+def _with_hybrids(decision: Decision, hybrids: Sequence[Any], config: DecideConfig) -> Decision:
+    """The decision with its cascades: their sentences close the verdict, and a cascade that
+    meets the floor and costs less than every target that does becomes the winner."""
+    if not hybrids:
+        return decision
+    from edgeprof.decision.hybrid import cheapest_meeting, hybrid_sentence
+
+    sentences = [hybrid_sentence(h, config.min_pass_rate) for h in hybrids]
+    winner, why = cheapest_meeting(hybrids, decision, config.min_pass_rate)
+    if why:
+        sentences.append(why)
+    return replace(
+        decision,
+        verdict=" ".join([decision.verdict, *sentences]),
+        winner=winner,
+        hybrids=tuple(hybrids),
     )
 
 

@@ -44,6 +44,9 @@ class DecisionView:
     notes: Sequence[str] | None = None  # decide's (probe and comparison); None: the comparison's
     # decide's task quality (edgeprof.decision.task_quality.TaskQualityReport), when graded
     task_quality: Any = None
+    # decide --hybrid: each pair's best cascade (edgeprof.decision.hybrid.HybridTarget)
+    hybrids: Sequence[Any] = ()
+    min_pass_rate: float | None = None
 
 
 def _cell(row: Any, key: str) -> Any:
@@ -257,6 +260,28 @@ def inputs_html(figures: Sequence[Figure]) -> str:
 # -- the section ---------------------------------------------------------------------------
 
 
+def hybrid_html(view: DecisionView) -> str:
+    """Each device × cloud pair's cascades: the frontier chart, and the best cascade's line."""
+    if not view.hybrids:
+        return ""
+    from edgeprof.decision.hybrid import curve_text, hybrid_sentence
+    from edgeprof.report.hybrid_chart import frontier_chart, frontier_figure
+
+    parts = ["<h3>Hybrid: device first, cloud when unsure</h3>"]
+    for h in view.hybrids:
+        parts.append(f"<p>{html.escape(hybrid_sentence(h, view.min_pass_rate))}</p>")
+        parts.append(f'<p class="meta">{html.escape(curve_text(h))}</p>')
+        chart = frontier_chart(h.report, view.min_pass_rate)
+        caption = (
+            "$ per day against pass rate: large markers are the policies (● held out), grey "
+            "dots every threshold a tuned policy tried (scored on every prompt), the dashed "
+            "line the frontier; " + h.report.protocol_text
+        )
+        parts.append(img(png_uri(frontier_figure(chart), dpi=90), f"Hybrid frontier, {h.name}",
+                         caption))  # fmt: skip
+    return "\n".join(parts)
+
+
 def chart_html(view: DecisionView) -> str:
     from edgeprof.report.cost_chart import cost_chart, cost_figure
 
@@ -294,6 +319,7 @@ def decision_section(view: DecisionView) -> str:
         parts.append(chart_html(view))
         # The cost-quality frontier (issues 20 and 21) goes here, beside the cost chart.
         parts += [matrix_html(view), targets_html(view)]
+    parts.append(hybrid_html(view))
     parts.append(inputs_html(c.assumptions))
     notes = c.notes if view.notes is None else view.notes
     parts += [f'<p class="meta">{html.escape(str(n))}</p>' for n in notes]
