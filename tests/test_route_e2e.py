@@ -69,7 +69,7 @@ def decided(
 def test_decide_hybrid_names_a_policy_with_its_threshold(
     decided: tuple[Path, str, str], q8_server: str, suite: Path, tmp_path: Path
 ) -> None:
-    db, device, _ = decided
+    db, device, cloud = decided
     plot, page = tmp_path / "frontier.png", tmp_path / "d.html"
     done = cli("decide", "--db", db, *QUICK, "--prompts", suite, "--cloud", "openai:gpt-4o-mini",
                "--base-url", q8_server, "--hybrid", "--min-pass-rate", "0.8", "--json",
@@ -97,6 +97,16 @@ def test_decide_hybrid_names_a_policy_with_its_threshold(
     assert table.exit_code == 0, table.stderr
     assert "hybrid: device first, cloud when unsure" in table.stdout
     assert "break-even requests/day against the cloud alone" in table.stdout
+    # compare --hybrid on the stored runs: the same pair, the same replay (at a floor the
+    # device meets: compare refuses a comparison where no device target does)
+    stored = cli("compare", db, "--run", device, "--run", cloud, "--requests-per-day", "2000",
+                 "--device-price", "80", "--lifetime-years", "3", "--electricity", "0.17",
+                 "--prompts", suite,
+                 "--hybrid", "--min-pass-rate", "0.3", "--json")  # fmt: skip
+    assert stored.exit_code == 0, stored.stderr
+    (again,) = json.loads(stored.stdout)["hybrids"]
+    assert again["device_run_id"] == device and again["cloud_run_id"] == cloud
+    assert again["best"]["policy"] == "cascade"
 
 
 def test_route_replays_every_policy_over_the_demo_model_and_a_loopback_cloud(

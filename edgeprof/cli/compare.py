@@ -4,8 +4,9 @@ volume? Tables, one-line verdicts, a sensitivity table, JSON and a plot."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +21,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.hybrid_options import HYBRID, HYBRID_FOLDS, hybrid_table, print_curves
 from edgeprof.cli.task_options import MIN_PASS_RATE, SUITE, suite_name, task_table
 from edgeprof.report.formatting import format_count, format_usd
 
@@ -92,6 +94,8 @@ def compare_command(
     ),
     min_pass_rate: float | None = MIN_PASS_RATE,
     prompts: str | None = SUITE,
+    hybrid: bool = HYBRID,
+    hybrid_folds: int = HYBRID_FOLDS,
 ) -> None:
     """Price each on-device run against each cloud target: break-even volume and payback."""
     from edgeprof.decision.compare import compare, to_dict
@@ -139,19 +143,27 @@ def compare_command(
         result, task = apply_task_floor(
             store, result, TaskFloor(min_pass_rate, suite_name(prompts))
         )
+        hybrids = _hybrids(store, task, costs, requests_per_day, min_pass_rate, hybrid_folds,
+                           enabled=hybrid)  # fmt: skip
         if html is not None:
             from edgeprof.report.decision_section import DecisionView
             from edgeprof.report.html import write_html_report
 
             run_ids = [store.resolve_run_id(r) for r in run] if run else None
-            view = DecisionView(result, max_ttft_s=max_ttft_s)
+            view = DecisionView(result, max_ttft_s=max_ttft_s, hybrids=hybrids,
+                                min_pass_rate=min_pass_rate)  # fmt: skip
             write_html_report(store, html, run_ids, compare=view)
             err.print(f"wrote {html}")
     if plot is not None:
         plot_costs(result, plot)
         err.print(f"wrote {plot}")
     if as_json:
-        print(json.dumps({**to_dict(result), "task_quality": report_dict(task)}, indent=2))
+        from edgeprof.decision.hybrid import hybrid_dict
+
+        body = {**to_dict(result), "task_quality": report_dict(task)}
+        if hybrid:
+            body["hybrids"] = [hybrid_dict(h) for h in hybrids]
+        print(json.dumps(body, indent=2))
         return
     for sentence in [*task.sentences, *task.closing]:  # first: it decides whether price matters
         out.print(f"[bold]task quality:[/] {sentence}", highlight=False)
@@ -159,6 +171,38 @@ def compare_command(
     if table is not None:
         out.print(table)
     _render(result)
+    _render_hybrids(hybrids, min_pass_rate)
+
+
+def _hybrids(
+    store: Any, task: Any, costs: Any, requests_per_day: float, min_pass_rate: float | None,
+    folds: int, *, enabled: bool = True,
+) -> list[Any]:  # fmt: skip
+    """`--hybrid`: each device run × graded cloud run's best cascade (decision/hybrid.py);
+    a note on stderr for each pair that cannot be replayed."""
+    if not enabled:
+        return []
+    from edgeprof.decision.hybrid import task_hybrids
+    from edgeprof.routing.replay import RouteOptions
+
+    names = {t.name: t.name.split(" [")[0] for t in task.targets}
+    options = RouteOptions(folds=folds, min_pass_rate=min_pass_rate)
+    found, notes = task_hybrids(store, task, costs, requests_per_day, options, names)
+    for line in notes:
+        err.print(f"note: {line}", highlight=False)
+    return found
+
+
+def _render_hybrids(hybrids: Sequence[Any], min_pass_rate: float | None) -> None:
+    """The cascades after the comparison: their sentences, their table, their curves."""
+    from edgeprof.decision.hybrid import hybrid_sentence
+
+    for h in hybrids:
+        out.print(f"[bold]hybrid:[/] {hybrid_sentence(h, min_pass_rate)}", highlight=False)
+    table = hybrid_table(hybrids)
+    if table is not None:
+        out.print(table)
+    print_curves(hybrids)
 
 
 def _render(c: Comparison) -> None:

@@ -20,6 +20,7 @@ from edgeprof.cli.floor_options import (
     caching_lines,
     floor_lines,
 )
+from edgeprof.cli.hybrid_options import HYBRID, HYBRID_FOLDS, hybrid_table, print_curves
 from edgeprof.cli.prompt_options import CHAT_TEMPLATE_HELP, RAW_HELP, prompt_settings
 from edgeprof.cli.task_options import MIN_PASS_RATE, task_table
 from edgeprof.decision.verdict import SIDES
@@ -159,16 +160,8 @@ def decide_command(
         None, "--chat-template", metavar="NAME|FILE", help=CHAT_TEMPLATE_HELP
     ),
     raw: bool = typer.Option(False, "--raw", help=RAW_HELP),
-    hybrid: bool = typer.Option(
-        False,
-        "--hybrid",
-        help="Also price device-first, cloud-when-unsure cascades, replayed over the graded "
-        "answers of both sides (thresholds held out; docs/hybrid.md). Needs a suite with "
-        "checks and a cloud with answers (--base-url, or an earlier run of the model).",
-    ),
-    hybrid_folds: int = typer.Option(
-        5, "--hybrid-folds", help="Folds over prompts that hold each cascade's threshold out."
-    ),
+    hybrid: bool = HYBRID,
+    hybrid_folds: int = HYBRID_FOLDS,
     plot: Path | None = typer.Option(
         None,
         "--plot",
@@ -273,33 +266,6 @@ def _write_plots(decision: Decision, path: Path, min_pass_rate: float | None) ->
         err.print(f"wrote {target} ({h.name})")
 
 
-def _hybrid_table(decision: Decision) -> Table | None:
-    """One row per device × cloud pair: its best cascade against each side alone."""
-    if not decision.hybrids:
-        return None
-    from rich.table import Table
-
-    from edgeprof.report.formatting import DASH, format_usd
-
-    table = Table(title="hybrid: device first, cloud when unsure (held out)",
-                  title_justify="left")  # fmt: skip
-    for name in ("pair", "best cascade", "escalation", "pass rate [95%]", "$/day",
-                 "cloud alone $/day", "device alone $/day", "p95 latency"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("pair", "best cascade") else "right")
-    for h in decision.hybrids:
-        b = h.best
-        if b is None:
-            table.add_row(h.name, h.why, *[DASH] * 6)
-            continue
-        r = b.pass_rate
-        table.add_row(
-            h.name, b.rule, f"{b.escalation_rate:.0%}", f"{r.rate:.0%} [{r.low:.0%}–{r.high:.0%}]",
-            format_usd(b.cost.usd_per_day), format_usd(h.cloud_only.cost.usd_per_day),
-            format_usd(h.device_only.cost.usd_per_day), _seconds(b.latency_p95_s),
-        )  # fmt: skip
-    return table
-
-
 def _render(decision: Decision) -> None:
     from rich.markup import escape
     from rich.panel import Panel
@@ -311,15 +277,13 @@ def _render(decision: Decision) -> None:
         how = "reused" if run.reused else "profiled"
         out.print(f"{run.target}: {how}: {run.description}", style="dim", highlight=False)
     task = task_table(decision.task_quality) if decision.task_quality else None
-    tables = (_targets_table(decision), task, _hybrid_table(decision), _pairs_table(decision),
+    hybrids = hybrid_table(decision.hybrids)
+    tables = (_targets_table(decision), task, hybrids, _pairs_table(decision),
               _inputs_table(decision))  # fmt: skip
     for table in tables:
         if table is not None:
             out.print(table)
-    from edgeprof.decision.hybrid import curve_text
-
-    for h in decision.hybrids:
-        out.print(f"{h.name}: {curve_text(h)}", style="dim", highlight=False)
+    print_curves(decision.hybrids)
     out.print(
         "every input above, with its provenance: --json; the report with charts: --html FILE",
         style="dim",

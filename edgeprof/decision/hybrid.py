@@ -15,7 +15,8 @@ the curve holds at every volume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,36 @@ def hybrid_targets(
             except EdgeprofError as e:
                 notes.append(f"hybrid {d_name} → {c_name} not evaluated: {e}")
     return out, notes
+
+
+def task_hybrids(
+    store: Store, task: Any, costs: DeviceCosts, requests_per_day: float,
+    options: RouteOptions, names: Mapping[str, str],
+) -> tuple[list[HybridTarget], list[str]]:  # fmt: skip
+    """Every device target × cloud target of a task-quality report (`decision.task_quality`)
+    with a graded run of the suite, replayed; `names`: the verdict's short names."""
+
+    def named(side: str) -> list[tuple[str, str]]:
+        return [(names.get(t.name, t.name), t.run_id) for t in task.targets
+                if t.side == side and t.run_id]  # fmt: skip
+
+    devices, clouds = named("device"), named("cloud")
+    if not devices or not clouds:
+        return [], [
+            "hybrid: needs a graded run of the suite on both sides: the cloud's answers come "
+            "from a live cloud target (--base-url) or an earlier `edgeprof run --remote` of the "
+            "model on the same prompts"
+        ]
+    return hybrid_targets(store, devices, clouds, costs, requests_per_day, options)
+
+
+def hybrid_dict(h: HybridTarget) -> dict[str, Any]:
+    """One pair for `--json`: every field, the replay's whole report, the saving."""
+    out = dataclasses.asdict(h)
+    out["report"] = h.report.to_dict()
+    out["name"] = h.name
+    out["saving_vs_cloud_usd_per_day"] = h.saving_vs_cloud_usd_per_day
+    return out
 
 
 # -- words ---------------------------------------------------------------------------------

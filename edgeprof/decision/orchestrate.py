@@ -64,10 +64,10 @@ class Decision:
 
         out = asdict(self)
         out["comparison"] = to_dict(self.comparison)
-        for h, d in zip(self.hybrids, out["hybrids"], strict=True):
-            d["report"] = h.report.to_dict()
-            d["name"] = h.name
-            d["saving_vs_cloud_usd_per_day"] = h.saving_vs_cloud_usd_per_day
+        if self.hybrids:
+            from edgeprof.decision.hybrid import hybrid_dict
+
+            out["hybrids"] = [hybrid_dict(h) for h in self.hybrids]
         return out
 
 
@@ -274,26 +274,14 @@ def decide(config: DecideConfig, on_step: StepFn | None = None) -> Decision:
 def _hybrids(store: Any, task: Any, costs: DeviceCosts, config: DecideConfig,
              notes: list[str], names: dict[str, str]) -> list[Any]:  # fmt: skip
     """`--hybrid`: every device target × cloud target with a graded run of the suite,
-    replayed (decision/hybrid.py); a note where there is no pair to replay."""
+    replayed (decision/hybrid.py); notes where a pair cannot be."""
     if not config.hybrid:
         return []
-    from edgeprof.decision.hybrid import hybrid_targets
+    from edgeprof.decision.hybrid import task_hybrids
     from edgeprof.routing.replay import RouteOptions
 
-    def named(side: str) -> list[tuple[str, str]]:
-        return [(names.get(t.name, t.name), t.run_id) for t in task.targets
-                if t.side == side and t.run_id]  # fmt: skip
-
-    devices, clouds = named("device"), named("cloud")
-    if not devices or not clouds:
-        notes.append(
-            "--hybrid needs a graded run of the suite on both sides: the cloud's answers come "
-            "from a live cloud target (--base-url) or an earlier `edgeprof run --remote` of the "
-            "model on the same prompts"
-        )
-        return []
     options = RouteOptions(folds=config.hybrid_folds, min_pass_rate=config.min_pass_rate)
-    found, why = hybrid_targets(store, devices, clouds, costs, config.requests_per_day, options)
+    found, why = task_hybrids(store, task, costs, config.requests_per_day, options, names)
     notes.extend(why)
     return found
 
