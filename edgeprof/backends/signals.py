@@ -60,36 +60,42 @@ class AnswerSignals:
 
 
 class SignalBuffers:
-    """Scratch space for `LogitSignals.add`, one vocabulary long: the logits minus their
-    maximum, their exponentials, and ones (for a sum as a dot product). One set serves any
+    """Scratch space for `LogitSignals.add`: one float32 per vocabulary entry. One serves any
     number of answers decoded in turn or side by side (a batch's sequences): each `add` uses
     it and leaves nothing in it."""
 
-    __slots__ = ("exp", "ones", "shifted")
+    __slots__ = ("exp",)
 
     def __init__(self, n_vocab: int) -> None:
         import numpy as np
 
-        self.shifted = np.empty(n_vocab, dtype=np.float32)
         self.exp = np.empty(n_vocab, dtype=np.float32)
-        self.ones = np.ones(n_vocab, dtype=np.float32)
+
+
+# |logit of the chosen token| up to which exp(logits) is summed unshifted: for a greedy token
+# (the largest logit) every exp is then at most e^50, and 49,152 of them stay far below
+# float32's 3.4e38; exps that flush to 0 are e^-37 or less of the top one's probability.
+RAW_EXP_LIMIT = 50.0
 
 
 class LogitSignals:
     """One answer's figures from the logits of each step and the token chosen there.
 
-    Per step, over a vocabulary of n (logits x, float32):
-    m = max(x); d = x - m; e = exp(d); s = sum(e)  (log-sum-exp: log Z = m + log s)
-    logprob of the chosen token t = d[t] - log s
-    entropy = log s - sum(e * d) / s  (every term of the sum is <= 0: no cancellation)
-    and on the first step only, top-1 minus top-2 logit (= log-probability) gap.
+    Per step, over logits x (float32, one per vocabulary entry), with e = exp(x), S = sum(e):
+    log Z = log S (log-sum-exp); the chosen token t's logprob = x[t] - log Z; the entropy
+    = log Z - sum(e * x) / S (log Z minus the mean logit under the distribution); and on the
+    first step only, the top-1 minus top-2 logit (= log-probability) gap.
 
-    Five passes over the vocabulary (max, subtract, exp, two dot products), into buffers made
-    once (`SignalBuffers`), and nothing allocated per step: about 30 us for the demo model's
-    49,152 logits (docs/benchmarks.md). The sums are float32 BLAS dot products (numpy's
-    `sum` of float32 is three times slower); logits of -inf (masked tokens) count as
-    probability 0. `add` must be called before the logits it reads are overwritten (llama.cpp
-    and ONNX Runtime reuse one buffer per step).
+    It sits in the decode loop, after each `llama_decode` has streamed the weights through the
+    caches, where every numpy call pays to fetch its code and data again: so three calls a
+    step (exp into a buffer made once, `SignalBuffers`; a pairwise `sum`; a float32 BLAS
+    `dot`), no max pass and no allocation. The exps are not shifted by the largest logit:
+    that is safe while the chosen token's logit is within +-RAW_EXP_LIMIT, which it is for a
+    greedy token of any model seen so far (the demo model's are 10 to 30); otherwise, and for
+    logits that are not float32, masked (-inf) or overflow the sum, a step takes the careful
+    path (shifted by the maximum, in float64). Cost: docs/benchmarks.md. `add` must run
+    before the logits it reads are overwritten (llama.cpp and ONNX Runtime reuse one buffer
+    per step).
     """
 
     __slots__ = ("buffers", "entropy_sum", "logprob_min", "logprob_sum", "margin", "tokens")
@@ -103,26 +109,37 @@ class LogitSignals:
         self.margin: float | None = None
 
     def add(self, logits: np.ndarray, token: int) -> None:
-        """One step: `logits` (float32, one per vocabulary entry) and the token chosen."""
+        """One step: the logits (one per vocabulary entry) and the token chosen."""
         import numpy as np
 
-        b = self.buffers
-        d, e = b.shifted, b.exp
-        np.subtract(logits, logits.max(), out=d)
-        np.exp(d, out=e)
-        with np.errstate(invalid="ignore"):  # 0 * -inf below: said once, not warned
-            s = float(np.dot(e, b.ones))
-            t = float(np.dot(e, d))
-        if t != t:  # NaN: 0 * -inf from a masked token, which contributes nothing
-            t = float(np.dot(e, np.where(e > 0, d, 0)))
-        log_s = math.log(s)
-        logprob = float(d[token]) - log_s
+        chosen = float(logits[token])
+        log_z = mean = math.nan
+        if logits.dtype == np.float32 and -RAW_EXP_LIMIT <= chosen <= RAW_EXP_LIMIT:
+            e = self.buffers.exp
+            np.exp(logits, out=e)
+            s = float(e.sum())
+            if 0.0 < s < math.inf:
+                log_z, mean = math.log(s), float(np.dot(e, logits)) / s
+        if not math.isfinite(mean):  # NaN from 0 * -inf (a masked token), or not taken
+            log_z, mean = _careful(logits)
+        logprob = chosen - log_z
         self.tokens += 1
         self.logprob_sum += logprob
         self.logprob_min = min(self.logprob_min, logprob)
-        self.entropy_sum += max(0.0, log_s - t / s)
+        self.entropy_sum += max(0.0, log_z - mean)
         if self.tokens == 1:
-            self.margin = _logit_margin(d)
+            self.margin = self._margin(logits)
+
+    def _margin(self, logits: np.ndarray) -> float | None:
+        """Top-1 minus top-2 logit: 0 where two tokens tie for the top."""
+        if len(logits) < 2:
+            return None
+        scratch = self.buffers.exp
+        scratch[:] = logits
+        top = int(scratch.argmax())
+        best = float(scratch[top])
+        scratch[top] = -math.inf
+        return best - float(scratch.max())
 
     def result(self) -> AnswerSignals | None:
         if not self.tokens:
@@ -137,15 +154,19 @@ class LogitSignals:
         )
 
 
-def _logit_margin(shifted: np.ndarray) -> float | None:
-    """Top-1 minus top-2 of `shifted` (the logits minus their maximum, which it overwrites):
-    0 where two tokens tie for the top."""
-    if len(shifted) < 2:
-        return None
-    top = int(shifted.argmax())
-    best = float(shifted[top])
-    shifted[top] = -math.inf
-    return best - float(shifted.max())
+def _careful(logits: np.ndarray) -> tuple[float, float]:
+    """(log Z, mean logit under the distribution) shifted by the largest logit, in float64:
+    for any logits; masked ones (-inf) have probability 0."""
+    import numpy as np
+
+    x = np.asarray(logits, dtype=np.float64)
+    m = float(x.max())
+    if not math.isfinite(m):
+        return math.nan, math.nan
+    e = np.exp(x - m)
+    s = float(e.sum())
+    live = e > 0
+    return m + math.log(s), m + float(np.dot(e[live], x[live] - m)) / s
 
 
 class TopLogprobSignals:
