@@ -102,6 +102,19 @@ def request_row(run_id: str, seq: int, **fields: Any) -> Row:
     return row
 
 
+def check_signal_columns(
+    row: Mapping[str, Any], output_tokens: int, source: str = "logits"
+) -> Mapping[str, Any]:
+    """A request row's signal columns (store m011), or `AnswerSignals.row()`: over exactly the
+    answer's tokens, each figure in its range."""
+    assert row["signal_source"] == source, row
+    assert row["signal_tokens"] == output_tokens > 0
+    assert row["logprob_min"] <= row["logprob_mean"] <= 0.0
+    assert row["entropy_mean"] is not None and row["entropy_mean"] >= 0.0
+    assert row["first_margin"] is not None and row["first_margin"] >= 0.0
+    return row
+
+
 def add_run(
     store: Store,
     device: Row,

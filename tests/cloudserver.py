@@ -10,6 +10,8 @@ text, no model. The request's model name chooses the behaviour, as a query strin
     bad_json_at=N     send a malformed chunk as chunk N cached=0     cached prompt tokens
     id=anything       a fresh attempt counter (attempts are counted per model string)
     timings=1         llama-server's `timings` on each OpenAI chunk (1 ms per token)
+    logprobs=1        OpenAI's `logprobs` on each chunk, when asked for (`canned_logprobs`)
+    refuse_logprobs=400  refuse a request that asks for `logprobs` with this status
 
 Run it alone with `python tests/cloudserver.py --port 8123`.
 """
@@ -34,10 +36,17 @@ def chunk_text(i: int) -> str:
     return f" w{i}"
 
 
+def canned_logprobs(i: int, k: int) -> tuple[float, list[float]]:
+    """Token i's log-probability and the k best at its step (itself first): -0.1 (i + 1), then
+    -2, -3, ... for the alternatives."""
+    chosen = -0.1 * (i + 1)
+    return chosen, [chosen, *(-2.0 - j for j in range(k - 1))]
+
+
 def scenario(model: str) -> dict[str, int]:
     defaults = {"chunks": 8, "tpc": 1, "delay_ms": 0, "usage": 1, "fail": 0, "fail_times": 1,
                 "retry_after": -1, "cut_after": -1, "bad_json_at": -1, "cached": 0,
-                "timings": 0}  # fmt: skip
+                "timings": 0, "logprobs": 0, "refuse_logprobs": 0}  # fmt: skip
     opts = dict(defaults)
     for key, values in parse_qs(model).items():
         if key in defaults:
@@ -146,6 +155,10 @@ class _Handler(BaseHTTPRequestHandler):
             srv.bodies.append(body)
             n = srv.attempts[model] = srv.attempts.get(model, 0) + 1
             srv.attempt_times.setdefault(model, []).append(time.monotonic())
+        if opts["refuse_logprobs"] and "logprobs" in body:
+            message = "logprobs is not supported with this model"
+            self._json(opts["refuse_logprobs"], {"error": {"message": message}})
+            return
         if opts["fail"] and n <= opts["fail_times"]:
             headers = {"Retry-After": str(opts["retry_after"])} if opts["retry_after"] >= 0 else {}
             self._json(opts["fail"], {"error": {"message": f"canned {opts['fail']}"}}, headers)
@@ -196,7 +209,8 @@ def _openai_events(body: dict[str, Any], o: dict[str, int]) -> list[tuple[str, b
         if i == o["bad_json_at"]:
             out.append(("data", b'data: {"choices": [{"delta": {"content": "oops"\n\n'))
             continue
-        delta = {"index": 0, "delta": {"content": chunk_text(i)}, "finish_reason": None}
+        delta = {"index": 0, "delta": {"content": chunk_text(i)}, "finish_reason": None,
+                 **_logprobs(body, o, i)}  # fmt: skip
         out.append(("data", _sse({**base, "choices": [delta], **_timings(body, o, i + 1)})))
     out.append(("data", _sse({**base, "choices": [{"index": 0, "delta": {},
                                                      "finish_reason": "length"}],
@@ -210,6 +224,19 @@ def _openai_events(body: dict[str, Any], o: dict[str, int]) -> list[tuple[str, b
         out.append(("data", _sse({**base, "choices": [], "usage": usage})))
     out.append(("data", b"data: [DONE]\n\n"))
     return out
+
+
+def _logprobs(body: dict[str, Any], o: dict[str, int], i: int) -> dict[str, Any]:
+    """Chunk i's `logprobs`: one entry per token it carries (`canned_logprobs`)."""
+    if not (o["logprobs"] and body.get("logprobs")):
+        return {}
+    entries = []
+    for j in range(i * o["tpc"], (i + 1) * o["tpc"]):
+        chosen, top = canned_logprobs(j, int(body.get("top_logprobs") or 0))
+        entries.append({"token": f"t{j}", "logprob": chosen, "bytes": None,
+                        "top_logprobs": [{"token": f"a{a}", "logprob": x, "bytes": None}
+                                         for a, x in enumerate(top)]})  # fmt: skip
+    return {"logprobs": {"content": entries, "refusal": None}}
 
 
 def _timings(body: dict[str, Any], o: dict[str, int], n: int) -> dict[str, Any]:

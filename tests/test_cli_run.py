@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from edgeprof.measure.workload import load_suite
-from tests.builders import cli, edgeprof_subprocess, interruptible, write_prompts
+from tests.builders import (
+    check_signal_columns,
+    cli,
+    edgeprof_subprocess,
+    interruptible,
+    write_prompts,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DemoRun = tuple[Path, dict[str, Any]]
@@ -69,6 +75,21 @@ def test_run_fills_every_table(demo_run: DemoRun) -> None:
         "SELECT status, load_s, idle_power_w, recorder_cpu_s_per_s FROM runs"
     ).fetchone()
     assert run[0] == "complete" and run[1] > 0 and run[2] > 0 and 0 <= run[3] < 0.5
+
+
+@pytest.mark.model
+def test_every_answer_stores_its_signals(demo_run: DemoRun) -> None:
+    """The model ran in its worker process (as `edgeprof run` runs it): the signals it read
+    there came back with each answer and are in every request row (store m011)."""
+    db, summary = demo_run
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute("SELECT * FROM requests")]
+    assert len(rows) == summary["n_requests"] + 1
+    for row in rows:
+        check_signal_columns(row, row["output_tokens"])
+    run = conn.execute("SELECT params FROM runs").fetchone()
+    assert json.loads(run["params"])["settings"]["signals"] is True
 
 
 @pytest.mark.model

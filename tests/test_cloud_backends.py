@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -302,3 +303,75 @@ def test_check_fails_fast_before_any_work(name: str, monkeypatch: pytest.MonkeyP
     local = make_backend(name, "x", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(CloudAPIError, match="cannot reach"):
         local.check()
+
+
+# -- answer signals from the API's log-probabilities (backends/signals.py) -------------------
+
+
+def _entropy(logprobs: list[float]) -> float:
+    weights = [math.exp(x) for x in logprobs]
+    p = [w / sum(weights) for w in weights]
+    return -sum(q * math.log(q) for q in p)
+
+
+def test_openai_asks_for_logprobs_and_stores_them_as_signals(cloud_server: CloudServer) -> None:
+    """8 tokens in 4 chunks of 2, token j at log-probability -0.1 (j + 1) with alternatives
+    at -2, -3, -4, -5 (tests.cloudserver.canned_logprobs)."""
+    model = fresh("chunks=4&tpc=2&logprobs=1")
+    b = make_backend("openai", model, cloud_server.base_url)
+    assert b.params()["logprobs"] is True
+    _, gen = drain(b, request())
+    body = next(x for x in cloud_server.bodies if x["model"] == model)
+    assert body["logprobs"] is True and body["top_logprobs"] == 5
+    s = gen.signals
+    assert s is not None and gen.output_tokens == 8
+    assert (s.source, s.tokens) == ("api-top-logprobs", 8)
+    assert s.logprob_mean == pytest.approx(-0.45) and s.logprob_min == pytest.approx(-0.8)
+    expected = [_entropy([-0.1 * (j + 1), -2.0, -3.0, -4.0, -5.0]) for j in range(8)]
+    assert s.entropy_mean == pytest.approx(sum(expected) / 8)
+    assert s.first_margin == pytest.approx(-0.1 + 2.0)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_no_logprobs_in_the_answer_no_signals(name: str, cloud_server: CloudServer) -> None:
+    """An OpenAI-compatible server that ignores the fields, and Anthropic (its API has none)."""
+    model = fresh("chunks=3")
+    _, gen = drain(make_backend(name, model, cloud_server.base_url), request())
+    assert gen.error is None and gen.output_tokens == 3 and gen.signals is None
+    body = next(x for x in cloud_server.bodies if x["model"] == model)
+    assert ("logprobs" in body) == (name == "openai")
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_refused_logprobs_are_dropped_once_and_not_asked_again(
+    status: int, cloud_server: CloudServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = fresh(f"chunks=3&logprobs=1&refuse_logprobs={status}")
+    b = make_backend("openai", model, cloud_server.base_url, max_retries=0)
+    with caplog.at_level("WARNING", logger="edgeprof"):
+        _, first = drain(b, request())
+        _, second = drain(b, request())
+    # refused, then asked again at once without them (not a retry: max_retries is 0)
+    assert first.error is None and first.output_tokens == 3 and first.signals is None
+    assert first.attempts == 2 and first.retry_wait_s == 0
+    assert second.error is None and second.attempts == 1 and second.signals is None
+    assert cloud_server.attempts[model] == 3
+    bodies = [x for x in cloud_server.bodies if x["model"] == model]
+    assert ["logprobs" in x for x in bodies] == [True, False, False]
+    assert "top_logprobs" not in bodies[-1]
+    (warning,) = [r.getMessage() for r in caplog.records if "refused `logprobs`" in r.message]
+    assert f"HTTP {status}: logprobs is not supported with this model" in warning
+    assert getattr(b, "logprobs_refused", None) == "logprobs is not supported with this model"
+
+
+def test_logprobs_off_and_a_device_server_are_not_asked(cloud_server: CloudServer) -> None:
+    """`logprobs` false; and by default a server on this machine measured as the device,
+    whose work on them would be measured with the answer."""
+    for extra, want in (({"logprobs": False}, False), ({"on_device": True}, False),
+                        ({"on_device": True, "logprobs": True}, True)):  # fmt: skip
+        model = fresh("chunks=2&logprobs=1")
+        b = make_backend("openai", model, cloud_server.base_url, **extra)
+        assert b.params()["logprobs"] is want
+        _, gen = drain(b, request())
+        body = next(x for x in cloud_server.bodies if x["model"] == model)
+        assert ("logprobs" in body) is want and (gen.signals is not None) is want

@@ -39,7 +39,44 @@ def test_openai_backend_against_llama_cpp_server(llama_server: str) -> None:
     assert gen.token_count_method == "estimated"
     if gen.finish_reason == "length":
         assert gen.output_tokens == 8
+    # it does send log-probabilities, asked of a remote target: one entry per token
+    assert gen.signals is not None and gen.signals.source == "api-top-logprobs"
+    if gen.finish_reason == "length":
+        assert gen.signals.tokens == 8
     b.close()
+
+
+@pytest.mark.model
+@pytest.mark.server
+def test_the_servers_logprobs_are_the_logits_edgeprof_reads(llama_server: str) -> None:
+    """The same model answering the same prompt through llama.cpp's server (its `logprobs`,
+    top 5) and in edgeprof's own decode loop (the whole distribution): the same tokens, each
+    with the same log-probability, the same first margin (the top two are in the top 5); the
+    server's entropy sees 5 or 6 tokens of 49,152 (its top 5 and the chosen one), so it is
+    lower."""
+    from edgeprof.backends import BackendOptions, Request, create_backend
+    from edgeprof.measure.workload import load_suite
+
+    prompt = load_suite()[0]  # "The capital of Australia is Canberra." and EOG: 7 tokens
+    req = Request(prompt.id, prompt.messages, max_tokens=12)
+    server = make_backend("openai", "smollm2", llama_server)
+    server.load()
+    _, api = drain(server, req)
+    server.close()
+    local = create_backend("llamacpp", BackendOptions(threads=1, ctx=1024))
+    local.load()
+    _, own = drain(local, req)
+    local.close()
+    assert api.text == own.text and own.finish_reason == "stop"
+    a, o = api.signals, own.signals
+    assert a is not None and o is not None
+    assert (a.source, o.source) == ("api-top-logprobs", "logits")
+    assert a.tokens == o.tokens == own.output_tokens  # the EOG step counted by neither
+    assert a.logprob_mean == pytest.approx(o.logprob_mean, abs=1e-4)
+    assert a.logprob_min == pytest.approx(o.logprob_min, abs=1e-4)
+    assert a.first_margin == pytest.approx(o.first_margin, abs=1e-4)
+    assert a.entropy_mean is not None and o.entropy_mean is not None
+    assert 0 < a.entropy_mean < o.entropy_mean
 
 
 @pytest.mark.model
@@ -107,9 +144,15 @@ def test_cli_run_against_llama_cpp_server_lands_beside_local_runs(
         assert row["ttft_s"] > 0 and row["output_text"]
         expected = (row["input_tokens"] * 5 + row["output_tokens"] * 15) / 1e6
         assert row["cost_usd"] == pytest.approx(expected)
+        # the server's log-probabilities, one per token (8: it stopped at the limit)
+        assert row["signal_source"] == "api-top-logprobs"
+        if row["finish_reason"] == "length":
+            assert row["signal_tokens"] == 8
+        assert row["logprob_min"] <= row["logprob_mean"] <= 0 <= row["entropy_mean"]
     params = runs["openai"]["params"]
     params = json.loads(params) if isinstance(params, str) else params
     assert params["price_source"] == "user" and params["price_in_usd_per_m"] == 5.0
+    assert params["logprobs"] is True
     summary = json.loads(cloud.stdout)
     assert summary["cost_usd_total"] == pytest.approx(sum(r["cost_usd"] for r in rows))
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from edgeprof.analysis.energy import SensorSeries, shared_energy_j
-from edgeprof.backends.base import BackendOptions, Request
+from edgeprof.backends.base import BackendOptions, Generation, Request
 from edgeprof.backends.batching import BatchJob, kv_cells_needed
-from edgeprof.backends.llamacpp import LlamaCppBackend, kv_bytes_per_cell
+from edgeprof.backends.llamacpp import LlamaCppBackend, LlamaCppSettings, kv_bytes_per_cell
+from edgeprof.backends.signals import AnswerSignals
 from edgeprof.measure.workload import load_suite
-from tests.builders import cli
+from tests.builders import check_signal_columns, cli
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"
 S = 1_000_000_000
@@ -116,7 +117,6 @@ def test_a_shared_prefix_is_computed_once_and_copied(demo_model: Path) -> None:
     """With --keep-cache the batch prefills the prompts' common start (a ~320-token system
     prompt and the template's opening) once, in a stream of its own, and copies it to each
     request's stream: every request records those tokens as cached and reads only the rest."""
-    from edgeprof.backends.llamacpp import LlamaCppSettings
     from edgeprof.measure.workload import with_system_prompt
 
     system = (Path(__file__).parent / "data" / "system_prompt_300.txt").read_text("utf-8")
@@ -140,3 +140,52 @@ def test_a_shared_prefix_is_computed_once_and_copied(demo_model: Path) -> None:
         assert warm.generation.input_tokens == cold.generation.input_tokens
         # the copied K/V are what the request would have computed: the same greedy tokens
         assert warm.generation.text == cold.generation.text
+
+
+def _generation(backend: LlamaCppBackend, request: Request) -> Generation:
+    gen = backend.generate(request)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def check_signals(g: Generation) -> AnswerSignals:
+    assert g.signals is not None
+    check_signal_columns(g.signals.row(), g.output_tokens)
+    return g.signals
+
+
+@pytest.mark.model
+def test_signals_alone_and_batched_and_the_tokens_without_them(
+    backend: LlamaCppBackend, demo_model: Path
+) -> None:
+    """Every answer carries its signals, alone and batched (the same tokens scored on the
+    same model: the same figures, to float32 rounding of the batched logits); turned off,
+    none, and the greedy tokens are the same."""
+    requests = _requests(max_tokens=24)
+    alone = [_generation(backend, r) for r in requests]
+    batched = {id(r): res.generation for r, res in backend.serve(requests, 3)}
+    for request, a in zip(requests, alone, strict=True):
+        b = batched[id(request)]
+        assert b.text == a.text
+        sa, sb = check_signals(a), check_signals(b)
+        assert sb.tokens == sa.tokens
+        for name in ("logprob_mean", "logprob_min", "entropy_mean", "first_margin"):
+            # identical on this machine (AVX-512); other kernels may round a batch otherwise
+            assert getattr(sb, name) == pytest.approx(getattr(sa, name), abs=0.02), name
+    off = LlamaCppBackend(
+        BackendOptions(model=str(demo_model), threads=2, ctx=4096), LlamaCppSettings(signals=False)
+    )
+    off.load()
+    try:
+        plain = [_generation(off, r) for r in requests]
+        plain_batched = {id(r): res.generation for r, res in off.serve(requests, 3)}
+    finally:
+        off.close()
+    assert [g.text for g in plain] == [g.text for g in alone]
+    assert [g.output_tokens for g in plain] == [g.output_tokens for g in alone]
+    assert all(g.signals is None for g in plain)
+    assert all(plain_batched[id(r)].signals is None for r in requests)
+    assert [plain_batched[id(r)].text for r in requests] == [g.text for g in alone]

@@ -324,7 +324,7 @@ def test_the_flags_fill_the_settings_a_run_records(tmp_path: Path) -> None:
     assert settings == {
         "n_batch": 64, "n_ubatch": 32, "n_gpu_layers": 3, "split_mode": "none",
         "main_gpu": 0, "flash_attn": True, "ignore_eos": False, "chat_template": None,
-        "raw": False,
+        "raw": False, "signals": True,
     }  # fmt: skip
     assert run["params"]["n_ubatch"] == 32  # as llama.cpp used it
     assert p["gpu_layers_requested"] == 3

@@ -52,6 +52,8 @@ def test_run_against_the_loopback_server_is_a_device_run(llama_server: str, tmp_
     (detail,) = {s["detail"] for s in sensors if s["sensor"] == "process"}
     assert f"pid {proc.pid} (" in str(detail)
     assert all(r["cost_usd"] is None and r["energy_j"] for r in rows)
+    # not asked for logprobs: the server's work on them would be measured (openai_compat)
+    assert all(r["signal_source"] is None and r["logprob_mean"] is None for r in rows)
     text = cli("report", db)
     assert f"python -m llama_cpp.server, pid {proc.pid}" in text.stdout
     assert "client-side figures only" in text.stdout

@@ -28,16 +28,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeprof.backends.base import BackendOptions, Request
+from edgeprof.backends.base import BackendOptions, Generation, Request
 from edgeprof.backends.batching import BatchJob
 from edgeprof.backends.onnx_batch import check_rows_fit
-from edgeprof.backends.onnxrt import OnnxBackend
+from edgeprof.backends.onnxrt import OnnxBackend, OnnxSettings
+from edgeprof.backends.signals import AnswerSignals
 from edgeprof.errors import UsageError
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.measure.workload import load_suite
 from edgeprof.models.tokens import load_vocab, prompt_tokens
 from edgeprof.store import Store
-from tests.builders import cli, loose
+from tests.builders import check_signal_columns, cli, loose
 from tests.onnx_builders import cpu_isa, export_once
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"  # 37 to 531 prompt tokens
@@ -216,6 +217,54 @@ def test_a_batched_profile_stores_a_row_per_request(int4_export: Path, tmp_path:
     for r in measured:
         assert r["error"] is None and r["output_tokens"] > 0
         assert r["ttft_s"] > 0 and r["e2e_s"] >= r["ttft_s"] and r["energy_j"] > 0
+        check_signal_columns(r, r["output_tokens"])  # scored in the worker, stored here
     # two at a time: some measured windows overlap
     spans = sorted((r["t_start_ns"], r["t_end_ns"]) for r in measured)
     assert any(b0 < a1 for (_, a1), (b0, _) in itertools.pairwise(spans))
+
+
+def check_signals(g: Generation) -> AnswerSignals:
+    assert g.signals is not None
+    check_signal_columns(g.signals.row(), g.output_tokens)
+    return g.signals
+
+
+def _generation(backend: OnnxBackend, request: Request) -> Generation:
+    gen = backend.generate(request)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+@pytest.mark.model
+def test_signals_alone_and_batched_and_the_tokens_without_them(
+    backend: OnnxBackend, int4_export: Path
+) -> None:
+    """As on llama.cpp (tests/test_llama_batch.py): every answer scored over exactly its
+    tokens, alone and batched; turned off, none, and the same greedy tokens."""
+    requests = _requests()
+    alone = [_generation(backend, r) for r in requests]
+    batched = {id(r): res.generation for r, res in backend.serve(requests, 2)}
+    for request, a in zip(requests, alone, strict=True):
+        sa = check_signals(a)
+        b = batched[id(request)]
+        sb = check_signals(b)
+        if b.text == a.text:  # else a near-tie went the other way (module docstring)
+            assert sb.first_margin == pytest.approx(sa.first_margin, abs=1e-4)  # one prefill
+            assert sb.logprob_mean == pytest.approx(sa.logprob_mean, abs=0.05)
+        elif cpu_isa() in EXACT_ISAS:
+            pytest.fail(f"{cpu_isa()}: batched text differs: {b.text!r} / {a.text!r}")
+    off = OnnxBackend(
+        BackendOptions(model=str(int4_export), threads=2, ctx=8192), OnnxSettings(signals=False)
+    )
+    off.load()
+    try:
+        plain = [_generation(off, r) for r in requests]
+        plain_batched = {id(r): res.generation for r, res in off.serve(requests, 2)}
+    finally:
+        off.close()
+    assert [(g.text, g.output_tokens) for g in plain] == [(g.text, g.output_tokens) for g in alone]
+    assert all(g.signals is None for g in [*plain, *plain_batched.values()])
+    assert all(plain_batched[id(r)].text == batched[id(r)].text for r in requests)

@@ -34,6 +34,7 @@ LLAMACPP_SETTINGS = {
     "ignore_eos": False,
     "chat_template": None,
     "raw": False,
+    "signals": True,
 }
 KEY = RunKey(
     device_id=DEVICE["id"],
@@ -82,6 +83,7 @@ def test_settings_key_is_every_setting_as_the_runner_records_it() -> None:
         "ignore_eos": "false",
         "chat_template": "null",
         "raw": "false",
+        "signals": "true",
         "main_gpu": "0",
         "n_batch": "512",
         "n_gpu_layers": "0",
@@ -90,7 +92,8 @@ def test_settings_key_is_every_setting_as_the_runner_records_it() -> None:
     }
     assert dict(settings_key("llamacpp", {"n_gpu_layers": -1}))["n_gpu_layers"] == '"all"'
     assert settings_key("onnx") == (
-        ("chat_template", "null"), ("providers", "null"), ("raw", "false"), ("tokenizer", "null")
+        ("chat_template", "null"), ("providers", "null"), ("raw", "false"), ("signals", "true"),
+        ("tokenizer", "null"),
     )  # fmt: skip
 
 

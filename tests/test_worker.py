@@ -326,3 +326,44 @@ def test_closing_mid_request_stops_the_worker_at_once(tmp_path: Path) -> None:
     assert time.perf_counter() - t0 < 5 and worker.proc is not None
     assert worker.proc.returncode is not None
     assert not worker.dir.exists()  # no crash: no folder kept
+
+
+@pytest.mark.model
+def test_answer_signals_come_back_from_the_worker(demo_model: Path) -> None:
+    """The worker pickles each Generation back: its signals (backends/signals.py) arrive as
+    the backend read them in-process, one request alone and served in a batch."""
+    from edgeprof.backends import BackendOptions, Generation, Request
+    from edgeprof.backends.llamacpp import LlamaCppBackend
+    from edgeprof.measure.isolation import WorkerBackend
+
+    options = BackendOptions(model=str(demo_model), threads=1, ctx=1024)
+    request = Request("p", ({"role": "user", "content": "Name three colours."},), max_tokens=12)
+
+    def answer(backend: Any) -> Generation:
+        gen = backend.generate(request)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    here = LlamaCppBackend(options)
+    here.load()
+    try:
+        expected = answer(here)
+    finally:
+        here.close()
+    worker = WorkerBackend(LlamaCppBackend(options))
+    worker.start()
+    worker.load()
+    try:
+        alone = answer(worker)
+        ((_, served),) = list(worker.serve([request], 1))
+    finally:
+        worker.close()
+    assert expected.signals is not None and expected.signals.tokens == expected.output_tokens
+    assert alone.signals == expected.signals
+    assert served.generation.text == expected.text
+    assert served.generation.signals is not None
+    assert served.generation.signals.tokens == expected.output_tokens
+    assert served.generation.signals.logprob_mean == pytest.approx(expected.signals.logprob_mean)

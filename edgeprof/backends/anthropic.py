@@ -2,6 +2,9 @@
 
 Events: message_start (usage.input_tokens), content_block_delta (text_delta), message_delta
 (stop_reason, usage.output_tokens: the final count), message_stop; `error` mid-stream.
+
+No answer signals (backends/signals.py): the Messages API returns no log-probabilities, so an
+Anthropic request's signal columns stay NULL.
 """
 
 from __future__ import annotations

@@ -178,6 +178,13 @@ class CloudBackend(Backend):
     def on_event(self, event: SSEEvent, t_ns: int, state: StreamState) -> None:
         """Record one SSE event; set state.done at the end, state.error on an error event."""
 
+    def without_refused(
+        self, body: dict[str, Any], status: int, detail: str
+    ) -> dict[str, Any] | None:
+        """The request's body without an optional field the server refused (`status`, its
+        message `detail`), to send again at once; None: the refusal stands (the default)."""
+        return None
+
     # -- contract ------------------------------------------------------------------------
     def check(self) -> None:
         """The key is set and the host answers: one clear error before any work starts."""
@@ -334,10 +341,13 @@ class CloudBackend(Backend):
             self.headers(key),
             self.body(request),
         )
-        for attempt in range(self.max_retries + 1):
-            state.http_attempts = attempt + 1
+        attempt = 0  # retries of a failure; a body without a refused field goes again at once
+        refused = False  # ...once
+        while True:
+            state.http_attempts += 1
             state.last_attempt_ns = time.perf_counter_ns()
             retry_wait: float | None = None
+            smaller: dict[str, Any] | None = None
             try:
                 with client.stream("POST", url, json=body, headers=headers) as resp:
                     if resp.status_code < 400:
@@ -346,12 +356,17 @@ class CloudBackend(Backend):
                         return state
                     detail = _error_detail(resp)
                     state.error = f"HTTP {resp.status_code} from {self.safe_base_url()}: {detail}"
-                    if resp.status_code not in RETRYABLE_STATUS:
+                    if not refused:
+                        smaller = self.without_refused(body, resp.status_code, detail)
+                    if smaller is None and resp.status_code not in RETRYABLE_STATUS:
                         return state
                     retry_wait = retry_after_s(resp.headers)
             except httpx.HTTPError as e:
                 # `_read` handles its own errors: this one came before any response, so retry.
                 state.error = f"no response from {self.safe_base_url()}: {type(e).__name__}: {e}"
+            if smaller is not None:
+                body, refused = smaller, True
+                continue
             if attempt == self.max_retries:
                 break
             wait = backoff_s(attempt) if retry_wait is None else retry_wait
@@ -362,6 +377,7 @@ class CloudBackend(Backend):
                 return state
             time.sleep(wait)
             state.retry_wait_s += wait
+            attempt += 1
         state.error = f"{state.error} (after {state.http_attempts} attempts)"
         return state
 

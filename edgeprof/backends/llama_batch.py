@@ -10,7 +10,8 @@ Each step builds one batch: the next token of every decoding sequence, then as
 much of waiting prompts as the batch has room for (logits only for a prompt's last token). A
 finished sequence frees its cells and slot, and the next request joins at once (closed loop, as
 llmperf keeps N in flight). Greedy argmax per sequence, as `_Decoder` does: the tokens match
-the same requests run alone (tests/test_llama_batch.py checks it on the demo model).
+the same requests run alone (tests/test_llama_batch.py checks it on the demo model). Each
+sequence scores its tokens on the same logits (`LogitSignals`, one scratch for all).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from edgeprof.backends.base import Generation
 from edgeprof.backends.batching import BatchJob, BatchResult, forget_before, window_shares
+from edgeprof.backends.signals import LogitSignals, SignalBuffers
 from edgeprof.errors import UsageError
 
 
@@ -42,6 +44,7 @@ class _Seq:
     events: list[tuple[int, int]] = field(default_factory=list)
     pieces: list[str] = field(default_factory=list)
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    signals: LogitSignals | None = None
 
 
 def token_piece(llm: Any, cache: dict[int, bytes], token: int) -> bytes:
@@ -62,10 +65,12 @@ class BatchDecoder:
         n_ctx: int,
         ignore_eos: bool = False,
         share_prefix: bool = False,
+        signals: bool = True,
     ) -> None:
         """`share_prefix`: the jobs' common leading tokens (a shared system prompt) are
         prefilled once, in a stream of their own, and copied to each request's stream as it
-        starts; each request then reads only the rest of its prompt."""
+        starts; each request then reads only the rest of its prompt. `signals`: score each
+        answer's tokens on their logits (backends/signals.py)."""
         import llama_cpp
         import numpy as np
 
@@ -97,6 +102,7 @@ class BatchDecoder:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.pieces: dict[int, bytes] = {}
+        self.buffers = SignalBuffers(self.n_vocab) if signals else None
 
     def close(self) -> None:
         if self.batch is not None:
@@ -124,6 +130,8 @@ class BatchDecoder:
         while queue or active:
             while queue and free:
                 seq = _Seq(queue.popleft(), free.pop(), time.perf_counter_ns())
+                if self.buffers is not None:
+                    seq.signals = LogitSignals(self.buffers)
                 if prefix:  # a copy of the prefix's stream: its cells, not its computation
                     self.lc.llama_memory_seq_cp(self.mem, self.n_seq, seq.seq_id, -1, -1)
                     seq.fed = seq.n_past = seq.cached = prefix
@@ -185,7 +193,8 @@ class BatchDecoder:
         t_ns = time.perf_counter_ns()
         for s in active:
             if s.logits_at >= 0:  # else it is still reading its prompt
-                self._take(s, self._argmax(s.logits_at), t_ns)
+                logits = self._logits(s.logits_at)
+                self._take(s, int(logits.argmax()), t_ns, logits)
 
     def _add(self, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
         b = self.batch
@@ -196,11 +205,13 @@ class BatchDecoder:
         b.logits[n] = logits
         return n + 1
 
-    def _take(self, s: _Seq, token: int, t_ns: int) -> None:
+    def _take(self, s: _Seq, token: int, t_ns: int, logits: Any) -> None:
         if not self.ignore_eos and self.lc.llama_vocab_is_eog(self.vocab, token):
             s.finish = "stop"
             return
         s.n_out += 1
+        if s.signals is not None:
+            s.signals.add(logits, token)
         s.pieces.append(s.decoder.decode(self._piece(token)))
         s.events.append((t_ns, 1))
         if s.n_out >= s.job.max_tokens:
@@ -208,9 +219,10 @@ class BatchDecoder:
             return
         s.next_token = token
 
-    def _argmax(self, row: int) -> int:
+    def _logits(self, row: int) -> Any:
+        """The logits of the batch's token `row`, a view valid until the next decode."""
         ptr = self.lc.llama_get_logits_ith(self.ctx, row)
-        return int(self.np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).argmax())
+        return self.np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     def _piece(self, token: int) -> bytes:
         return token_piece(self.llm, self.pieces, token)
@@ -223,5 +235,6 @@ class BatchDecoder:
             text="".join(s.pieces) + s.decoder.decode(b"", final=True),
             finish_reason=s.finish,
             cached_input_tokens=s.cached,
+            signals=s.signals.result() if s.signals is not None else None,
         )
         return BatchResult(s.job.key, s.t_start_ns, t_end_ns, s.events, gen, shares)

@@ -21,6 +21,7 @@ from edgeprof.backends.base import (
     TokenEvent,
 )
 from edgeprof.backends.llama_batch import token_piece
+from edgeprof.backends.signals import LogitSignals, SignalBuffers
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import check_gguf, resolve_model
 from edgeprof.models.gguf_header import FILE_TYPE_KEY, quant_name
@@ -86,6 +87,10 @@ class LlamaCppSettings:
     # `raw`: no template at all, for base models. Both part of what makes runs comparable.
     chat_template: str | None = None
     raw: bool = False
+    # How sure the model was of each answer (backends/signals.py), read from the logits of
+    # every step: about 30 us a token, 0.3 % of a 1-thread decode step here
+    # (docs/benchmarks.md). Off: the request rows' signal columns stay NULL.
+    signals: bool = True
 
     def __post_init__(self) -> None:
         from edgeprof.models.chat import check_prompt_settings
@@ -242,7 +247,9 @@ class LlamaCppBackend(Backend):
 
     def _constrained(self, request: Request) -> Generator[TokenEvent, None, Generation]:
         """An answer held to a JSON Schema (a judge's verdict) by llama.cpp's grammar
-        sampling, through llama-cpp-python's chat completion: greedy, as every request."""
+        sampling, through llama-cpp-python's chat completion: greedy, as every request. No
+        signals: the binding's loop does not show the logits (logprobs need a context that
+        keeps every position's, `logits_all`)."""
         import json
 
         chunks = self.llm.create_chat_completion(
@@ -299,7 +306,8 @@ class LlamaCppBackend(Backend):
         jobs = [BatchJob(r, prompt_tokens(llm, r.messages, self.fmt), r.max_tokens)
                 for r in requests]  # fmt: skip
         batch = BatchDecoder(llm, concurrency, self.options.ctx, self.settings.ignore_eos,
-                             share_prefix=self.options.keep_cache)  # fmt: skip
+                             share_prefix=self.options.keep_cache,
+                             signals=self.settings.signals)  # fmt: skip
         try:
             for result in batch.serve(jobs):
                 yield result.key, result
@@ -308,7 +316,8 @@ class LlamaCppBackend(Backend):
 
     def _decoder(self) -> _Decoder:
         if self._dec is None:
-            self._dec = _Decoder(self.llm, self.options.keep_cache, self.settings.ignore_eos)
+            s = self.settings
+            self._dec = _Decoder(self.llm, self.options.keep_cache, s.ignore_eos, s.signals)
         return self._dec
 
     def close(self) -> None:
@@ -343,10 +352,11 @@ class _Decoder:
     numpy and runs a sampler chain on every token; here a decode step is one `llama_decode` of a
     one-token batch and an argmax over the logits, so the profiler measures llama.cpp rather
     than the binding (see docs/benchmarks.md). Greedy is argmax with the first maximum winning,
-    as llama.cpp's greedy sampler picks it, so the tokens are the same as before.
+    as llama.cpp's greedy sampler picks it, so the tokens are the same as before. With
+    `signals`, each answer's token is also scored on the same logits (`LogitSignals`).
     """
 
-    def __init__(self, llm: Llama, keep_cache: bool, ignore_eos: bool) -> None:
+    def __init__(self, llm: Llama, keep_cache: bool, ignore_eos: bool, signals: bool) -> None:
         import ctypes
 
         import numpy as np
@@ -361,6 +371,7 @@ class _Decoder:
         self.cached: list[int] = []  # token ids whose K/V sit in sequence 0, in order
         self.pieces: dict[int, bytes] = {}
         self.logits_at: tuple[int, Any] = (0, None)  # (address, numpy view) of the last logits
+        self.buffers = SignalBuffers(self.n_vocab) if signals else None
 
     def run(self, tokens: list[int], max_tokens: int) -> Generator[TokenEvent, None, Generation]:
         lc = self.llama_cpp
@@ -389,6 +400,7 @@ class _Decoder:
         n_out, finish = 0, "length"
         step = (lc.llama_token * 1)()
         is_eog, ignore_eos = lc.llama_vocab_is_eog, self.ignore_eos
+        signals = LogitSignals(self.buffers) if self.buffers is not None else None
         while True:
             token = self._argmax()
             t_ns = time.perf_counter_ns()
@@ -396,6 +408,8 @@ class _Decoder:
                 finish = "stop"
                 break
             n_out += 1
+            if signals is not None:  # the view `_argmax` read, valid until the next decode
+                signals.add(self.logits_at[1], token)
             text = decoder.decode(self._piece(token))
             pieces.append(text)
             yield TokenEvent(t_ns=t_ns, text=text)
@@ -410,6 +424,7 @@ class _Decoder:
             text="".join(pieces) + decoder.decode(b"", final=True),
             finish_reason=finish,
             cached_input_tokens=keep,
+            signals=signals.result() if signals is not None else None,
         )
 
     def _decode(self, tokens: list[int]) -> None:

@@ -19,6 +19,7 @@ than one token beside other rows (batch > 1 with past), and with last-position l
 right-padded prompt's last token is not at the end of its row.
 
 Greedy argmax per row: the tokens match each request run alone (tests/test_onnx_batch.py).
+Each row scores its tokens on the same logits (`LogitSignals`, one scratch for all rows).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from edgeprof.backends.batching import (
     kv_cells_needed,
     window_shares,
 )
+from edgeprof.backends.signals import LogitSignals, SignalBuffers
 from edgeprof.errors import UsageError
 
 
@@ -75,6 +77,7 @@ class _Row:
     events: list[tuple[int, int]] = field(default_factory=list)
     pieces: list[str] = field(default_factory=list)
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    signals: LogitSignals | None = None
 
 
 def kv_bytes_per_token(n_kv_tensors: int, kv_heads: int, head_dim: int, itemsize: int) -> int:
@@ -85,7 +88,9 @@ def kv_bytes_per_token(n_kv_tensors: int, kv_heads: int, head_dim: int, itemsize
 class OnnxBatchDecoder:
     """Serve jobs `n_seq` at a time on a loaded export's session."""
 
-    def __init__(self, backend: OnnxModel, n_seq: int, ignore_eos: bool = False) -> None:
+    def __init__(
+        self, backend: OnnxModel, n_seq: int, ignore_eos: bool = False, signals: bool = True
+    ) -> None:
         self.b, self.n_seq, self.ignore_eos = backend, n_seq, ignore_eos
         self.session = backend.session
         self.pasts: list[str] = backend.io["pasts"]
@@ -95,6 +100,7 @@ class OnnxBatchDecoder:
         self.binding: Any = None
         self.bound_rows = 0
         self.pieces: dict[int, bytes] = {}
+        self.buffers = SignalBuffers(backend.n_vocab) if signals else None
 
     def serve(self, jobs: Iterable[BatchJob]) -> Iterator[BatchResult]:
         """Results in the order requests finish."""
@@ -106,6 +112,8 @@ class OnnxBatchDecoder:
         while queue or rows:
             while queue and len(rows) < self.n_seq:
                 row = _Row(queue.popleft(), time.perf_counter_ns())
+                if self.buffers is not None:
+                    row.signals = LogitSignals(self.buffers)
                 rows.append(row)
                 spans.append((row.t_start_ns, len(rows)))
                 self._join(row, len(rows) - 1)
@@ -133,13 +141,14 @@ class OnnxBatchDecoder:
         self.b.bind_prefill(binding, tokens, np.ones((1, len(tokens)), dtype=np.int64))
         self.session.run_with_iobinding(binding)
         outs = binding.get_outputs()
-        token = int(np.argmax(outs[0].numpy()[0, -1]))
+        logits = outs[0].numpy()[0, -1]
+        token = int(np.argmax(logits))
         t_ns = time.perf_counter_ns()
         n = len(tokens)
         for name, value in zip(self.pasts, outs[1:], strict=True):
             self.kv[name][slot, :, :n] = value.numpy()[0]
         row.length = n
-        self._take(row, token, t_ns)
+        self._take(row, token, t_ns, logits)
 
     def _leave(self, rows: list[_Row], i: int, spans: list[tuple[int, int]]) -> BatchResult:
         """Free row i: the last row moves into it, so the active rows stay 0..n-1."""
@@ -157,6 +166,7 @@ class OnnxBatchDecoder:
             output_tokens=row.n_out,
             text="".join(row.pieces) + row.decoder.decode(b"", final=True),
             finish_reason=row.finish,
+            signals=row.signals.result() if row.signals is not None else None,
         )
         return BatchResult(row.job.key, row.t_start_ns, t_end, row.events, gen,
                            window_shares(spans, row.t_start_ns, t_end))  # fmt: skip
@@ -177,9 +187,9 @@ class OnnxBatchDecoder:
         self.session.run_with_iobinding(binding)
         t_ns = time.perf_counter_ns()
         tokens = self.logits[:n, 0].argmax(axis=-1)
-        for row, token in zip(rows, tokens, strict=True):
+        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             row.length += 1
-            self._take(row, int(token), t_ns)
+            self._take(row, int(token), t_ns, self.logits[i, 0])
 
     def _bind_rows(self, n: int) -> Any:
         """Bind the first n rows of every KV buffer as past and present (the same memory)."""
@@ -197,11 +207,13 @@ class OnnxBatchDecoder:
         self.binding, self.bound_rows = binding, n
         return binding
 
-    def _take(self, row: _Row, token: int, t_ns: int) -> None:
+    def _take(self, row: _Row, token: int, t_ns: int, logits: np.ndarray) -> None:
         if not self.ignore_eos and token in self.b.eog:
             row.finish = "stop"
             return
         row.n_out += 1
+        if row.signals is not None:
+            row.signals.add(logits, token)
         piece = self.pieces.get(token)
         if piece is None:
             piece = self.pieces[token] = self.b.detokenize(token)

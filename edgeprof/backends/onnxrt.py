@@ -7,8 +7,9 @@ vocabulary, through the same `prompt_tokens` as the llama.cpp backend, so input 
 agree across the two runtimes.
 
 Per token the loop rebinds ORT-owned `present` values as the next `past` inputs (IO binding,
-no copies through numpy) and writes the logits into one preallocated buffer. `serve` decodes
-several requests in one session call per step (onnx_batch.py).
+no copies through numpy) and writes the logits into one preallocated buffer, which the
+answer's signals (backends/signals.py) read before the next step. `serve` decodes several
+requests in one session call per step (onnx_batch.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from edgeprof.backends.base import (
     Request,
     TokenEvent,
 )
+from edgeprof.backends.signals import LogitSignals, SignalBuffers
 from edgeprof.errors import ModelLoadError, UsageError
 from edgeprof.models.files import GGUF_MAGIC, resolve_model
 
@@ -53,6 +55,9 @@ class OnnxSettings:
     # The prompt format, as the llamacpp backend takes it (edgeprof.models.prompt_format).
     chat_template: str | None = None
     raw: bool = False
+    # How sure the model was of each answer, from the logits of every step, as the llamacpp
+    # backend reads them (backends/signals.py, docs/benchmarks.md). Off: NULL columns.
+    signals: bool = True
 
     def __post_init__(self) -> None:
         from edgeprof.models.chat import check_prompt_settings
@@ -152,6 +157,7 @@ class OnnxBackend(Backend):
         self._vocab: Any = None
         self._fmt: Any = None  # edgeprof.models.prompt_format.PromptFormat, chosen at load
         self._eog: frozenset[int] = frozenset()
+        self.signal_buffers: SignalBuffers | None = None  # made at load, when signals are on
 
     # --- metadata beside the model -------------------------------------------------------
     def _read_configs(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -300,6 +306,7 @@ class OnnxBackend(Backend):
         self.kv_dtype = np.float16 if self.io["elem_type"] == FLOAT16 else np.float32
         out = self._session.get_outputs()
         self.n_vocab = int(out[[o.name for o in out].index("logits")].shape[-1])
+        self.signal_buffers = SignalBuffers(self.n_vocab) if self.settings.signals else None
         source = self.config.get("source", {})
         data = self.path.with_name(self.path.name + ".data")
         size = self.path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
@@ -351,12 +358,16 @@ class OnnxBackend(Backend):
         n_out = 0
         finish = "length"
         error: str | None = None
+        buffers = self.signal_buffers
+        signals = LogitSignals(buffers) if buffers is not None else None
         try:
-            for token, t_ns in self._greedy(tokens, request.max_tokens):
+            for token, t_ns, logits in self._greedy(tokens, request.max_tokens):
                 if token in self._eog:
                     finish = "stop"
                     break
                 n_out += 1
+                if signals is not None:
+                    signals.add(logits, token)
                 text = decoder.decode(self._vocab.detokenize([token]))
                 pieces.append(text)
                 yield TokenEvent(t_ns=t_ns, text=text)
@@ -370,15 +381,19 @@ class OnnxBackend(Backend):
             text="".join(pieces) + decoder.decode(b"", final=True),
             finish_reason=finish,
             error=error,
+            signals=signals.result() if signals is not None else None,
         )
 
-    def _greedy(self, tokens: list[int], max_new: int) -> Generator[tuple[int, int], None, None]:
-        """Yield (token, perf_counter_ns) for up to max_new greedy tokens (EOG included)."""
+    def _greedy(
+        self, tokens: list[int], max_new: int
+    ) -> Generator[tuple[int, int, np.ndarray], None, None]:
+        """Yield (token, perf_counter_ns, its step's logits) for up to max_new greedy tokens
+        (EOG included); the logits are valid until the next token is asked for."""
         steps = self.logits_stream(tokens, max_new)
         row = next(steps)
         for i in range(max_new):
             token = int(np.argmax(row))
-            yield token, time.perf_counter_ns()
+            yield token, time.perf_counter_ns(), row
             if i + 1 < max_new:
                 row = steps.send(token)
 
@@ -474,7 +489,8 @@ class OnnxBackend(Backend):
         jobs = [BatchJob(r, prompt_tokens(self._vocab, r.messages, self._fmt), r.max_tokens)
                 for r in requests]  # fmt: skip
         check_rows_fit(jobs, concurrency, self.options.ctx, self._max_positions())
-        for result in OnnxBatchDecoder(self, concurrency).serve(jobs):
+        decoder = OnnxBatchDecoder(self, concurrency, signals=self.settings.signals)
+        for result in decoder.serve(jobs):
             yield result.key, result
 
     def _check_batchable(self) -> None:

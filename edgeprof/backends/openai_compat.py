@@ -2,20 +2,46 @@
 
 Works with any `/v1/chat/completions` endpoint (OpenAI, Groq, Together, vLLM, the llama.cpp
 server, Ollama...); the HTTP loop, retries and settings are `cloud.CloudBackend`'s.
+
+Answer signals (backends/signals.py): a cloud target is asked for the log-probabilities of its
+tokens and their top 5 (`logprobs`, `top_logprobs`), which are stored as the request's signals
+(source `api-top-logprobs`). A server that refuses the fields (HTTP 400 or 422 naming them:
+OpenAI's reasoning models, some compatible servers) is asked again at once without them, and
+never again by this backend; its answers then have none (NULL columns), as do those of a server
+that ignores the fields. A server on this machine measured as the device is not asked unless
+`logprobs` is set: producing them is work that would be measured with the answer
+(llama-cpp-python's server sorts the whole vocabulary in Python per token: decode at a fifth
+of its speed, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
-from dataclasses import replace
-from typing import Any, ClassVar
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, TypeGuard
 
-from edgeprof.backends.base import ModelInfo, Request, ServerTimings
-from edgeprof.backends.cloud import CloudBackend
+from edgeprof.backends.base import BackendOptions, ModelInfo, Request, ServerTimings
+from edgeprof.backends.cloud import CloudBackend, CloudSettings
 from edgeprof.backends.counting import TokenCounter, openai_counter
 from edgeprof.backends.local_server import server_version
+from edgeprof.backends.signals import TopLogprobSignals
 from edgeprof.backends.streaming import SSEEvent, StreamState
+
+TOP_LOGPROBS = 5  # alternatives asked for per token: OpenAI allows up to 20
+REFUSAL_STATUS = (400, 422)  # 422: FastAPI-based servers' answer to a field they do not know
+
+log = logging.getLogger("edgeprof")
+
+
+@dataclass(frozen=True)
+class OpenAISettings(CloudSettings):
+    # Ask for the tokens' log-probabilities (the answer's signals). None: asked of a remote
+    # API, not of a server on this machine measured as the device (see the module docstring).
+    logprobs: bool | None = None
 
 
 class OpenAIBackend(CloudBackend):
@@ -23,6 +49,16 @@ class OpenAIBackend(CloudBackend):
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     default_key_env: ClassVar[str] = "OPENAI_API_KEY"
     default_provider: ClassVar[str] = "openai"
+    Settings: ClassVar[type[OpenAISettings]] = OpenAISettings
+
+    def __init__(self, options: BackendOptions, settings: OpenAISettings | None = None) -> None:
+        super().__init__(options, settings)
+        self.settings: OpenAISettings
+        asked = self.settings.logprobs
+        self.logprobs = asked if asked is not None else self.kind == "remote"
+        # the server's refusal of `logprobs`, once it has said it: not asked again
+        self.logprobs_refused: str | None = None
+        self._refusal_lock = threading.Lock()
 
     def token_counter(self) -> TokenCounter | None:
         return super().token_counter() or openai_counter(self.model)
@@ -50,6 +86,9 @@ class OpenAIBackend(CloudBackend):
         # "http://host:8000" means the server's /v1 API, as every compatible server mounts it.
         return path or "/v1"
 
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "logprobs": self.logprobs}
+
     def stream_url(self) -> str:
         return self.endpoint("/chat/completions")
 
@@ -76,7 +115,29 @@ class OpenAIBackend(CloudBackend):
         body[limit_key] = request.max_tokens
         if request.response_schema is not None:
             body["response_format"] = self.response_format(dict(request.response_schema))
+        if self.logprobs and self.logprobs_refused is None:
+            body["logprobs"] = True
+            body["top_logprobs"] = TOP_LOGPROBS
         return body
+
+    def without_refused(
+        self, body: dict[str, Any], status: int, detail: str
+    ) -> dict[str, Any] | None:
+        """A server that refuses `logprobs` is asked again without them, now and from now on."""
+        if status not in REFUSAL_STATUS or "logprobs" not in body:
+            return None
+        if "logprobs" not in detail.lower():
+            return None
+        with self._refusal_lock:
+            first = self.logprobs_refused is None
+            self.logprobs_refused = detail
+        if first:
+            log.warning(
+                "openai: %s refused `logprobs` (HTTP %d: %s); asking without them from now on: "
+                "this run's answers have no signals (set `logprobs` false to not ask)",
+                self.safe_base_url(), status, detail,
+            )  # fmt: skip
+        return {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")}
 
     def response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
         """OpenAI's structured outputs; llama.cpp's server (and most compatible ones) take a
@@ -113,8 +174,29 @@ class OpenAIBackend(CloudBackend):
             content = (choice.get("delta") or {}).get("content")
             if content:
                 state.chunks.append((t_ns, content))
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict):
+                _logprobs(logprobs, state)
             if choice.get("finish_reason"):
                 state.finish_reason = choice["finish_reason"]
+
+
+def _logprobs(logprobs: dict[str, Any], state: StreamState) -> None:
+    """A chunk's `logprobs.content`: one entry per token of its text, with the token's
+    log-probability and its `top_logprobs` alternatives (the answer's signals)."""
+    for entry in logprobs.get("content") or ():
+        value = entry.get("logprob") if isinstance(entry, dict) else None
+        if not _number(value):
+            continue
+        tops = entry.get("top_logprobs") or ()
+        top = [t["logprob"] for t in tops if isinstance(t, dict) and _number(t.get("logprob"))]
+        if state.signals is None:
+            state.signals = TopLogprobSignals()
+        state.signals.add(float(value), top)
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _usage(obj: dict[str, Any], state: StreamState) -> None:

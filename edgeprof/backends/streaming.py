@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from edgeprof.backends.base import Generation, Request, ServerTimings, TokenCountMethod
 from edgeprof.backends.counting import TokenCounter
+from edgeprof.backends.signals import TopLogprobSignals
 from edgeprof.decision.prices import ModelPrice, request_cost_usd
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -203,6 +204,8 @@ class StreamState:
     retry_wait_s: float = 0.0  # time slept between attempts (Retry-After or backoff)
     last_attempt_ns: int | None = None  # perf_counter_ns when the final attempt's POST began
     server_timings: ServerTimings | None = None  # a local server's own (Ollama, llama-server)
+    # the tokens' log-probabilities, where the API sent them (OpenAI's `logprobs`)
+    signals: TopLogprobSignals | None = None
 
 
 def output_total(
@@ -274,4 +277,5 @@ def generation(
         last_attempt_ns=state.last_attempt_ns,
         cached_input_tokens=min(state.cached_input_tokens, input_tokens),
         server_timings=state.server_timings,
+        signals=state.signals.result() if state.signals is not None else None,
     )
