@@ -69,7 +69,7 @@ def convert_gguf(
     max_positions: int | None = None,
     progress: ProgressFn = _no_progress,
 ) -> ConvertResult:
-    """Write dst (an .onnx path) and its sidecars from a llama-family GGUF."""
+    """Write dst (an .onnx path) and its sidecars from a GGUF of a family in SUPPORTED_ARCHS."""
     t0 = time.perf_counter()
     if weights not in WEIGHT_FORMATS:
         raise UsageError(f"`weights` {weights!r} is not one of {', '.join(WEIGHT_FORMATS)}")
@@ -82,7 +82,10 @@ def convert_gguf(
     hp = read_hparams(reader)
     dst.parent.mkdir(parents=True, exist_ok=True)
     paths = sidecar_paths(dst)
-    max_pos = max_positions or hp.n_ctx_train
+    # Phi-3's long-context variants: llama.cpp takes the short RoPE factors up to the
+    # original context, so an export covering no more agrees with it at any `n_ctx`
+    longrope = any(t.name == "rope_factors_short.weight" for t in reader.tensors)
+    max_pos = max_positions or (hp.n_ctx_orig if longrope else hp.n_ctx_train)
     names = tensor_names(hp)
 
     def counted() -> Iterator[tuple[str, np.ndarray]]:
@@ -90,7 +93,7 @@ def convert_gguf(
             yield item
             progress("dequantize", i, len(names))
 
-    from edgeprof.convert.graph import build_llama
+    from edgeprof.convert.decoder import build_decoder
 
     native = {
         name: p
@@ -102,11 +105,11 @@ def convert_gguf(
         "gguf_blocks_kept": sorted({types[n] for n in native}),
         "gguf_tensors_kept": len(native),
     }
-    model = build_llama(
+    model = build_decoder(
         hp,
         counted(),
         max_pos=max_pos,
-        freq_factors=rope_freqs(reader),
+        freq_factors=rope_freqs(reader, hp, max_pos),
         all_logits=all_logits,
         packed=native,
         accuracy_level=NATIVE_ACCURACY_LEVEL.get(weights, 0),
@@ -136,7 +139,9 @@ def convert_gguf(
             "io": "optimum",
             "logits": "all" if all_logits else "last",
             "max_positions": max_pos,
-            "rope_layout": "gguf (adjacent pairs, rotary_interleaved=1)",
+            "rope_layout": "gguf, halves (NEOX, rotary_interleaved=0)"
+            if hp.rope_neox
+            else "gguf (adjacent pairs, rotary_interleaved=1)",
             "source": {"file": src.name, "sha256": sha, "size_bytes": src.stat().st_size},
             "tokenizer": paths["vocab"].name,
             "chat_template": field_value(reader, "tokenizer.chat_template"),
