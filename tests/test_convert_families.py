@@ -81,7 +81,8 @@ def _attrs(node: onnx.NodeProto) -> dict[str, object]:
 
 
 def test_each_family_reads_what_llamacpp_reads(tmp_path: Path) -> None:
-    hp = {a: read_hparams(open_gguf(write_tiny(tmp_path / f"{a}.gguf", a))) for a in SUPPORTED_ARCHS}
+    files = {a: write_tiny(tmp_path / f"{a}.gguf", a) for a in SUPPORTED_ARCHS}
+    hp = {a: read_hparams(open_gguf(path)) for a, path in files.items()}
     assert not hp["llama"].rope_neox and all(hp[a].rope_neox for a in SUPPORTED_ARCHS[1:])
     assert hp["qwen2"].qkv_bias and not hp["qwen3"].qkv_bias
     assert hp["qwen3"].qk_norm and hp["qwen3"].head_dim == 32  # attention.key_length

@@ -85,52 +85,59 @@ def _tensors(
     arch: str, n_layer: int, head_dim: int, rng: np.random.Generator
 ) -> list[tuple[str, np.ndarray]]:
     """(GGUF name, numpy array in (n_out, n_in) order) for every tensor of the model."""
-
-    def lin(n_out: int, n_in: int) -> np.ndarray:
-        return rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)
-
-    def norm(n: int) -> np.ndarray:
-        return rng.uniform(0.6, 1.4, n).astype(np.float32)
-
-    nq, nkv = N_HEAD * head_dim, N_HEAD_KV * head_dim
     embd = rng.normal(0, 1, (N_VOCAB, N_EMBD)).astype(np.float32)
     embd[:3] = 0  # control tokens: never the greedy choice, so no decode stops early
     out = [("token_embd.weight", embd)]
     for i in range(n_layer):
-        b = f"blk.{i}."
-        out.append((b + "attn_norm.weight", norm(N_EMBD)))
-        if arch == "phi3":
-            out.append((b + "attn_qkv.weight", lin(nq + 2 * nkv, N_EMBD)))
-        else:
-            out += [(b + "attn_q.weight", lin(nq, N_EMBD)), (b + "attn_k.weight", lin(nkv, N_EMBD)),
-                    (b + "attn_v.weight", lin(nkv, N_EMBD))]  # fmt: skip
-        if arch == "qwen2":
-            out += [(f"{b}attn_{n}.bias", rng.normal(0, 0.5, d).astype(np.float32))
-                    for n, d in (("q", nq), ("k", nkv), ("v", nkv))]  # fmt: skip
-        if arch in ("qwen3", "gemma3"):
-            out += [(b + "attn_q_norm.weight", norm(head_dim)),
-                    (b + "attn_k_norm.weight", norm(head_dim))]  # fmt: skip
-        out.append((b + "attn_output.weight", lin(N_EMBD, nq)))
-        if arch == "gemma3":
-            out.append((b + "post_attention_norm.weight", norm(N_EMBD)))
-        out.append((b + "ffn_norm.weight", norm(N_EMBD)))
-        if arch == "phi3":
-            out.append((b + "ffn_up.weight", lin(2 * N_FF, N_EMBD)))
-        else:
-            out += [(b + "ffn_gate.weight", lin(N_FF, N_EMBD)),
-                    (b + "ffn_up.weight", lin(N_FF, N_EMBD))]  # fmt: skip
-        out.append((b + "ffn_down.weight", lin(N_EMBD, N_FF)))
-        if arch == "gemma3":
-            out.append((b + "post_ffw_norm.weight", norm(N_EMBD)))
-    out.append(("output_norm.weight", norm(N_EMBD)))
+        out += [(f"blk.{i}.{name}", array) for name, array in _layer(arch, head_dim, rng)]
+    out.append(("output_norm.weight", _norm(rng, N_EMBD)))
     if not TIED[arch]:
-        head = lin(N_VOCAB, N_EMBD) * 4
+        head = _linear(rng, N_VOCAB, N_EMBD) * 4
         head[:3] = 0
         out.append(("output.weight", head))
     if arch == "phi3":
-        out += [("rope_factors_short.weight", rng.uniform(1, 3, head_dim // 2).astype(np.float32)),
-                ("rope_factors_long.weight", rng.uniform(3, 9, head_dim // 2).astype(np.float32))]  # fmt: skip
+        half = head_dim // 2
+        out.append(("rope_factors_short.weight", rng.uniform(1, 3, half).astype(np.float32)))
+        out.append(("rope_factors_long.weight", rng.uniform(3, 9, half).astype(np.float32)))
     return out
+
+
+def _layer(arch: str, head_dim: int, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """One block's tensors, named as in the GGUF after `blk.N.`, in llama.cpp's order."""
+    nq, nkv = N_HEAD * head_dim, N_HEAD_KV * head_dim
+    out = [("attn_norm.weight", _norm(rng, N_EMBD))]
+    if arch == "phi3":
+        out.append(("attn_qkv.weight", _linear(rng, nq + 2 * nkv, N_EMBD)))
+    else:
+        out += [(f"attn_{n}.weight", _linear(rng, d, N_EMBD))
+                for n, d in (("q", nq), ("k", nkv), ("v", nkv))]  # fmt: skip
+    if arch == "qwen2":
+        out += [(f"attn_{n}.bias", rng.normal(0, 0.5, d).astype(np.float32))
+                for n, d in (("q", nq), ("k", nkv), ("v", nkv))]  # fmt: skip
+    if arch in ("qwen3", "gemma3"):
+        out += [("attn_q_norm.weight", _norm(rng, head_dim)),
+                ("attn_k_norm.weight", _norm(rng, head_dim))]  # fmt: skip
+    out.append(("attn_output.weight", _linear(rng, N_EMBD, nq)))
+    if arch == "gemma3":
+        out.append(("post_attention_norm.weight", _norm(rng, N_EMBD)))
+    out.append(("ffn_norm.weight", _norm(rng, N_EMBD)))
+    if arch == "phi3":  # gate and up in one tensor
+        out.append(("ffn_up.weight", _linear(rng, 2 * N_FF, N_EMBD)))
+    else:
+        out += [("ffn_gate.weight", _linear(rng, N_FF, N_EMBD)),
+                ("ffn_up.weight", _linear(rng, N_FF, N_EMBD))]  # fmt: skip
+    out.append(("ffn_down.weight", _linear(rng, N_EMBD, N_FF)))
+    if arch == "gemma3":
+        out.append(("post_ffw_norm.weight", _norm(rng, N_EMBD)))
+    return out
+
+
+def _linear(rng: np.random.Generator, n_out: int, n_in: int) -> np.ndarray:
+    return rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)).astype(np.float32)
+
+
+def _norm(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.uniform(0.6, 1.4, n).astype(np.float32)
 
 
 def _add(w: Any, name: str, array: np.ndarray, quant: str | None, gguf: Any) -> None:
