@@ -2,12 +2,14 @@
 
     flock /tmp/edgeprof-bench.lock .venv/bin/python scripts/bench_onnx.py [--threads 2]
         [--rounds 3] [--formats int8,int4] [--extra LABEL=PATH.onnx ...]
+        [--model gemma-3-270m-q4_k_m.gguf --raw]
 
 Prints decode tok/s, TTFT, peak RSS and model file size per target, and each ONNX export's
 decode speed relative to llama.cpp. Each target runs in its own process so peak RSS is its own.
 On a shared machine other work comes and goes, so the targets take turns, `--rounds` times
 (llama.cpp, fp32, int8, int4, llama.cpp, ...), and the table shows the median round with the
 range over rounds. `--extra` adds exports made elsewhere (e.g. other quantizer settings).
+`--model` benchmarks another GGUF than the demo model (`--raw` for a base model's prompts).
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ from pathlib import Path
 
 
 def measure(
-    backend: str, model: str, threads: int, max_tokens: int, reps: int, n_prompts: int
+    backend: str,
+    model: str,
+    threads: int,
+    max_tokens: int,
+    reps: int,
+    n_prompts: int,
+    raw: bool = False,
 ) -> dict:
     """Runs in a child process: load, one warm-up pass, then `reps` passes over the suite."""
     from edgeprof.backends import BackendOptions, Request, create_backend
     from edgeprof.measure.workload import load_suite
 
-    b = create_backend(backend, BackendOptions(model=model, threads=threads, ctx=2048))
+    settings = {"raw": True} if raw else {}
+    options = BackendOptions(model=model, threads=threads, ctx=2048, settings=settings)
+    b = create_backend(backend, options)
     info = b.load()
     prompts = load_suite()[: n_prompts or None]
     ttft, decode = [], []
@@ -79,22 +89,31 @@ def main() -> None:
         "--extra", action="append", default=[], metavar="LABEL=PATH", help="Another .onnx to run."
     )
     ap.add_argument("--out", type=Path, default=None, help="Keep the exports here.")
+    ap.add_argument("--model", default=None, help="A GGUF other than the demo model.")
+    ap.add_argument("--raw", action="store_true", help="Prompts as plain text (base models).")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         backend, model = args.child
-        result = measure(backend, model, args.threads, args.max_tokens, args.reps, args.prompts)
+        result = measure(
+            backend, model, args.threads, args.max_tokens, args.reps, args.prompts, args.raw
+        )
         print(json.dumps(result))
         return
 
     from edgeprof.convert import convert_gguf
-    from edgeprof.models.files import demo_model_path
+    from edgeprof.models.files import demo_model_path, resolve_model
 
-    src = demo_model_path()
+    src = resolve_model(args.model) if args.model else demo_model_path()
+    stem = src.stem if args.model else "smollm2"
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeprof-onnx-"))
     targets = [("llamacpp", "llama.cpp", str(src))]
     for weights in [f for f in args.formats.split(",") if f]:
-        r = convert_gguf(src, out / f"smollm2-{weights}.onnx", weights=weights)
+        dst = out / f"{stem}-{weights}.onnx"
+        if dst.is_file() and args.out:  # kept from an earlier run
+            targets.append(("onnx", weights, str(dst)))
+            continue
+        r = convert_gguf(src, dst, weights=weights)
         print(f"converted {weights} in {r.seconds:.1f} s", file=sys.stderr)
         targets.append(("onnx", weights, str(r.onnx_path)))
     for spec in args.extra:
@@ -117,13 +136,14 @@ def main() -> None:
                 str(args.reps),
                 "--prompts",
                 str(args.prompts),
+                *(["--raw"] if args.raw else []),
             ]
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)
             runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
             last = runs[label][-1]
             print(f"round {rnd + 1}: {label} {last['decode_tps_mean']:.1f} tok/s", file=sys.stderr)
     print(
-        f"threads={args.threads} max_tokens={args.max_tokens} suite=default "
+        f"model={src.name} threads={args.threads} max_tokens={args.max_tokens} suite=default "
         f"prompts={args.prompts or 'all'} rounds={args.rounds} (median round; range over rounds)"
     )
     print(

@@ -19,6 +19,7 @@ import pytest
 
 from edgeprof.convert import SUPPORTED_ARCHS, convert_gguf, sidecar_paths
 from edgeprof.convert.agreement import Agreement, compare, llamacpp_greedy
+from edgeprof.convert.blocks import BLOCK, Packed, pack_gguf
 from edgeprof.convert.gguf_read import open_gguf, read_hparams
 from edgeprof.errors import ModelLoadError
 from tests.tiny_models import GEMMA_SWA, write_tiny
@@ -129,3 +130,39 @@ def test_an_unsupported_architecture_is_refused_naming_the_supported_ones(tmp_pa
     message = str(info.value)
     assert "\n" not in message and "'mamba' is not supported" in message
     assert "supported: llama, qwen2, qwen3, phi3, gemma3" in message
+
+
+def _unpack(p: Packed) -> np.ndarray:
+    """The float weights MatMulNBits computes with from a Packed (default zero points)."""
+    if p.bits == 8:
+        codes = p.b.astype(np.float32) - 128
+    else:
+        nibbles = np.stack([p.b & 0xF, p.b >> 4], axis=-1).reshape(p.n, p.k // BLOCK, BLOCK)
+        codes = nibbles.astype(np.float32) - 8
+    w = codes * p.scales.reshape(p.n, -1, 1)
+    if p.mins is not None:
+        w = w + p.mins.reshape(p.n, -1, 1)
+    return w.reshape(p.n, p.k)
+
+
+@pytest.mark.parametrize("kind", ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K"])
+def test_gguf_blocks_are_transcribed_exactly(kind: str) -> None:
+    """Gemma 3 270M's Q4_K_M file is Q5_0, Q4_K, Q8_0 and Q6_K: all but Q6_K (16-weight
+    sub-blocks) run as the GGUF stores them."""
+    import gguf
+    from gguf.quants import dequantize
+
+    rng = np.random.default_rng(0)
+    qtype = gguf.GGMLQuantizationType[kind]
+    n, k = 4, 512
+    if kind == "Q4_K":  # gguf-py cannot quantize to it: random blocks with sane f16 scales
+        raw = rng.integers(0, 256, size=(n, k // 256 * 144), dtype=np.uint8)
+        blocks = raw.reshape(-1, 144)
+        for lo in (0, 2):  # d, dmin
+            scale = rng.uniform(0.001, 0.01, len(blocks)).astype(np.float16)
+            blocks[:, lo : lo + 2] = scale.view(np.uint8).reshape(-1, 2)
+    else:
+        raw = gguf.quants.quantize(rng.normal(size=(n, k)).astype(np.float32), qtype)
+    packed = pack_gguf(kind, raw, n, k)
+    assert packed is not None
+    np.testing.assert_allclose(_unpack(packed), dequantize(raw, qtype), rtol=0, atol=1e-6)

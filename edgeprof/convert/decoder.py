@@ -32,6 +32,7 @@ def build_decoder(
     packed: dict[str, Packed] | None = None,
     accuracy_level: int = 0,
     producer: str = "edgeprof",
+    sources: dict[str, list[str]] | None = None,
 ) -> onnx.ModelProto:
     """Build the decoder. `weights` yields (gguf name, float32 array) in gguf_read order.
 
@@ -39,8 +40,10 @@ def build_decoder(
     weights are all there becomes MatMulNBits, any other a float MatMul.
     With `all_logits=False` only the last position's logits are computed, as llama.cpp does
     during a prompt: the vocab projection of every prompt token would otherwise dominate TTFT.
+    `sources`, when given, is filled with each projection's node name -> its GGUF tensors.
     """
     d = _Decoder(hp, dict(weights), packed or {}, accuracy_level)
+    d.sources = {} if sources is None else sources
     inputs, outputs = graph_io(hp, all_logits)
     d.rope_tables(max_pos, freq_factors)
     sequence_lengths(d.g)
@@ -71,9 +74,11 @@ class _Decoder:
     ) -> None:
         self.hp, self.w, self.pk, self.level = hp, weights, packed, accuracy_level
         self.g = Graph()
+        self.sources: dict[str, list[str]] = {}
 
     # --- pieces ---------------------------------------------------------------------------
     def linear(self, x: str, name: str, gguf_names: list[str]) -> str:
+        self.sources[name] = gguf_names
         return self.g.linear(
             x,
             name,
