@@ -28,6 +28,9 @@ from edgeprof.models.tokens import eog_token_ids, load_vocab
 from edgeprof.progress import ProgressFn
 
 WEIGHT_FORMATS = ("fp32", "int8", "int4")
+# Bumped when the same GGUF and format would convert to a different graph, so that exports a
+# cache kept from before are made again (2: issue 28, Q4_K/Q5_0 transcribed, 8-bit wide tensors)
+CONVERTER_VERSION = 2
 NBITS_BLOCK_SIZE = 32  # the same block length as Q4_0/Q4_1/Q8_0
 INT4_SYMMETRIC = False  # asymmetric, like Q4_1's scale + min
 INT4_ACCURACY_LEVEL = 4  # int8 activations in the MatMulNBits kernel, as llama.cpp's Q8_1 dots
@@ -142,6 +145,7 @@ def convert_gguf(
             "arch": hp.arch,
             "hparams": hp.to_dict(),
             "weights": weights,
+            "converter": CONVERTER_VERSION,
             "quantization": quant,
             "io": "optimum",
             "logits": "all" if all_logits else "last",
