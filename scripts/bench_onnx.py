@@ -2,14 +2,16 @@
 
     flock /tmp/edgeprof-bench.lock .venv/bin/python scripts/bench_onnx.py [--threads 2]
         [--rounds 3] [--formats int8,int4] [--extra LABEL=PATH.onnx ...]
-        [--model gemma-3-270m-q4_k_m.gguf --raw]
+        [--model gemma-3-270m-q4_k_m.gguf --raw] [--shape qwen2.5-0.5b]
 
 Prints decode tok/s, TTFT, peak RSS and model file size per target, and each ONNX export's
 decode speed relative to llama.cpp. Each target runs in its own process so peak RSS is its own.
 On a shared machine other work comes and goes, so the targets take turns, `--rounds` times
 (llama.cpp, fp32, int8, int4, llama.cpp, ...), and the table shows the median round with the
 range over rounds. `--extra` adds exports made elsewhere (e.g. other quantizer settings).
-`--model` benchmarks another GGUF than the demo model (`--raw` for a base model's prompts).
+`--model` benchmarks another GGUF than the demo model (`--raw` for a base model's prompts);
+`--shape` a random-weight Q4_0 GGUF with a real model's dimensions (tests/tiny_models.py:
+speed depends on shapes and types, not on the weights' values; its answers are noise).
 """
 
 from __future__ import annotations
@@ -77,6 +79,19 @@ def _peak_rss_bytes() -> int:
     return 0
 
 
+def _shaped(name: str, out: Path) -> Path:
+    """A random Q4_0 GGUF (Q8_0 embedding) of the real model `name`'s dimensions, in `out`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.tiny_models import SHAPES, write_tiny
+
+    arch, dims = SHAPES[name]
+    path = out / f"{name}.Q4_0.gguf"
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        write_tiny(path, arch, quant="Q4_0", dims=dims, embedding="Q8_0")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -91,6 +106,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="Keep the exports here.")
     ap.add_argument("--model", default=None, help="A GGUF other than the demo model.")
     ap.add_argument("--raw", action="store_true", help="Prompts as plain text (base models).")
+    ap.add_argument("--shape", default=None, help="A random model of these dims (SHAPES).")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -104,9 +120,12 @@ def main() -> None:
     from edgeprof.convert import convert_gguf
     from edgeprof.models.files import demo_model_path, resolve_model
 
-    src = resolve_model(args.model) if args.model else demo_model_path()
-    stem = src.stem if args.model else "smollm2"
     out = args.out or Path(tempfile.mkdtemp(prefix="edgeprof-onnx-"))
+    if args.shape:
+        src, stem = _shaped(args.shape, out), args.shape
+    else:
+        src = resolve_model(args.model) if args.model else demo_model_path()
+        stem = src.stem if args.model else "smollm2"
     targets = [("llamacpp", "llama.cpp", str(src))]
     for weights in [f for f in args.formats.split(",") if f]:
         dst = out / f"{stem}-{weights}.onnx"

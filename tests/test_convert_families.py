@@ -166,3 +166,30 @@ def test_gguf_blocks_are_transcribed_exactly(kind: str) -> None:
     packed = pack_gguf(kind, raw, n, k)
     assert packed is not None
     np.testing.assert_allclose(_unpack(packed), dequantize(raw, qtype), rtol=0, atol=1e-6)
+
+
+def test_batched_rows_decode_as_each_alone_through_sliding_windows(tmp_path: Path) -> None:
+    """`--concurrency`: GQA's past/present buffer sharing with local windows (onnx_batch.py)."""
+    from edgeprof.backends.base import BackendOptions, Request
+    from edgeprof.backends.onnxrt import OnnxBackend
+
+    dst = convert_gguf(write_tiny(tmp_path / "g.gguf", "gemma3"), tmp_path / "g.onnx").onnx_path
+    texts = ["hello there, how are you?", "a longer prompt " * 4, "short", "x" * 50]
+    requests = [Request(f"p{i}", ({"role": "user", "content": t},), 12 + 3 * i)
+                for i, t in enumerate(texts)]  # fmt: skip
+    backend = OnnxBackend(BackendOptions(model=str(dst), threads=2, ctx=2048))
+    backend.load()
+    try:
+        alone = {}
+        for request in requests:
+            gen = backend.generate(request)
+            while True:
+                try:
+                    next(gen)
+                except StopIteration as stop:
+                    alone[request.prompt_id] = stop.value.text
+                    break
+        batched = {key.prompt_id: r.generation.text for key, r in backend.serve(requests, 2)}
+    finally:
+        backend.close()
+    assert batched == alone and len(set(alone.values())) == 4
