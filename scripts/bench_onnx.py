@@ -12,6 +12,7 @@ range over rounds. `--extra` adds exports made elsewhere (e.g. other quantizer s
 `--model` benchmarks another GGUF than the demo model (`--raw` for a base model's prompts);
 `--shape` a random-weight Q4_0 GGUF with a real model's dimensions (tests/tiny_models.py:
 speed depends on shapes and types, not on the weights' values; its answers are noise).
+`--genai` runs each export on ONNX Runtime GenAI's loop (`--backend ort-genai`) too.
 """
 
 from __future__ import annotations
@@ -92,6 +93,32 @@ def _shaped(name: str, out: Path) -> Path:
     return path
 
 
+def _targets(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], Path]:
+    """(backend, label, model) to run, llama.cpp first; and the GGUF."""
+    from edgeprof.convert import convert_gguf
+    from edgeprof.models.files import demo_model_path, resolve_model
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="edgeprof-onnx-"))
+    if args.shape:
+        src, stem = _shaped(args.shape, out), args.shape
+    else:
+        src = resolve_model(args.model) if args.model else demo_model_path()
+        stem = src.stem if args.model else "smollm2"
+    targets = [("llamacpp", "llama.cpp", str(src))]
+    for weights in [f for f in args.formats.split(",") if f]:
+        dst = out / f"{stem}-{weights}.onnx"
+        if not (dst.is_file() and args.out):  # else kept from an earlier run
+            r = convert_gguf(src, dst, weights=weights)
+            print(f"converted {weights} in {r.seconds:.1f} s", file=sys.stderr)
+        targets.append(("onnx", weights, str(dst)))
+    for spec in args.extra:
+        label, _, path = spec.partition("=")
+        targets.append(("onnx", label, path))
+    if args.genai:
+        targets += [("ort-genai", f"genai-{label}", path) for _, label, path in targets[1:]]
+    return targets, src
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -107,6 +134,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="A GGUF other than the demo model.")
     ap.add_argument("--raw", action="store_true", help="Prompts as plain text (base models).")
     ap.add_argument("--shape", default=None, help="A random model of these dims (SHAPES).")
+    ap.add_argument(
+        "--genai", action="store_true", help="Also run each export on --backend ort-genai."
+    )
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -117,27 +147,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from edgeprof.convert import convert_gguf
-    from edgeprof.models.files import demo_model_path, resolve_model
-
-    out = args.out or Path(tempfile.mkdtemp(prefix="edgeprof-onnx-"))
-    if args.shape:
-        src, stem = _shaped(args.shape, out), args.shape
-    else:
-        src = resolve_model(args.model) if args.model else demo_model_path()
-        stem = src.stem if args.model else "smollm2"
-    targets = [("llamacpp", "llama.cpp", str(src))]
-    for weights in [f for f in args.formats.split(",") if f]:
-        dst = out / f"{stem}-{weights}.onnx"
-        if dst.is_file() and args.out:  # kept from an earlier run
-            targets.append(("onnx", weights, str(dst)))
-            continue
-        r = convert_gguf(src, dst, weights=weights)
-        print(f"converted {weights} in {r.seconds:.1f} s", file=sys.stderr)
-        targets.append(("onnx", weights, str(r.onnx_path)))
-    for spec in args.extra:
-        label, _, path = spec.partition("=")
-        targets.append(("onnx", label, path))
+    targets, src = _targets(args)
     runs: dict[str, list[dict]] = {label: [] for _, label, _ in targets}
     for rnd in range(args.rounds):
         for backend, label, model in targets:
