@@ -185,7 +185,7 @@ def main() -> None:
         decode = [r["decode_tps_mean"] for r in rs]
         medians[label] = statistics.median(decode)
         print(
-            f"{backend:9} {label:10} {rs[0]['quant']:6} {medians[label]:12.1f} "
+            f"{backend:9} {label:10} {rs[0]['quant']!s:6} {medians[label]:12.1f} "
             f"{min(decode):6.1f}–{max(decode):6.1f} "
             f"{statistics.median(r['ttft_p50_s'] for r in rs) * 1000:7.0f}ms "
             f"{max(r['peak_rss_bytes'] for r in rs) / 2**20:7.0f}MB "
