@@ -145,7 +145,7 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path: Path) -> No
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(ModelLoadError, match=r"'gpt2' is not supported .*supported: llama"):
+    with pytest.raises(ModelLoadError, match=r"'gpt2' is not supported .*supported: llama, qwen2"):
         convert_gguf(path, tmp_path / "x.onnx")
 
 

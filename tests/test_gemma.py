@@ -140,3 +140,35 @@ def test_without_raw_run_report_and_decide_warn(gemma: Path, tmp_path: Path, sui
                    "--cloud", "openai:gpt-5-nano")  # fmt: skip
     assert compared.exit_code == 0, compared.stderr
     assert "answers look degenerate" in " ".join(compared.stderr.split())
+
+
+# -- the ONNX export (issue 28) ---------------------------------------------------------------
+
+
+def test_int4_export_agrees_with_llamacpp(gemma: Path) -> None:
+    """The export `decide` profiles, converted once beside the assembled GGUF (as for users)
+    and verified again here: 97 % top-1 on the two verify prompts when measured (docs/onnx.md)."""
+    from edgeprof.convert import sidecar_paths, verify_export
+    from edgeprof.models.export_cache import cached_export
+
+    export = cached_export(gemma, weights="int4", threads=2)
+    config = json.loads(sidecar_paths(export.onnx_path)["config"].read_text())
+    assert config["arch"] == "gemma3" and config["hparams"]["swa_layers"].count(True) == 15
+    check = verify_export(export.onnx_path, gemma, threads=2)
+    assert check.passed and check.top1 >= 0.8, check
+
+
+def test_decide_profiles_the_gguf_and_its_onnx_export(
+    gemma: Path, tmp_path: Path, suite: Path
+) -> None:
+    db = tmp_path / "p.db"
+    args = ("--requests-per-day", "2000", "--model", gemma, "--raw", "--prompts", suite,
+            "--device-price", "100", "--max-tokens", "12", *QUICK, "--db", db)  # fmt: skip
+    decision = _json(cli("decide", *args, "--json"))
+    assert {r["target"]: r["backend"] for r in decision["runs"]} == {
+        "llama.cpp": "llamacpp",
+        "ONNX int4": "onnx",
+    }
+    assert not any("skipped" in n for n in decision["notes"]), decision["notes"]
+    devices = {r["device"] for r in decision["rows"]}
+    assert len(devices) == 2  # both device targets priced against the clouds

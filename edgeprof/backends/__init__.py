@@ -79,6 +79,7 @@ def _load_plugins() -> None:
 
 register_backend("llamacpp", "edgeprof.backends.llamacpp:LlamaCppBackend")
 register_backend("onnx", "edgeprof.backends.onnxrt:OnnxBackend")
+register_backend("ort-genai", "edgeprof.backends.ortgenai:OrtGenaiBackend")
 register_backend("openai", "edgeprof.backends.openai_compat:OpenAIBackend")
 register_backend("anthropic", "edgeprof.backends.anthropic:AnthropicBackend")
 register_backend("ollama", "edgeprof.backends.ollama:OllamaBackend")

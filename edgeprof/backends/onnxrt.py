@@ -281,8 +281,6 @@ class OnnxBackend(Backend):
     def load(self) -> ModelInfo:
         import onnxruntime as ort
 
-        from edgeprof.models.tokens import eog_token_ids, load_vocab, model_format, prompt_given
-
         requested, notes, chosen_by = self._providers()
         for note in notes if chosen_by == "setting" else []:
             log.warning("onnx: %s", note)  # said at load: a partial placement is no surprise
@@ -296,17 +294,26 @@ class OnnxBackend(Backend):
                 f"{self.path.name}.data sits beside it, or {_fix_hint(self.path)}"
             ) from e
         provenance = self._provenance(ort, requested, notes, chosen_by)
+        self.load_tokenizer()
+        self.kv_heads, self.head_dim = self._kv_dims()
+        self.kv_dtype = np.float16 if self.io["elem_type"] == FLOAT16 else np.float32
+        out = self._session.get_outputs()
+        self.n_vocab = int(out[[o.name for o in out].index("logits")].shape[-1])
+        self.signal_buffers = SignalBuffers(self.n_vocab) if self.settings.signals else None
+        return self.model_info({"onnxruntime": ort.__version__}, provenance)
+
+    def load_tokenizer(self) -> None:
+        """The vocabulary, prompt format and end-of-generation tokens, from the sidecars."""
+        from edgeprof.models.tokens import eog_token_ids, load_vocab, model_format, prompt_given
+
         self._vocab = load_vocab(self.tokenizer_path)
         self._fmt = model_format(self._vocab, **prompt_given(self.settings))
         eog = self.config.get("eog_token_ids") or eog_token_ids(self._vocab)
         eos = self.hf_config.get("eos_token_id")
         extra_eos = eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else []
         self._eog = frozenset(int(t) for t in [*eog, *extra_eos])
-        self.kv_heads, self.head_dim = self._kv_dims()
-        self.kv_dtype = np.float16 if self.io["elem_type"] == FLOAT16 else np.float32
-        out = self._session.get_outputs()
-        self.n_vocab = int(out[[o.name for o in out].index("logits")].shape[-1])
-        self.signal_buffers = SignalBuffers(self.n_vocab) if self.settings.signals else None
+
+    def model_info(self, versions: dict[str, str], provenance: dict[str, Any]) -> ModelInfo:
         source = self.config.get("source", {})
         data = self.path.with_name(self.path.name + ".data")
         size = self.path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
@@ -316,11 +323,11 @@ class OnnxBackend(Backend):
             sha256=source.get("sha256"),  # the GGUF the weights came from
             quant=self.config.get("weights")
             or self.io["weights_guess"]
-            or ("fp16" if self.kv_dtype == np.float16 else "fp32"),
+            or ("fp16" if self.io["elem_type"] == FLOAT16 else "fp32"),
             size_bytes=size,
             arch=self.config.get("arch") or self.hf_config.get("model_type"),
             extra={
-                "onnxruntime": ort.__version__,
+                **versions,
                 "source_gguf": source.get("file"),
                 "quantization": self.config.get("quantization"),
                 "tokenizer": self.tokenizer_path.name,
@@ -339,13 +346,16 @@ class OnnxBackend(Backend):
             "intra_op_num_threads": self.threads,
         }
 
+    def loaded(self) -> bool:
+        return self._session is not None
+
     def generate(self, request: Request) -> Generator[TokenEvent, None, Generation]:
-        if self._session is None:
+        if not self.loaded():
             raise RuntimeError("load() first")
         from edgeprof.models.tokens import prompt_tokens
 
         if request.temperature != 0:
-            raise UsageError("the onnx backend decodes greedily; run with temperature 0")
+            raise UsageError(f"the {self.name} backend decodes greedily; run with temperature 0")
         tokens = prompt_tokens(self._vocab, request.messages, self._fmt)
         limit = min(self.options.ctx, self._max_positions())
         if len(tokens) + request.max_tokens > limit:

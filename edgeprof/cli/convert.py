@@ -1,4 +1,4 @@
-"""`edgeprof convert`: a llama-family GGUF to an ONNX decoder for `--backend onnx`."""
+"""`edgeprof convert`: a GGUF (llama, Qwen 2/3, Phi-3, Gemma 3) to ONNX for `--backend onnx`."""
 
 from __future__ import annotations
 

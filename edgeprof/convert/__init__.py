@@ -1,4 +1,5 @@
-"""GGUF -> ONNX export of llama-family decoders, for ONNX Runtime runs of the same weights."""
+"""GGUF -> ONNX export of decoders (llama, Qwen 2/3, Phi-3, Gemma 3), for ONNX Runtime runs of
+the same weights."""
 
 from __future__ import annotations
 

@@ -10,8 +10,12 @@ one small MatMul of per-block input sums (graph.py).
 
     Q4_0: [d f16][16 bytes: q_j low nibble, q_{j+16} high]   w = d * (q - 8)
     Q4_1: [d f16][m f16][16 bytes, same nibble order]         w = d * q + m
+    Q5_0: [d f16][32 high bits][16 bytes, same nibble order]  w = d * (q - 16)
     Q8_0: [d f16][32 x int8]                                  w = d * q
-MatMulNBits packs element 2i in the low nibble and 2i+1 in the high nibble of byte i.
+    Q4_K: 256 weights: [d f16][dmin f16][12 bytes: eight 6-bit scales and mins][128 bytes]
+          sub-block j of 32: w = d * sc_j * q - dmin * m_j, i.e. Q4_1 with d * sc_j, -dmin * m_j
+MatMulNBits packs element 2i in the low nibble and 2i+1 in the high nibble of byte i. Q5_0
+becomes 8-bit blocks (q - 16 + 128 with the default zero point 128), exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 BLOCK = 32
-NATIVE_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+NATIVE_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K")
+QK_K = 256  # weights in a K-quant super-block
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ def pack_gguf(type_name: str, raw: np.ndarray, n: int, k: int) -> Packed | None:
     """raw: the tensor's bytes as uint8 [n, row_bytes]; None for types we cannot transcribe."""
     if type_name not in NATIVE_TYPES or k % BLOCK:
         return None
+    if type_name == "Q4_K":
+        return _pack_q4_k(raw, n, k) if k % QK_K == 0 else None
     nb = k // BLOCK
     head = 4 if type_name == "Q4_1" else 2
     blk = np.ascontiguousarray(raw).reshape(n, nb, -1)
@@ -48,6 +55,12 @@ def pack_gguf(type_name: str, raw: np.ndarray, n: int, k: int) -> Packed | None:
     if type_name == "Q8_0":
         q = blk[:, :, 2:].view(np.int8).astype(np.int16) + 128
         return Packed(q.astype(np.uint8), d.reshape(-1), None, None, 8, n, k)
+    if type_name == "Q5_0":
+        high = blk[:, :, 2:6].copy().view("<u4")  # bit j: element j's fifth bit
+        bits = (high >> np.arange(32, dtype=np.uint32)) & 1
+        qs = blk[:, :, 6:]
+        q = np.concatenate([qs & 0xF, qs >> 4], axis=-1) | (bits.astype(np.uint8) << 4)
+        return Packed((q + 112).astype(np.uint8), d.reshape(-1), None, None, 8, n, k)
     qs = blk[:, :, head:]
     q = np.concatenate([qs & 0xF, qs >> 4], axis=-1)
     packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
@@ -56,6 +69,24 @@ def pack_gguf(type_name: str, raw: np.ndarray, n: int, k: int) -> Packed | None:
     m = blk[:, :, 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
     # d*q + m = d*(q - 8) + (m + 8d): centred codes keep the int8-activation error small
     return Packed(packed, d.reshape(-1), None, m + 8.0 * d, 4, n, k)
+
+
+def _pack_q4_k(raw: np.ndarray, n: int, k: int) -> Packed:
+    from gguf.quants import Q4_K
+
+    blk = np.ascontiguousarray(raw).reshape(n * k // QK_K, -1)
+    d = blk[:, 0:2].copy().view(np.float16).astype(np.float32)
+    dmin = blk[:, 2:4].copy().view(np.float16).astype(np.float32)
+    sc, m = Q4_K.get_scale_min(blk[:, 4:16])
+    scale = d * sc.astype(np.float32)  # [super-blocks, 8]: one per 32 weights
+    minus = dmin * m.astype(np.float32)
+    # 4 chunks of 32 bytes: low nibbles are sub-block 2i, high nibbles 2i+1
+    qs = blk[:, 16:].reshape(-1, 4, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)
+    q = (qs & 0xF).reshape(n, k // BLOCK, BLOCK)
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    # d*sc*q - dmin*m = d*sc*(q - 8) + (8*d*sc - dmin*m), as Q4_1's
+    mins = (8.0 * scale - minus).reshape(n, k // BLOCK)
+    return Packed(packed, scale.reshape(-1), None, mins, 4, n, k)
 
 
 def concat_rows(parts: list[Packed]) -> Packed | None:

@@ -3,7 +3,7 @@
 An export lives beside its GGUF (`<dir>/<stem>.<weights>.onnx` and the sidecars convert
 writes) when that folder is writable and not inside an installed package, else under
 `$XDG_CACHE_HOME/edgeprof/exports/<sha16>/` (default `~/.cache/...`), named by the GGUF's
-sha256. `<stem>.<weights>.verify.json`, written
+sha256 (and made again when `CONVERTER_VERSION` changes). `<stem>.<weights>.verify.json`, written
 last and atomically, is the commit marker: it holds the verification's result and the size
 of every file, and it is removed before a conversion starts, so a conversion killed halfway
 never leaves an export that looks valid.
@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeprof.convert.gguf_to_onnx import WEIGHT_FORMATS, convert_gguf
+from edgeprof.convert.gguf_to_onnx import CONVERTER_VERSION, WEIGHT_FORMATS, convert_gguf
 from edgeprof.convert.sidecar import read_config, sidecar_paths
 from edgeprof.convert.verify import DEFAULT_THRESHOLD, THRESHOLDS, Verification, verify_export
 from edgeprof.errors import EdgeprofError, ModelLoadError, UsageError
@@ -112,7 +112,9 @@ def _config_matches(onnx_path: Path, sha: str, weights: str) -> bool:
         return False
     source = config.get("source")
     source_sha = source.get("sha256") if isinstance(source, dict) else None
-    return (source_sha, config.get("weights")) == (sha, weights)
+    # an export by an older converter is made again: the same GGUF now gives another graph
+    made = (source_sha, config.get("weights"), config.get("converter"))
+    return made == (sha, weights, CONVERTER_VERSION)
 
 
 def _reuse(
