@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -287,3 +287,13 @@ def graded(store: Store, run_id: str, suite: str) -> None:
     grade = Grade(run_id, str(first["id"]), prompt.id, 0, "icontains", RULE, True, 1.0,
                   "contains 't0'", expectations_sha256=prompt.expectations_sha256())  # fmt: skip
     replace_grades(store, [str(first["id"])], [RULE], [grade])
+
+
+def bundled_tasks(path: Path, names: Sequence[str]) -> Path:
+    """The bundled `tasks` suite's prompts named `names`, written to `path`."""
+    from importlib import resources
+
+    text = resources.files("edgeprof.data").joinpath("tasks.jsonl").read_text("utf-8")
+    lines = [line for line in text.splitlines() if json.loads(line)["name"] in names]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

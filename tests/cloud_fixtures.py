@@ -57,6 +57,21 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def q8_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo model at Q8_0 (edgeprof quantize) behind llama-cpp-python's server on
+    loopback: the task-quality and routing tests' "cloud"; its /v1 URL."""
+    pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
+    from edgeprof.models.files import demo_model_path
+    from edgeprof.quality.quantize import quantize_model
+
+    out = tmp_path_factory.mktemp("q8")
+    result = quantize_model(demo_model_path(), ["q8_0"], out, threads=2)
+    (q8,) = [f.path for f in result.files if f.type == "Q8_0"]
+    with serve_gguf(q8, out / "server.log") as url:
+        yield url + "/v1"
+
+
 @contextlib.contextmanager
 def serve_gguf(model: Path, log: Path, n_ctx: int = 1024) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on `model`, on loopback; its base URL."""

@@ -8,15 +8,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from edgeprof.routing.load import NO_SIGNALS
-from tests.builders import cli
-from tests.cloud_fixtures import serve_gguf
+from tests.builders import bundled_tasks, cli
 
 # two of each kind the replay can route on, and the format checks a cascade escalates on
 NAMES = ("sentiment-1", "intent-3", "extract-person-1", "extract-order-1", "qa-capital-1",
@@ -29,26 +26,8 @@ pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def q8_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo model at Q8_0 (edgeprof quantize), served on loopback; its /v1 URL."""
-    pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
-    from edgeprof.models.files import demo_model_path
-    from edgeprof.quality.quantize import quantize_model
-
-    out = tmp_path_factory.mktemp("q8")
-    result = quantize_model(demo_model_path(), ["q8_0"], out, threads=2)
-    (q8,) = [f.path for f in result.files if f.type == "Q8_0"]
-    with serve_gguf(q8, out / "server.log") as url:
-        yield url + "/v1"
-
-
-@pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    text = resources.files("edgeprof.data").joinpath("tasks.jsonl").read_text("utf-8")
-    lines = [line for line in text.splitlines() if json.loads(line)["name"] in NAMES]
-    path = tmp_path_factory.mktemp("suite") / "tasks8.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return bundled_tasks(tmp_path_factory.mktemp("suite") / "tasks8.jsonl", NAMES)
 
 
 @pytest.fixture(scope="module")
