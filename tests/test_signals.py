@@ -96,7 +96,7 @@ def test_logits_far_from_zero_or_not_float32(offset: float, dtype: type) -> None
     """Within +-RAW_EXP_LIMIT the exps are summed unshifted; beyond it (or for float16 logits,
     as an fp16 ONNX export's prefill gives) a step is shifted by the maximum."""
     rng = np.random.default_rng(3)
-    x = (rng.standard_normal(1000) * 3 + offset).astype(dtype)
+    x: np.ndarray = (rng.standard_normal(1000) * 3 + offset).astype(dtype)
     token = int(np.argmax(x))
     acc = LogitSignals(len(x))
     acc.add(x, token)

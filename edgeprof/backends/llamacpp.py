@@ -88,8 +88,9 @@ class LlamaCppSettings:
     chat_template: str | None = None
     raw: bool = False
     # How sure the model was of each answer (backends/signals.py), read from the logits of
-    # every step: about 30 us a token, 0.3 % of a 1-thread decode step here
-    # (docs/benchmarks.md). Off: the request rows' signal columns stay NULL.
+    # every step: 60-70 us a token in the decode loop, under 1 % of a 1-thread decode step of
+    # the demo model here, more where a step is shorter (more threads, a GPU;
+    # docs/benchmarks.md). Off: the request rows' signal columns stay NULL.
     signals: bool = True
 
     def __post_init__(self) -> None:
