@@ -68,7 +68,8 @@ def test_break_even_over_escalation_by_hand(tmp_path: Path) -> None:
     by_e = {round(p.escalation_rate, 2): p for p in h.curve}
     for e in (0.0, 0.25, 0.5):
         assert by_e[e].requests_per_day == pytest.approx(FIXED / ((1 - e) * cloud - energy))
-    assert by_e[0.0].requests_per_day < by_e[0.5].requests_per_day  # escalating costs volume
+    low, high = by_e[0.0].requests_per_day, by_e[0.5].requests_per_day
+    assert low is not None and high is not None and low < high  # escalating costs volume
     assert by_e[1.0].requests_per_day is None and by_e[1.0].status == "energy_exceeds_cloud"
     # pure: the same from the mix and the pricing alone
     assert h.best is not None

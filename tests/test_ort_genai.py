@@ -80,10 +80,10 @@ def test_genai_decodes_what_the_onnx_backend_decodes(
     assert texts["onnx"].output_tokens == texts["ort-genai"].output_tokens == 12
     # the signals read from GenAI's logits are those the plain loop reads: each step's
     # logits are the ones its token was chosen from
-    ours, theirs = texts["onnx"].signals, texts["ort-genai"].signals
-    assert ours is not None and theirs is not None and theirs.tokens == ours.tokens == 12
+    plain, genai = texts["onnx"].signals, texts["ort-genai"].signals
+    assert plain is not None and genai is not None and genai.tokens == plain.tokens == 12
     for field in ("logprob_mean", "logprob_min", "entropy_mean", "first_margin"):
-        assert getattr(theirs, field) == pytest.approx(getattr(ours, field), rel=1e-3, abs=1e-4)
+        assert getattr(genai, field) == pytest.approx(getattr(plain, field), rel=1e-3, abs=1e-4)
     for ours, theirs in zip(rows["onnx"], rows["ort-genai"], strict=True):
         assert np.linalg.norm(ours - theirs) <= 1e-4 * np.linalg.norm(ours)
 
