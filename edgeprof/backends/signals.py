@@ -91,13 +91,14 @@ class LogitSignals:
     caches, where every numpy call pays to fetch its code and data again: so three calls a
     step (exp into a buffer made once, `SignalBuffers`; two float32 BLAS dot products, for S
     and for sum(e * x): numpy's own `sum` took 20 us there, a dot with ones 13), no max pass
-    and no allocation. The exps are not shifted by the largest logit:
-    that is safe while the chosen token's logit is within +-RAW_EXP_LIMIT, which it is for a
-    greedy token of any model seen so far (the demo model's are 10 to 30); otherwise, and for
-    logits that are not float32, masked (-inf) or overflow the sum, a step takes the careful
-    path (shifted by the maximum, in float64). Cost: docs/benchmarks.md. `add` must run
-    before the logits it reads are overwritten (llama.cpp and ONNX Runtime reuse one buffer
-    per step).
+    and no allocation. The exps are not shifted by the largest logit: that is safe while the
+    chosen token's logit is within +-RAW_EXP_LIMIT, as a greedy token's is in the models seen
+    so far (the demo model's are 10 to 30); otherwise, and for logits that are not float32,
+    masked (-inf, numpy warns once) or overflow the sum, a step takes the careful path
+    (shifted by the maximum, in float64). The entropy is log Z minus the mean logit, two
+    float32 sums of similar size: good to about 1e-4 nats. Cost: docs/benchmarks.md. `add`
+    must run before the logits it reads are overwritten (llama.cpp and ONNX Runtime reuse one
+    buffer per step).
     """
 
     __slots__ = ("buffers", "entropy_sum", "logprob_min", "logprob_sum", "margin", "tokens")
@@ -177,11 +178,11 @@ class TopLogprobSignals:
     (`top_logprobs`; they may include the chosen one).
 
     The chosen token's log-probability is the API's own, over the whole vocabulary. The
-    entropy and the first margin can see only the k tokens listed: the entropy is that of
-    those k renormalized to sum to 1 (a lower bound's cousin, not the model's entropy: it
-    reads 0 when k = 1 and at most log k), and the margin is the gap between the two best of
-    them. A step that lists fewer than two leaves the entropy (one step without a list: for
-    the whole answer) or the margin unknown.
+    entropy and the first margin see only the k tokens listed: the entropy is that of those k
+    renormalized to sum to 1 (not the model's entropy: the rest of the vocabulary is left out,
+    so it reads 0 when k = 1 and at most log k), and the margin is the gap between the two
+    best of them. A step with no list leaves the answer's entropy unknown (None), a first step
+    listing fewer than two its margin.
     """
 
     __slots__ = (
