@@ -18,8 +18,12 @@ Like with like:
   (`ignore_eos`) so every repetition generates exactly 128 tokens.
 - the same threads, flash attention off in both (llama-cpp-python's default; llama-bench's is
   auto), batch 512, a KV cache cleared before every repetition, one warm-up each.
-edgeprof runs through the real profiler (`edgeprof.measure.runner.profile`, recorder at 10 Hz). The
-two tools alternate for `--rounds` rounds so a change in background load hits both.
+edgeprof runs through the real profiler (`edgeprof.measure.runner.profile`, recorder at 10 Hz),
+the model in its worker process, with its answer signals on (the default) and off. The tools
+alternate for `--rounds` rounds so a change in background load hits all of them, and every
+round starts fresh processes: two processes running identical code differ by a few percent on
+a VM (`bench_decode_loop.py` measures it), so the ratio is read over rounds (the median of
+the per-round ratios, with their range), not over the repetitions of one process.
 """
 
 from __future__ import annotations
@@ -146,7 +150,13 @@ def prompt_of_exactly(model: Path, n_tokens: int) -> tuple[dict[str, str], ...]:
 
 
 def run_edgeprof(
-    model: Path, suite: Path, threads: int, reps: int, db: Path, in_process: bool = False
+    model: Path,
+    suite: Path,
+    threads: int,
+    reps: int,
+    db: Path,
+    in_process: bool = False,
+    signals: bool = True,
 ) -> list[dict[str, Any]]:
     from edgeprof.measure.runner import RunConfig, profile
     from edgeprof.store.db import Store
@@ -163,7 +173,7 @@ def run_edgeprof(
             db=db,
             idle_seconds=0,
             in_process=in_process,
-            settings={"ignore_eos": True, "flash_attn": False},
+            settings={"ignore_eos": True, "flash_attn": False, "signals": signals},
         )
     )
     store = Store(db)
@@ -172,7 +182,7 @@ def run_edgeprof(
     for r in rows:
         if r["input_tokens"] != N_PROMPT or r["output_tokens"] != N_GEN:
             raise RuntimeError(f"edgeprof measured {r['input_tokens']}+{r['output_tokens']}")
-    return rows
+    return [dict(r) for r in rows]
 
 
 def run_binding_raw(model: Path, threads: int, reps: int) -> tuple[list[float], list[float]]:
@@ -228,11 +238,42 @@ def samples(entries: list[dict[str, Any]], n_prompt: int, n_gen: int, depth: int
     raise RuntimeError(f"llama-bench printed no test p{n_prompt} n{n_gen} d{depth}")
 
 
+# What each round measures, by key: (label, llama-bench key it is compared with).
+SERIES = {
+    "ep_pp": ("edgeprof, prompt", "lb_pp"),
+    "ep_tg": ("edgeprof, generation", "lb_tg512"),
+    "nosig_pp": ("  signals off, prompt", "lb_pp"),
+    "nosig_tg": ("  signals off, generation", "lb_tg512"),
+    "inp_pp": ("  --in-process, prompt", "lb_pp"),
+    "inp_tg": ("  --in-process, generation", "lb_tg512"),
+    "raw_pp": ("  bare ctypes loop, prompt", "lb_pp"),
+    "raw_tg": ("  bare ctypes loop, generation", "lb_tg512"),
+}
+TARGETS = {"ep_pp": 0.98, "ep_tg": 0.98}
+
+
+def summarize(rounds: list[dict[str, list[float]]]) -> dict[str, Any]:
+    """Per series: the statistics of all its samples, and its ratio to llama-bench per round
+    (median over the round's repetitions, each), summed up by their median and range."""
+    out: dict[str, Any] = {}
+    keys = [k for k in rounds[0] if rounds[0][k]]
+    for key in keys:
+        values = [x for r in rounds for x in r[key]]
+        out[key] = stats(values)
+        ref = SERIES[key][1] if key in SERIES else None
+        if ref is not None:
+            ratios = [statistics.median(r[key]) / statistics.median(r[ref]) for r in rounds]
+            out[key]["round_ratios"] = ratios
+            out[key]["ratio_median"] = statistics.median(ratios)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=2, help="alternations of the two tools")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per tool per round")
+    ap.add_argument("--rounds", type=int, default=6, help="alternations of the tools, each "
+                    "with fresh processes")  # fmt: skip
     ap.add_argument("--model", type=Path, default=None, help="GGUF (default: the demo model)")
     ap.add_argument("--jobs", type=int, default=2, help="build parallelism")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -259,39 +300,32 @@ def main() -> int:
     t = str(a.threads)
     common = ["-t", t, "-r", str(a.reps), "-fa", "0", "-b", "512", "-ub", "512"]
 
+    rounds: list[dict[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         suite = Path(tmp) / "p512.jsonl"
         msgs = prompt_of_exactly(model, N_PROMPT)
         suite.write_text(json.dumps({"name": "p512", "messages": list(msgs)}) + "\n")
-        lb_pp: list[float] = []
-        lb_tg0: list[float] = []
-        lb_tg512: list[float] = []
-        ep_pp: list[float] = []
-        ep_tg: list[float] = []
-        raw_pp: list[float] = []
-        raw_tg: list[float] = []
-        inp_pp: list[float] = []
-        inp_tg: list[float] = []
         for r in range(a.rounds):
+            got: dict[str, list[float]] = {k: [] for k in ("lb_pp", "lb_tg0", "lb_tg512", *SERIES)}
             log(f"round {r + 1}/{a.rounds}: llama-bench ...")
             e = run_llama_bench(binary, model, ["-p", str(N_PROMPT), "-n", str(N_GEN), *common])
-            lb_pp += samples(e, N_PROMPT, 0, 0)
-            lb_tg0 += samples(e, 0, N_GEN, 0)
+            got["lb_pp"] = samples(e, N_PROMPT, 0, 0)
+            got["lb_tg0"] = samples(e, 0, N_GEN, 0)
             e = run_llama_bench(binary, model, ["-p", "0", "-n", str(N_GEN), "-d", "512", *common])
-            lb_tg512 += samples(e, 0, N_GEN, 512)
-            log(f"round {r + 1}/{a.rounds}: edgeprof ...")
-            rows = run_edgeprof(model, suite, a.threads, a.reps, Path(tmp) / f"r{r}.db")
-            ep_pp += [float(x["prefill_tps"]) for x in rows]
-            ep_tg += [float(x["decode_tps"]) for x in rows]
+            got["lb_tg512"] = samples(e, 0, N_GEN, 512)
+            runs = [("ep", {}), ("nosig", {"signals": False})]
             if a.also_in_process:
-                log(f"round {r + 1}/{a.rounds}: edgeprof --in-process ...")
-                db = Path(tmp) / f"r{r}-in-process.db"
-                rows = run_edgeprof(model, suite, a.threads, a.reps, db, in_process=True)
-                inp_pp += [float(x["prefill_tps"]) for x in rows]
-                inp_tg += [float(x["decode_tps"]) for x in rows]
-            pp, tg = run_binding_raw(model, a.threads, a.reps)
-            raw_pp += pp
-            raw_tg += tg
+                runs.append(("inp", {"in_process": True}))
+            if r % 2:  # the order of the edgeprof runs alternates too
+                runs.reverse()
+            for key, kwargs in runs:
+                log(f"round {r + 1}/{a.rounds}: edgeprof {key} ...")
+                db = Path(tmp) / f"r{r}-{key}.db"
+                rows = run_edgeprof(model, suite, a.threads, a.reps, db, **kwargs)
+                got[f"{key}_pp"] = [float(x["prefill_tps"]) for x in rows]
+                got[f"{key}_tg"] = [float(x["decode_tps"]) for x in rows]
+            got["raw_pp"], got["raw_tg"] = run_binding_raw(model, a.threads, a.reps)
+            rounds.append(got)
 
     results = {
         "llama_cpp_python": version,
@@ -301,13 +335,10 @@ def main() -> int:
         "reps_per_round": a.reps,
         "rounds": a.rounds,
         "cpu_count": os.cpu_count(),
-        "prompt": {"llama_bench": stats(lb_pp), "edgeprof": stats(ep_pp), "target": 0.95},
-        "generation": {"llama_bench": stats(lb_tg512), "edgeprof": stats(ep_tg), "target": 0.98},
-        "generation_depth0": {"llama_bench": stats(lb_tg0), "edgeprof": stats(ep_tg)},
-        "binding_raw": {"prompt": stats(raw_pp), "generation": stats(raw_tg)},
+        "load_after": os.getloadavg(),
+        "series": summarize(rounds),
+        "samples": rounds,
     }
-    if a.also_in_process:
-        results["in_process"] = {"prompt": stats(inp_pp), "generation": stats(inp_tg)}
     print_table(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -315,46 +346,28 @@ def main() -> int:
 
 
 def print_table(res: dict[str, Any]) -> None:
+    ser = res["series"]
     print(
         f"fidelity: {res['model']}, llama-cpp-python {res['llama_cpp_python']}, "
         f"threads {res['threads']}, llama-bench {res['reference']}, flash-attn off, "
-        f"{res['rounds']} rounds x "
-        f"{res['reps_per_round']} reps (medians; mean ± sd)"
+        f"{res['rounds']} rounds x {res['reps_per_round']} reps, fresh processes each round"
     )
-    head = f"{'test':<30} {'llama-bench tok/s':>22} {'edgeprof tok/s':>22} {'ratio':>6}  target"
+    print(f"llama-bench: pp512 {_cell(ser['lb_pp'])}, tg128@d512 {_cell(ser['lb_tg512'])}, "
+          f"tg128 {_cell(ser['lb_tg0'])} tok/s (median (mean ± sd))")  # fmt: skip
+    head = (f"{'edgeprof':<32} {'tok/s':>20} {'ratio to llama-bench':>21} "
+            f"{'rounds min..max':>16}  target")  # fmt: skip
     print(head)
     print("-" * len(head))
-    rows = [
-        ("prompt 512 (pp512)", "prompt"),
-        ("gen 128 after 512 (tg128@d512)", "generation"),
-        ("gen 128, lb from empty (tg128)", "generation_depth0"),
-    ]
-    for label, key in rows:
-        lb, ep = res[key]["llama_bench"], res[key]["edgeprof"]
-        ratio = ep["median"] / lb["median"]
-        target = res[key].get("target")
-        verdict = (f">= {target:.2f} {'met' if ratio >= target else 'NOT met'}") if target else "-"
-        print(f"{label:<30} {_cell(lb):>22} {_cell(ep):>22} {ratio:>6.3f}  {verdict}")
-
-    for label, key in (("prompt", "prompt"), ("generation", "generation")):
-        if "in_process" not in res:
-            break
-        lb = res[key]["llama_bench"]["median"]
-        inp = res["in_process"][key]
-        print(
-            f"{'  edgeprof --in-process, ' + label:<30} {'':>22} {_cell(inp):>22} "
-            f"{inp['median'] / lb:>6.3f}  (worker/in-process "
-            f"{res[key]['edgeprof']['median'] / inp['median']:.3f})"
-        )
-
-    raw = res["binding_raw"]
-    for label, key in (("prompt", "prompt"), ("generation", "generation")):
-        lb = res[key]["llama_bench"]["median"]
-        r = raw[key]["median"]
-        print(
-            f"{'  bare decode loop, binding ' + label:<30} {'':>22} {_cell(raw[key]):>22} "
-            f"{r / lb:>6.3f}  (edgeprof/bare {res[key]['edgeprof']['median'] / r:.3f})"
-        )
+    for key, (label, _ref) in SERIES.items():
+        if key not in ser:
+            continue
+        s = ser[key]
+        ratios = s["round_ratios"]
+        target = TARGETS.get(key)
+        verdict = (f">= {target:.2f} {'met' if s['ratio_median'] >= target else 'NOT met'}"
+                   if target else "")  # fmt: skip
+        print(f"{label:<32} {_cell(s):>20} {s['ratio_median']:>21.3f} "
+              f"{f'{min(ratios):.3f}..{max(ratios):.3f}':>16}  {verdict}")  # fmt: skip
 
 
 def _cell(s: dict[str, float]) -> str:

@@ -18,6 +18,8 @@ from typing import Any, cast
 
 from typer.testing import CliRunner, Result
 
+from edgeprof.backends.base import Backend, Generation, Request
+from edgeprof.backends.signals import AnswerSignals
 from edgeprof.store import Store
 from edgeprof.store.ids import ulid
 from edgeprof.store.rows import QualityRow
@@ -113,6 +115,38 @@ def check_signal_columns(
     assert row["entropy_mean"] is not None and row["entropy_mean"] >= 0.0
     assert row["first_margin"] is not None and row["first_margin"] >= 0.0
     return row
+
+
+def generation(backend: Backend, request: Request) -> Generation:
+    """One request's whole answer from a loaded backend, its token events drained."""
+    gen = backend.generate(request)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return cast(Generation, stop.value)
+
+
+def check_signals(g: Generation) -> AnswerSignals:
+    """An answer's signals, present and over exactly its tokens."""
+    assert g.signals is not None
+    check_signal_columns(g.signals.row(), g.output_tokens)
+    return g.signals
+
+
+def answers_without_signals(
+    off: Backend, requests: Sequence[Request], concurrency: int
+) -> tuple[list[Generation], dict[int, Generation]]:
+    """`off`, a backend built with signals off: each request alone, then all of them served
+    `concurrency` at a time (by `id` of the request); none carries signals. Closed after."""
+    off.load()
+    try:
+        alone = [generation(off, r) for r in requests]
+        batched = {id(r): res.generation for r, res in off.serve(requests, concurrency)}
+    finally:
+        off.close()
+    assert all(g.signals is None for g in [*alone, *batched.values()])
+    return alone, batched
 
 
 def add_run(

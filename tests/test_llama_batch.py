@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from edgeprof.analysis.energy import SensorSeries, shared_energy_j
-from edgeprof.backends.base import BackendOptions, Generation, Request
+from edgeprof.backends.base import BackendOptions, Request
 from edgeprof.backends.batching import BatchJob, kv_cells_needed
 from edgeprof.backends.llamacpp import LlamaCppBackend, LlamaCppSettings, kv_bytes_per_cell
-from edgeprof.backends.signals import AnswerSignals
 from edgeprof.measure.workload import load_suite
-from tests.builders import check_signal_columns, cli
+from tests.builders import answers_without_signals, check_signals, cli, generation
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"
 S = 1_000_000_000
@@ -142,21 +141,6 @@ def test_a_shared_prefix_is_computed_once_and_copied(demo_model: Path) -> None:
         assert warm.generation.text == cold.generation.text
 
 
-def _generation(backend: LlamaCppBackend, request: Request) -> Generation:
-    gen = backend.generate(request)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
-def check_signals(g: Generation) -> AnswerSignals:
-    assert g.signals is not None
-    check_signal_columns(g.signals.row(), g.output_tokens)
-    return g.signals
-
-
 @pytest.mark.model
 def test_signals_alone_and_batched_and_the_tokens_without_them(
     backend: LlamaCppBackend, demo_model: Path
@@ -165,7 +149,7 @@ def test_signals_alone_and_batched_and_the_tokens_without_them(
     same model: the same figures, to float32 rounding of the batched logits); turned off,
     none, and the greedy tokens are the same."""
     requests = _requests(max_tokens=24)
-    alone = [_generation(backend, r) for r in requests]
+    alone = [generation(backend, r) for r in requests]
     batched = {id(r): res.generation for r, res in backend.serve(requests, 3)}
     for request, a in zip(requests, alone, strict=True):
         b = batched[id(request)]
@@ -178,14 +162,7 @@ def test_signals_alone_and_batched_and_the_tokens_without_them(
     off = LlamaCppBackend(
         BackendOptions(model=str(demo_model), threads=2, ctx=4096), LlamaCppSettings(signals=False)
     )
-    off.load()
-    try:
-        plain = [_generation(off, r) for r in requests]
-        plain_batched = {id(r): res.generation for r, res in off.serve(requests, 3)}
-    finally:
-        off.close()
+    plain, plain_batched = answers_without_signals(off, requests, 3)
     assert [g.text for g in plain] == [g.text for g in alone]
     assert [g.output_tokens for g in plain] == [g.output_tokens for g in alone]
-    assert all(g.signals is None for g in plain)
-    assert all(plain_batched[id(r)].signals is None for r in requests)
     assert [plain_batched[id(r)].text for r in requests] == [g.text for g in alone]

@@ -28,17 +28,23 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeprof.backends.base import BackendOptions, Generation, Request
+from edgeprof.backends.base import BackendOptions, Request
 from edgeprof.backends.batching import BatchJob
 from edgeprof.backends.onnx_batch import check_rows_fit
 from edgeprof.backends.onnxrt import OnnxBackend, OnnxSettings
-from edgeprof.backends.signals import AnswerSignals
 from edgeprof.errors import UsageError
 from edgeprof.measure.runner import RunConfig, profile
 from edgeprof.measure.workload import load_suite
 from edgeprof.models.tokens import load_vocab, prompt_tokens
 from edgeprof.store import Store
-from tests.builders import check_signal_columns, cli, loose
+from tests.builders import (
+    answers_without_signals,
+    check_signal_columns,
+    check_signals,
+    cli,
+    generation,
+    loose,
+)
 from tests.onnx_builders import cpu_isa, export_once
 
 FOUR = Path(__file__).parent / "data" / "four_prompts.jsonl"  # 37 to 531 prompt tokens
@@ -223,21 +229,6 @@ def test_a_batched_profile_stores_a_row_per_request(int4_export: Path, tmp_path:
     assert any(b0 < a1 for (_, a1), (b0, _) in itertools.pairwise(spans))
 
 
-def check_signals(g: Generation) -> AnswerSignals:
-    assert g.signals is not None
-    check_signal_columns(g.signals.row(), g.output_tokens)
-    return g.signals
-
-
-def _generation(backend: OnnxBackend, request: Request) -> Generation:
-    gen = backend.generate(request)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 @pytest.mark.model
 def test_signals_alone_and_batched_and_the_tokens_without_them(
     backend: OnnxBackend, int4_export: Path
@@ -245,7 +236,7 @@ def test_signals_alone_and_batched_and_the_tokens_without_them(
     """As on llama.cpp (tests/test_llama_batch.py): every answer scored over exactly its
     tokens, alone and batched; turned off, none, and the same greedy tokens."""
     requests = _requests()
-    alone = [_generation(backend, r) for r in requests]
+    alone = [generation(backend, r) for r in requests]
     batched = {id(r): res.generation for r, res in backend.serve(requests, 2)}
     for request, a in zip(requests, alone, strict=True):
         sa = check_signals(a)
@@ -259,12 +250,6 @@ def test_signals_alone_and_batched_and_the_tokens_without_them(
     off = OnnxBackend(
         BackendOptions(model=str(int4_export), threads=2, ctx=8192), OnnxSettings(signals=False)
     )
-    off.load()
-    try:
-        plain = [_generation(off, r) for r in requests]
-        plain_batched = {id(r): res.generation for r, res in off.serve(requests, 2)}
-    finally:
-        off.close()
+    plain, plain_batched = answers_without_signals(off, requests, 2)
     assert [(g.text, g.output_tokens) for g in plain] == [(g.text, g.output_tokens) for g in alone]
-    assert all(g.signals is None for g in [*plain, *plain_batched.values()])
     assert all(plain_batched[id(r)].text == batched[id(r)].text for r in requests)

@@ -5,7 +5,7 @@ that price them, built from the runs as `compare` builds its targets."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from edgeprof.decision.compare import Figure, targets_from_runs
@@ -160,6 +160,19 @@ def _measured(rows: Sequence[RequestRow]) -> list[RequestRow]:
     return [r for r in rows if not r["warmup"] and r["prompt_id"]]
 
 
+def _graded(
+    rows: Sequence[RequestRow], grades: Mapping[str, list[Grade]], ungraded: set[str]
+) -> Iterator[tuple[str, RequestRow, list[Grade]]]:
+    """The measured answers with their grades, by prompt id; the prompt of an answer with no
+    grade goes into `ungraded` instead."""
+    for r in _measured(rows):
+        prompt, mine = str(r["prompt_id"]), grades.get(str(r["id"]), [])
+        if mine:
+            yield prompt, r, mine
+        else:
+            ungraded.add(prompt)
+
+
 def _device_answers(
     rows: Sequence[RequestRow],
     grades: Mapping[str, list[Grade]],
@@ -168,11 +181,7 @@ def _device_answers(
 ) -> tuple[dict[str, list[DeviceAnswer]], set[str]]:
     out: dict[str, list[DeviceAnswer]] = defaultdict(list)
     ungraded: set[str] = set()
-    for r in _measured(rows):
-        prompt, mine = str(r["prompt_id"]), grades.get(str(r["id"]), [])
-        if not mine:
-            ungraded.add(prompt)
-            continue
+    for prompt, r, mine in _graded(rows, grades, ungraded):
         passed, _ = answer_outcome(mine, expectations.get(prompt))
         check_failed = any(
             g.grader == RULE and g.assertion_type in checks and not g.passed for g in mine
@@ -196,11 +205,7 @@ def _cloud_sides(
 ) -> tuple[dict[str, CloudSide], set[str]]:
     by_prompt: dict[str, list[tuple[RequestRow, bool]]] = defaultdict(list)
     ungraded: set[str] = set()
-    for r in _measured(rows):
-        prompt, mine = str(r["prompt_id"]), grades.get(str(r["id"]), [])
-        if not mine:
-            ungraded.add(prompt)
-            continue
+    for prompt, r, mine in _graded(rows, grades, ungraded):
         by_prompt[prompt].append((r, answer_outcome(mine, expectations.get(prompt))[0]))
     return {p: _side(answers) for p, answers in by_prompt.items()}, ungraded
 
