@@ -90,6 +90,8 @@ def test_a_cascade_cheaper_than_the_cloud_wins_and_says_how_sure(tmp_path: Path)
     text = hybrid_sentence(h, 0.9)
     assert "logprob_mean < -0.75" in text and "escalates 50% of requests" in text
     assert "2-fold cross-validation" in text and "cheaper" in text
+    n_rules = sum(p.policy == "cascade" for p in h.report.policies)
+    assert n_rules > 1 and f"the pick of {n_rules} cascade rules" in text  # it leans high
     # 6 of 6 passed: 100 %, but Wilson's interval over 6 prompts reaches far below 90 %
     assert b.pass_rate.low < 0.9 and "its interval reaches below it" in text
     decision = SimpleNamespace(winner="cloud")
@@ -102,6 +104,15 @@ def test_a_cascade_cheaper_than_the_cloud_wins_and_says_how_sure(tmp_path: Path)
     assert "no cheaper than the cloud alone" in hybrid_sentence(cheap, 0.9)
     assert cheapest_meeting([cheap], decision, 0.8) == ("cloud", "")
     assert cheapest_meeting([cheap], decision, 0.9)[0] == cheap.name
+    # another device that meets the floor on its own, priced by the decision below the
+    # cascade: it keeps the win (rows hold only the targets that meet the floor)
+    assert h.best is not None
+    below = h.best.cost.usd_per_day / 2
+    row = SimpleNamespace(device_cost_per_day_usd=below, cloud_cost_per_day_usd=None)
+    beaten = SimpleNamespace(winner="other device", rows=[row])
+    assert cheapest_meeting([h], beaten, 0.9) == ("other device", "")
+    row.device_cost_per_day_usd = h.best.cost.usd_per_day * 2
+    assert cheapest_meeting([h], beaten, 0.9)[0] == h.name
 
 
 def test_pairs_that_cannot_be_replayed_are_named(tmp_path: Path) -> None:

@@ -234,6 +234,24 @@ def test_prompts_answered_on_one_side_are_named_not_dropped(tmp_path: Path) -> N
     assert "1 prompts answered by the device run only, left out: only-device" in report.notes
 
 
+def test_prompts_graded_on_one_side_or_in_part_are_said_as_such(tmp_path: Path) -> None:
+    """A prompt both runs answered but one side never graded is "not graded on one side"
+    (not "answered by one run only"); one with an ungraded repetition is replayed on the rest,
+    and a note says so."""
+    cases = [*_six(), Case("half", [Said(), Said()], [Said()]), Case("bare", [Said()], [Said()])]
+    with Store(tmp_path / "p.db") as store:
+        device, cloud = add_pair(store, cases)
+        requests = {(r["prompt_id"], r["repetition"]): r["id"] for r in store.requests(device)}
+        ids = prompt_ids(["half", "bare"])
+        for key in ((ids["half"], 1), (ids["bare"], 0)):
+            store.db.execute("DELETE FROM grades WHERE request_id = ?", [requests[key]])
+        report = route(store, device, cloud, COSTS, R, RouteOptions(2, "max-pass"))
+    assert report.n_prompts == 7  # the six and "half", on its one graded repetition
+    assert report.ungraded == ("bare",)
+    assert report.missing_on_device == () and report.missing_on_cloud == ()
+    assert "1 prompts partly graded, replayed on their graded answers only: half" in report.notes
+
+
 def test_no_gap_to_recover_is_said(tmp_path: Path) -> None:
     cases = [Case("a", [Said()], [Said()]), Case("b", [Said()], [Said(content=False)])]
     report = _report(tmp_path, cases)

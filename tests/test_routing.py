@@ -20,6 +20,7 @@ from edgeprof.routing.holdout import (
     make_protocol,
     stability_warnings,
 )
+from edgeprof.routing.load import Replay
 from edgeprof.routing.outcome import apply
 from edgeprof.routing.policies import (
     ByInputLength,
@@ -32,6 +33,7 @@ from edgeprof.routing.policies import (
     route,
 )
 from edgeprof.routing.pricing import Mix, RoutePricing, break_even_escalation, price
+from edgeprof.routing.replay import RouteOptions, evaluate
 from edgeprof.routing.scoring import score, score_family
 from edgeprof.routing.signals import escalates, thresholds
 
@@ -100,6 +102,19 @@ def test_prompt_rules_look_at_the_prompt_alone() -> None:
     assert route(ByKind(("",)), short, short.device[0]) == "device"
     assert describe(ByKind(("", "qa"))) == "cloud: (no kind), qa"
     assert describe(ByInputLength(0.0)) == "cloud: every prompt"
+    # ... and it is: also a failed request's, which recorded no input token
+    never_reached = case("f", False, tokens=0, failed=True)
+    assert route(ByInputLength(0.0), never_reached, never_reached.device[0]) == "cloud"
+    assert route(ByInputLength(None), never_reached, never_reached.device[0]) == "device"
+
+
+def test_a_device_share_of_answers_without_tokens_costs_the_devices_not_the_requests() -> None:
+    """Failed answers that never reached the model record 0 output tokens; a rule that leaves
+    only those on the device is priced (the devices' capital and idle draw), not refused."""
+    cost = price(Mix(0.1, 0.0, 0.0, 0.9, 7e-5), PRICING, 2000)
+    assert cost.devices_needed == 1
+    assert cost.device_usd_per_day == pytest.approx(FIXED, rel=1e-6)
+    assert cost.device_energy_usd_per_day == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_mix_is_priced_as_the_verdict_prices_the_device_plus_cloud_tokens() -> None:
@@ -238,6 +253,19 @@ def test_an_outcome_weighs_each_prompt_once_and_adds_the_times_of_an_escalation(
     assert o.cloud_share == pytest.approx((0.5 + 1) / 2) and o.device_share == 1.0
     assert sorted(r.latency_s for r in o.requests) == [1.5, 1.9, 1.9]  # type: ignore[type-var]
     assert apply(DeviceOnly(), [twice], PRICING).pass_rate().rate == 0.5
+
+
+def test_a_replay_with_a_request_that_never_reached_the_model() -> None:
+    """A failed device request that recorded 0 tokens and no latency: every policy is priced
+    (none refused for want of tokens), and the latency percentiles say they leave it out."""
+    answered = (case(f"p{i}", i % 2 == 0, lp=-0.1 - i / 50, tokens=10 + i) for i in range(30))
+    cases = (case("f", False, tokens=0, failed=True), *answered)
+    replay = Replay("d", "c", "s", "dev", "cloud", cases, PRICING, (), ("logprob_mean",),
+                    (), (), (), (), ())  # fmt: skip
+    report = evaluate(replay, 2000, RouteOptions(folds=3))
+    assert all(p.cost.usd_per_day > 0 for p in report.policies)
+    assert any("1 device request(s) failed and have no measured latency" in n
+               for n in report.notes)  # fmt: skip
 
 
 def test_too_few_prompts_or_failures_are_said() -> None:

@@ -194,6 +194,11 @@ def hybrid_sentence(h: HybridTarget, min_pass_rate: float | None) -> str:
         if b.held_out
         else "a fixed rule with nothing to tune, scored on every prompt"
     )
+    # Each rule's threshold is held out, but picking the best rule compares their held-out
+    # figures on the same prompts: the pick's own figure leans high, by how many there were.
+    n_rules = sum(p.policy == "cascade" for p in h.report.policies)
+    if n_rules > 1:
+        held += f"; the pick of {n_rules} cascade rules on these prompts, so it leans high"
     head = (
         f"Hybrid: {h.device} first, {h.cloud} when unsure ({b.rule}) escalates "
         f"{b.escalation_rate:.0%} of requests and passes {_rate(b.pass_rate)} ({held}), at "
@@ -242,12 +247,31 @@ def _beats(h: HybridTarget, min_pass_rate: float | None) -> bool:
     return all(b.cost.usd_per_day < r.cost.usd_per_day for r in rivals)
 
 
+def cheapest_alone_usd_per_day(decision: Any) -> float | None:
+    """The lowest $/day of any target the decision priced on its own: its rows hold only the
+    targets that meet the task floor (`apply_task_floor` left the others out)."""
+    costs = [
+        c
+        for r in getattr(decision, "rows", ())
+        for c in (r.device_cost_per_day_usd, r.cloud_cost_per_day_usd)
+        if c is not None
+    ]
+    return min(costs, default=None)
+
+
 def cheapest_meeting(
     hybrids: Sequence[HybridTarget], decision: Any, min_pass_rate: float | None
 ) -> tuple[str, str]:
-    """(the decision's winner, a sentence): the cheapest cascade that meets the floor and
-    beats both of its sides alone wins; otherwise the winner stays and the sentence is empty."""
-    winners = [h for h in hybrids if _beats(h, min_pass_rate)]
+    """(the decision's winner, a sentence): the cheapest cascade that meets the floor, beats
+    both of its sides alone and costs less than every target the decision priced alone (a
+    cheaper device of another pair that meets the floor keeps the win) wins; otherwise the
+    winner stays and the sentence is empty."""
+    alone = cheapest_alone_usd_per_day(decision)
+    winners = [
+        h for h in hybrids
+        if _beats(h, min_pass_rate) and h.best is not None
+        and (alone is None or h.best.cost.usd_per_day < alone)
+    ]  # fmt: skip
     if not winners:
         return decision.winner, ""
     h = min(winners, key=lambda x: x.best.cost.usd_per_day if x.best else float("inf"))

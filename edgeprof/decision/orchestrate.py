@@ -288,7 +288,8 @@ def _hybrids(store: Any, task: Any, costs: DeviceCosts, config: DecideConfig,
 
 def _with_hybrids(decision: Decision, hybrids: Sequence[Any], config: DecideConfig) -> Decision:
     """The decision with its cascades: their sentences close the verdict, and a cascade that
-    meets the floor and costs less than every target that does becomes the winner."""
+    meets the floor and costs less than every target that does (its own two sides, and each
+    target the decision priced) becomes the winner."""
     if not hybrids:
         return decision
     from edgeprof.decision.hybrid import cheapest_meeting, hybrid_sentence

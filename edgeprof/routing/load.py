@@ -99,16 +99,25 @@ def load_replay(
         {a.type for p in matched if (e := expectations.get(p)) for a in e.assertions} & checks
     )
     if not found_checks:
+        asked = (f"the suite's prompts carry no format check ({', '.join(sorted(checks))})"
+                 if checks else "no format check asked (`--format-checks`)")  # fmt: skip
+        notes.append(f"{asked}: no cascade escalates on a failed check")
+    # answered = graded or not: a prompt answered on both sides but graded on one only is
+    # "not graded", not "answered by one run only"
+    on_device, on_cloud = set(device_answers) | device_ungraded, set(cloud_sides) | cloud_ungraded
+    partly = sorted(set(matched) & (device_ungraded | cloud_ungraded))
+    if partly:
         notes.append(
-            f"the suite's prompts carry no format check ({', '.join(sorted(checks))}): no "
-            "cascade escalates on a failed check"
+            f"{len(partly)} prompts partly graded, replayed on their graded answers only: "
+            + ", ".join(_named(set(partly), names)[:5])
+            + (f" and {len(partly) - 5} more" if len(partly) > 5 else "")
         )
     return Replay(
         device_id, cloud_id, suite, device_name, cloud_name, cases, pricing, inputs,
         signals, tuple(found_checks),
-        missing_on_device=_named(set(cloud_sides) - set(device_answers), names),
-        missing_on_cloud=_named(set(device_answers) - set(cloud_sides), names),
-        ungraded=_named((device_ungraded | cloud_ungraded) - set(matched), names),
+        missing_on_device=_named(on_cloud - on_device, names),
+        missing_on_cloud=_named(on_device - on_cloud, names),
+        ungraded=_named((on_device & on_cloud) - set(matched), names),
         notes=tuple(notes),
     )  # fmt: skip
 

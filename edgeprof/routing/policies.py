@@ -75,7 +75,10 @@ def route(policy: Policy, case: PromptCase, answer: DeviceAnswer) -> Route:
         return "escalated" if cascade_escalates(policy, answer) else "device"
     if isinstance(policy, ByInputLength):
         limit = policy.max_device_input_tokens
-        return "cloud" if limit is not None and answer.input_tokens > limit else "device"
+        if limit is None:
+            return "device"
+        # 0: every prompt, also a failed request's that recorded no input tokens
+        return "cloud" if limit <= 0 or answer.input_tokens > limit else "device"
     if isinstance(policy, ByKind):
         return "cloud" if (case.kind or "") in policy.cloud_kinds else "device"
     # the oracle: the device where it passes, else the cloud where that passes

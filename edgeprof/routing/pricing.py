@@ -22,6 +22,8 @@ from edgeprof.decision import economics as ec
 from edgeprof.decision.economics import CloudPrice, DeviceCosts, DevicePerformance, Workload
 from edgeprof.routing.cases import CloudSide
 
+NO_TOKENS = 1e-6  # the output tokens priced for a device share that produced none
+
 
 @dataclass(frozen=True)
 class RoutePricing:
@@ -89,7 +91,12 @@ def price(mix: Mix, pricing: RoutePricing, requests_per_day: float) -> PolicyCos
     if device_r <= 0:
         return PolicyCost(requests_per_day, cloud_day, 0.0, cloud_day, 0.0, 0, 0, 0.0, 0.0,
                           0.0, 0.0, 0.0, None)  # fmt: skip
-    workload = Workload(device_r, mix.device_input_tokens, mix.device_output_tokens)
+    # A device share of failed answers alone can hold no output token (a request that never
+    # reached the model records 0): such answers cost no decode time, but the verdict's
+    # economics prices a request by its tokens and needs some; a millionth of one leaves the
+    # devices' capital and idle draw, and nothing per request.
+    out_tokens = max(mix.device_output_tokens, NO_TOKENS)
+    workload = Workload(device_r, mix.device_input_tokens, out_tokens)
     be = ec.break_even(workload, pricing.device, pricing.costs, CloudPrice())
     return PolicyCost(
         requests_per_day=requests_per_day,

@@ -16,6 +16,7 @@ from edgeprof.decision.compare import Figure
 from edgeprof.decision.economics import CloudPrice, DeviceCosts
 from edgeprof.errors import UsageError
 from edgeprof.grading.rates import PassRate
+from edgeprof.routing.cases import PromptCase
 from edgeprof.routing.families import CascadeFamily, Family, PromptFamily
 from edgeprof.routing.holdout import (
     DEFAULT_FOLDS,
@@ -194,8 +195,7 @@ def evaluate(
         sweep += [_point(fam, s) for s in held.sweep]
         notes += _floor_notes(fam, held, protocol)
     results.append(result(Oracle(), replayed(Oracle())))
-    if not any(c.kind for c in cases):
-        notes.append(NO_KINDS)
+    notes += _case_notes(cases)
     warnings = stability_warnings(cases, protocol)
     return RouteReport(
         replay.device_run_id, replay.cloud_run_id, replay.suite, replay.device_name,
@@ -231,6 +231,18 @@ def _result(
         in_sample_usd_per_day=held.final.cost.usd_per_day if held else None,
         met_floor=None if floor is None else rate.rate >= floor - 1e-12,
     )
+
+
+def _case_notes(cases: Sequence[PromptCase]) -> list[str]:
+    """What the prompts themselves leave out of the report."""
+    notes = [] if any(c.kind for c in cases) else [NO_KINDS]
+    unmeasured = sum(a.e2e_s is None for c in cases for a in c.device)
+    if unmeasured:  # failed requests: often the slowest (timeouts), so the percentiles read low
+        notes.append(
+            f"{unmeasured} device request(s) failed and have no measured latency: the latency "
+            "percentiles leave them out, and those of the policies that escalate them"
+        )
+    return notes
 
 
 def _floor_notes(fam: Family, held: HeldOut, protocol: Protocol) -> list[str]:
