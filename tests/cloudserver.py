@@ -12,6 +12,7 @@ text, no model. The request's model name chooses the behaviour, as a query strin
     timings=1         llama-server's `timings` on each OpenAI chunk (1 ms per token)
     logprobs=1        OpenAI's `logprobs` on each chunk, when asked for (`canned_logprobs`)
     refuse_logprobs=400  refuse a request that asks for `logprobs` with this status
+    refusal_padding=0    ...naming this many characters of other fields' errors first
 
 Run it alone with `python tests/cloudserver.py --port 8123`.
 """
@@ -46,7 +47,8 @@ def canned_logprobs(i: int, k: int) -> tuple[float, list[float]]:
 def scenario(model: str) -> dict[str, int]:
     defaults = {"chunks": 8, "tpc": 1, "delay_ms": 0, "usage": 1, "fail": 0, "fail_times": 1,
                 "retry_after": -1, "cut_after": -1, "bad_json_at": -1, "cached": 0,
-                "timings": 0, "logprobs": 0, "refuse_logprobs": 0}  # fmt: skip
+                "timings": 0, "logprobs": 0, "refuse_logprobs": 0,
+                "refusal_padding": 0}  # fmt: skip
     opts = dict(defaults)
     for key, values in parse_qs(model).items():
         if key in defaults:
@@ -156,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             n = srv.attempts[model] = srv.attempts.get(model, 0) + 1
             srv.attempt_times.setdefault(model, []).append(time.monotonic())
         if opts["refuse_logprobs"] and "logprobs" in body:
-            message = "logprobs is not supported with this model"
+            message = "x" * opts["refusal_padding"] + "logprobs is not supported with this model"
             self._json(opts["refuse_logprobs"], {"error": {"message": message}})
             return
         if opts["fail"] and n <= opts["fail_times"]:

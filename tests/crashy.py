@@ -29,7 +29,8 @@ def die(how: str) -> None:
 
 @dataclass(frozen=True)
 class CrashSettings(FakeSettings):
-    crash_in: str = "never"  # "load", or "request": the `crash_at`-th generate call
+    # "load"; "request": the `crash_at`-th generate call; "close": close() raises, not dies
+    crash_in: str = "never"
     crash_at: int = 1
     crash_how: str = "segv"  # abort | segv | kill | exit
     alloc_mib: int = 0  # memory the model "holds" from load on, touched so that it is resident
@@ -69,6 +70,11 @@ class CrashBackend(FakeBackend):
             die(s.crash_how)
         yield first
         return (yield from gen)
+
+    def close(self) -> None:
+        if self.crash_settings.crash_in == "close":
+            raise RuntimeError("crashy: closing failed")
+        super().close()
 
 
 class ServeCrashLlama(LlamaCppBackend):

@@ -364,6 +364,19 @@ def test_refused_logprobs_are_dropped_once_and_not_asked_again(
     assert getattr(b, "logprobs_refused", None) == "logprobs is not supported with this model"
 
 
+def test_a_refusal_naming_logprobs_late_in_a_long_message_is_seen(
+    cloud_server: CloudServer,
+) -> None:
+    """A validation error may list other fields first: the check reads the whole message,
+    past the 300 characters a request's error keeps."""
+    model = fresh("chunks=3&logprobs=1&refuse_logprobs=422&refusal_padding=500")
+    b = make_backend("openai", model, cloud_server.base_url, max_retries=0)
+    _, gen = drain(b, request())
+    assert gen.error is None and gen.output_tokens == 3 and gen.attempts == 2
+    refused = getattr(b, "logprobs_refused", None)
+    assert refused is not None and len(refused) == 300
+
+
 def test_logprobs_off_and_a_device_server_are_not_asked(cloud_server: CloudServer) -> None:
     """`logprobs` false; and by default a server on this machine measured as the device,
     whose work on them would be measured with the answer."""

@@ -94,6 +94,22 @@ def test_kv_cache_too_small_is_refused_before_the_run(demo_model: Path, tmp_path
 
 
 @pytest.mark.model
+def test_concurrency_beyond_the_batch_is_refused_before_the_run(tmp_path: Path) -> None:
+    """A decode step holds one token of each sequence: 8 at a time need a batch of 8."""
+    db = tmp_path / "p.db"
+    res = cli("run", "--concurrency", "8", "--set", "n_batch=4", "--set", "n_ubatch=4",
+              "--prompts", FOUR, "--db", db)  # fmt: skip
+    assert res.exit_code == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert "concurrency 8 needs a batch of at least 8 tokens" in line, line
+    assert "n_batch=8" in line and not db.exists()
+    res = cli("run", "--concurrency", "4", "--set", "n_batch=4", "--set", "n_ubatch=4",
+              "--prompts", FOUR, "--db", db, "--max-tokens", "4", "--repetitions", "1",
+              "--warmup", "0", "--idle-seconds", "0")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+
+
+@pytest.mark.model
 @pytest.mark.slow
 def test_concurrency_curve_end_to_end(tmp_path: Path) -> None:
     png = tmp_path / "curve.png"

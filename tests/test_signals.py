@@ -108,6 +108,25 @@ def test_logits_far_from_zero_or_not_float32(offset: float, dtype: type) -> None
     assert got.first_margin == pytest.approx(float(np.diff(np.sort(x.astype(float))[-2:])[0]))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_logits_that_are_not_numbers_leave_the_answer_without_figures(bad: float) -> None:
+    """NaN or +inf logits (an fp16 export that overflowed): no figure of the answer can be
+    trusted, so it has none, rather than a NaN mean beside a finite, confident minimum."""
+    acc = LogitSignals(4)
+    acc.add(_logits([0.0, 0.0, bad, 0.0]), 2)
+    acc.add(_logits([0.0, 1.0, 0.0, 0.0]), 1)
+    assert acc.result() is None
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in dot:RuntimeWarning")
+def test_a_single_finite_logit_has_no_runner_up() -> None:
+    acc = LogitSignals(3)
+    acc.add(_logits([0.0, -math.inf, -math.inf]), 0)
+    got = acc.result()
+    assert got is not None and got.first_margin is None and got.logprob_mean == 0.0
+
+
 def test_no_tokens_no_figures() -> None:
     assert LogitSignals(8).result() is None
     assert TopLogprobSignals().result() is None
@@ -233,3 +252,22 @@ def test_row_fills_the_m011_columns() -> None:
     assert tuple(row) == SIGNAL_COLUMNS
     assert row == {"signal_source": "logits", "signal_tokens": 3, "logprob_mean": -0.5,
                    "logprob_min": -1.0, "entropy_mean": 2.0, "first_margin": 0.25}  # fmt: skip
+
+
+def test_an_api_token_without_a_logprob_leaves_the_answer_without_figures() -> None:
+    """llama-server writes a zero-probability token's -inf as null: skipping it would score
+    the answer over fewer tokens than it has, and take the margin at its second step."""
+    from edgeprof.backends.openai_compat import _logprobs
+    from edgeprof.backends.streaming import StreamState
+
+    def entry(lp: float | None) -> dict[str, object]:
+        return {"logprob": lp, "top_logprobs": [{"logprob": -0.1}, {"logprob": -3.0}]}
+
+    state = StreamState()
+    _logprobs({"content": [entry(None), entry(-0.1)]}, state)
+    assert state.signals is not None and state.signals.tokens == 2
+    assert state.signals.result() is None
+    fine = StreamState()
+    _logprobs({"content": [entry(-0.1), entry(-0.5)]}, fine)
+    got = fine.signals.result() if fine.signals is not None else None
+    assert got is not None and got.tokens == 2 and got.first_margin == pytest.approx(2.9)

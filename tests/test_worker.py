@@ -328,6 +328,19 @@ def test_closing_mid_request_stops_the_worker_at_once(tmp_path: Path) -> None:
     assert not worker.dir.exists()  # no crash: no folder kept
 
 
+def test_a_close_that_fails_still_ends_the_worker_at_once() -> None:
+    from edgeprof.backends import BackendOptions
+    from edgeprof.measure.isolation import CLOSE_WAIT_S, WorkerBackend
+
+    options = BackendOptions(settings={"crash_in": "close"})  # what the worker builds from
+    worker = WorkerBackend(CrashBackend(options, CrashBackend.Settings(crash_in="close")))
+    worker.load()
+    t0 = time.perf_counter()
+    worker.close()
+    assert time.perf_counter() - t0 < CLOSE_WAIT_S / 2  # exited, not waited for and killed
+    assert worker.proc is not None and worker.proc.returncode == 0
+
+
 @pytest.mark.model
 def test_answer_signals_come_back_from_the_worker(demo_model: Path) -> None:
     """The worker pickles each Generation back: its signals (backends/signals.py) arrive as

@@ -354,10 +354,13 @@ class CloudBackend(Backend):
                         state.error = None  # an earlier attempt's failure, now retried
                         self._read(resp, state, deadline)
                         return state
-                    detail = _error_detail(resp)
+                    # whole (up to 2,000 bytes) for the refusal check: a validation error may
+                    # name the refused field after others; shortened for the message
+                    whole = _error_detail(resp, DETAIL_READ_BYTES)
+                    detail = whole[:DETAIL_CHARS] or resp.reason_phrase
                     state.error = f"HTTP {resp.status_code} from {self.safe_base_url()}: {detail}"
                     if not refused:
-                        smaller = self.without_refused(body, resp.status_code, detail)
+                        smaller = self.without_refused(body, resp.status_code, whole)
                     if smaller is None and resp.status_code not in RETRYABLE_STATUS:
                         return state
                     retry_wait = retry_after_s(resp.headers)
@@ -410,18 +413,22 @@ class CloudBackend(Backend):
             )
 
 
-def _error_detail(resp: httpx.Response) -> str:
-    """The server's own error message, in one short line."""
+DETAIL_READ_BYTES = 2000
+DETAIL_CHARS = 300  # of the server's message in a request's error
+
+
+def _error_detail(resp: httpx.Response, limit: int = DETAIL_CHARS) -> str:
+    """The server's own error message, in one line of at most `limit` characters."""
     raw = b""
     try:
-        raw = resp.read()[:2000]
+        raw = resp.read()[:DETAIL_READ_BYTES]
         obj = json.loads(raw)
         err = obj.get("error", obj) if isinstance(obj, dict) else obj
         msg = err.get("message", err) if isinstance(err, dict) else err
         text = str(msg)
     except (ValueError, httpx.HTTPError):
         text = raw.decode("utf-8", errors="replace")
-    return " ".join(text.split())[:300] or resp.reason_phrase
+    return " ".join(text.split())[:limit] or resp.reason_phrase
 
 
 def _broken(state: StreamState, e: Exception) -> str:

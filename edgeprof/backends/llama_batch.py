@@ -55,6 +55,17 @@ def token_piece(llm: Any, cache: dict[int, bytes], token: int) -> bytes:
     return piece
 
 
+def check_batch_room(concurrency: int, n_batch: int) -> None:
+    """Every decode step puts one token of each running sequence into one llama_batch of
+    `n_batch` slots."""
+    if concurrency > n_batch:
+        raise UsageError(
+            f"`concurrency` {concurrency} needs a batch of at least {concurrency} tokens, more "
+            f"than `n_batch` {n_batch}; raise `n_batch` (--set n_batch={concurrency}) or lower "
+            "`concurrency`"
+        )
+
+
 class BatchDecoder:
     """Serve jobs `n_seq` at a time on a context of its own (freed by `close`)."""
 
@@ -90,6 +101,8 @@ class BatchDecoder:
         # batched with (measured: 3 of 4 demo prompts diverge within 24 tokens).
         params.kv_unified = False
         self.n_batch = int(params.n_batch)
+        # a decode step holds one token of every sequence: the batch must have room for all
+        check_batch_room(n_seq, self.n_batch)
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
         if not self.ctx:
             raise UsageError(
@@ -188,8 +201,11 @@ class BatchDecoder:
                 s.logits_at = n - 1
         b.n_tokens = n
         rc = self.lc.llama_decode(self.ctx, b)
-        if rc != 0:
-            raise RuntimeError(f"llama_decode failed ({rc}) with {len(active)} sequences")
+        if rc != 0:  # 1: no room in the KV cache for the batch
+            raise RuntimeError(
+                f"llama_decode failed ({rc}) with {len(active)} sequences; raise `ctx` or lower "
+                "`concurrency`"
+            )
         t_ns = time.perf_counter_ns()
         for s in active:
             if s.logits_at >= 0:  # else it is still reading its prompt

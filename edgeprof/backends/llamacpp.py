@@ -283,7 +283,9 @@ class LlamaCppBackend(Backend):
         """The KV cache `concurrency` sequences of these requests need at once, against `ctx`,
         from the vocabulary alone (milliseconds; nothing is loaded yet)."""
         from edgeprof.backends.batching import batch_jobs, kv_cells_needed
+        from edgeprof.backends.llama_batch import check_batch_room
 
+        check_batch_room(concurrency, self.settings.n_batch)
         jobs = batch_jobs(self.path, requests, prompt_given(self.settings))
         # with --keep-cache the shared prefix has a stream of its own
         streams = concurrency + (1 if self.options.keep_cache else 0)

@@ -128,6 +128,7 @@ class OpenAIBackend(CloudBackend):
             return None
         if "logprobs" not in detail.lower():
             return None
+        detail = detail[:300]  # the message, shortened for the log and the run's notes
         with self._refusal_lock:
             first = self.logprobs_refused is None
             self.logprobs_refused = detail
@@ -185,13 +186,16 @@ def _logprobs(logprobs: dict[str, Any], state: StreamState) -> None:
     """A chunk's `logprobs.content`: one entry per token of its text, with the token's
     log-probability and its `top_logprobs` alternatives (the answer's signals)."""
     for entry in logprobs.get("content") or ():
-        value = entry.get("logprob") if isinstance(entry, dict) else None
-        if not _number(value):
+        if not isinstance(entry, dict):
+            continue
+        if state.signals is None:
+            state.signals = TopLogprobSignals()
+        value = entry.get("logprob")
+        if not _number(value):  # a token all the same: counted, its answer left without figures
+            state.signals.add_unknown()
             continue
         tops = entry.get("top_logprobs") or ()
         top = [t["logprob"] for t in tops if isinstance(t, dict) and _number(t.get("logprob"))]
-        if state.signals is None:
-            state.signals = TopLogprobSignals()
         state.signals.add(float(value), top)
 
 

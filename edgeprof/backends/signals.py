@@ -101,11 +101,16 @@ class LogitSignals:
     buffer per step).
     """
 
-    __slots__ = ("buffers", "entropy_sum", "logprob_min", "logprob_sum", "margin", "tokens")
+    __slots__ = (
+        "broken", "buffers", "entropy_sum", "logprob_min", "logprob_sum", "margin", "tokens",
+    )  # fmt: skip
 
     def __init__(self, buffers: SignalBuffers | int) -> None:
         self.buffers = SignalBuffers(buffers) if isinstance(buffers, int) else buffers
         self.tokens = 0
+        # a step whose logits held NaN or +inf (an overflowing fp16 export): no figure of the
+        # answer can be trusted then, so it has none
+        self.broken = False
         self.logprob_sum = 0.0
         self.logprob_min = math.inf
         self.entropy_sum = 0.0
@@ -127,6 +132,9 @@ class LogitSignals:
             log_z, mean = _careful(logits)
         logprob = chosen - log_z
         self.tokens += 1
+        if not (math.isfinite(logprob) and math.isfinite(mean)):
+            self.broken = True
+            return
         self.logprob_sum += logprob
         self.logprob_min = min(self.logprob_min, logprob)
         self.entropy_sum += max(0.0, log_z - mean)
@@ -142,10 +150,11 @@ class LogitSignals:
         top = int(scratch.argmax())
         best = float(scratch[top])
         scratch[top] = -math.inf
-        return best - float(scratch.max())
+        margin = best - float(scratch.max())
+        return margin if math.isfinite(margin) else None  # one finite logit: no runner-up
 
     def result(self) -> AnswerSignals | None:
-        if not self.tokens:
+        if not self.tokens or self.broken:
             return None
         return AnswerSignals(
             source="logits",
@@ -186,11 +195,13 @@ class TopLogprobSignals:
     """
 
     __slots__ = (
-        "entropy_steps", "entropy_sum", "logprob_min", "logprob_sum", "margin", "tokens",
+        "broken", "entropy_steps", "entropy_sum", "logprob_min", "logprob_sum", "margin",
+        "tokens",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.tokens = 0
+        self.broken = False  # a token without a log-probability: see `add_unknown`
         self.logprob_sum = 0.0
         self.logprob_min = math.inf
         self.entropy_sum = 0.0
@@ -209,8 +220,15 @@ class TopLogprobSignals:
         if self.tokens == 1 and len(tops) >= 2:
             self.margin = tops[0] - tops[1]
 
+    def add_unknown(self) -> None:
+        """A token the API listed without a usable log-probability (llama-server writes a
+        zero-probability token's -inf as null): the answer's figures would be over fewer
+        tokens than it has, its margin maybe at the wrong step, so it gets none."""
+        self.tokens += 1
+        self.broken = True
+
     def result(self) -> AnswerSignals | None:
-        if not self.tokens:
+        if not self.tokens or self.broken:
             return None
         return AnswerSignals(
             source="api-top-logprobs",

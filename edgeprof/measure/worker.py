@@ -114,8 +114,14 @@ class Worker:
         self.conn.send(("served_all", None))
 
     def do_close(self, _payload: None) -> bool:
-        if self.backend is not None:
-            self.backend.close()
+        """Close the backend and end this process, even when closing fails: the parent waits
+        for the exit, not for an answer."""
+        try:
+            if self.backend is not None:
+                self.backend.close()
+        except BaseException as e:
+            self.conn.send(("error", _portable(e)))
+            return False
         self.conn.send(("closed", None))
         return False
 
