@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 
 from edgeprof.decision.economics import CloudPrice, DeviceCosts
+from edgeprof.grading.assertions import Assertion
 from edgeprof.grading.grade_runs import quality_of_runs
+from edgeprof.grading.records import save_expectations
+from edgeprof.measure.prompt import Prompt
 from edgeprof.routing.holdout import assign_folds
 from edgeprof.routing.load import NO_SIGNALS
 from edgeprof.routing.replay import NO_KINDS, RouteOptions, RouteReport, route
 from edgeprof.store import Store
 from tests.builders import cli
-from tests.route_builders import Case, Said, add_pair, prompt_ids
+from tests.route_builders import CHECKS, SUITE, Case, Said, add_pair, prompt_ids
 
 R = 2000
 COSTS = DeviceCosts(365.0, 1.0, 0.36)  # $1 a day of capital, 1e-7 $ a joule
@@ -250,6 +253,21 @@ def test_prompts_graded_on_one_side_or_in_part_are_said_as_such(tmp_path: Path) 
     assert report.ungraded == ("bare",)
     assert report.missing_on_device == () and report.missing_on_cloud == ()
     assert "1 prompts partly graded, replayed on their graded answers only: half" in report.notes
+
+
+def test_answers_with_an_unjudged_rubric_are_said(tmp_path: Path) -> None:
+    """A prompt's llm-rubric check that no judge has graded: its answers pass or fail on their
+    other checks, and the report says how many."""
+    with Store(tmp_path / "p.db") as store:
+        device, cloud = add_pair(store, _six())
+        name = _six()[0].name
+        rubric = (*CHECKS, Assertion("llm-rubric", value="is it kind?"))
+        save_expectations(store, [Prompt(prompt_ids([name])[name], SUITE, name, (), rubric)])
+        report = route(store, device, cloud, COSTS, R, RouteOptions(2, "max-pass"))
+    (note,) = [n for n in report.notes if "llm-rubric" in n]
+    assert note.startswith("2 answers have a judged check (llm-rubric) without a verdict")
+    plain = _report(tmp_path / "plain", _six())
+    assert not any("llm-rubric" in n for n in plain.notes)
 
 
 def test_no_gap_to_recover_is_said(tmp_path: Path) -> None:

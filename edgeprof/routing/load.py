@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgeprof.decision.compare import Figure, targets_from_runs
 from edgeprof.decision.economics import CloudPrice, DeviceCosts
@@ -75,10 +75,11 @@ def load_replay(
     grades = _grades_by_request(store, [device_id, cloud_id])
     names = _prompt_names(store)
     checks = frozenset(format_checks)
-    device_answers, device_ungraded = _device_answers(
+    device_answers, device_skipped = _device_answers(
         store.requests(device_id), grades, expectations, checks
     )
-    cloud_sides, cloud_ungraded = _cloud_sides(store.requests(cloud_id), grades, expectations)
+    cloud_sides, cloud_skipped = _cloud_sides(store.requests(cloud_id), grades, expectations)
+    device_ungraded, cloud_ungraded = device_skipped.ungraded, cloud_skipped.ungraded
     matched = [p for p in device_answers if p in cloud_sides]
     if not matched:
         raise UsageError(
@@ -94,6 +95,12 @@ def load_replay(
         store, device_id, cloud_id, costs, cloud_price
     )
     signals, notes = _signals(cases)
+    unjudged = device_skipped.unjudged + cloud_skipped.unjudged
+    if unjudged:
+        notes.append(
+            f"{unjudged} answers have a judged check (llm-rubric) without a verdict: they pass "
+            "or fail on their other checks; judge them (`edgeprof grade RUN --judge BACKEND:MODEL`)"
+        )
     notes += _status_notes(device, cloud)
     found_checks = sorted(
         {a.type for p in matched if (e := expectations.get(p)) for a in e.assertions} & checks
@@ -169,17 +176,30 @@ def _measured(rows: Sequence[RequestRow]) -> list[RequestRow]:
     return [r for r in rows if not r["warmup"] and r["prompt_id"]]
 
 
+@dataclass
+class _Skipped:
+    """What reading one run's graded answers passed over."""
+
+    ungraded: set[str] = field(default_factory=set)  # prompts with an answer without grades
+    unjudged: int = 0  # answers with a judged check (llm-rubric) that has no verdict
+
+
 def _graded(
-    rows: Sequence[RequestRow], grades: Mapping[str, list[Grade]], ungraded: set[str]
-) -> Iterator[tuple[str, RequestRow, list[Grade]]]:
-    """The measured answers with their grades, by prompt id; the prompt of an answer with no
-    grade goes into `ungraded` instead."""
+    rows: Sequence[RequestRow],
+    grades: Mapping[str, list[Grade]],
+    expectations: Mapping[str, Expectations],
+    skipped: _Skipped,
+) -> Iterator[tuple[str, RequestRow, list[Grade], bool]]:
+    """The measured answers with their grades and whether they pass, by prompt id; the
+    prompt of an answer with no grade goes into `skipped` instead."""
     for r in _measured(rows):
         prompt, mine = str(r["prompt_id"]), grades.get(str(r["id"]), [])
-        if mine:
-            yield prompt, r, mine
-        else:
-            ungraded.add(prompt)
+        if not mine:
+            skipped.ungraded.add(prompt)
+            continue
+        passed, unjudged = answer_outcome(mine, expectations.get(prompt))
+        skipped.unjudged += unjudged > 0
+        yield prompt, r, mine, passed
 
 
 def _device_answers(
@@ -187,11 +207,10 @@ def _device_answers(
     grades: Mapping[str, list[Grade]],
     expectations: Mapping[str, Expectations],
     checks: frozenset[str],
-) -> tuple[dict[str, list[DeviceAnswer]], set[str]]:
+) -> tuple[dict[str, list[DeviceAnswer]], _Skipped]:
     out: dict[str, list[DeviceAnswer]] = defaultdict(list)
-    ungraded: set[str] = set()
-    for prompt, r, mine in _graded(rows, grades, ungraded):
-        passed, _ = answer_outcome(mine, expectations.get(prompt))
+    skipped = _Skipped()
+    for prompt, r, mine, passed in _graded(rows, grades, expectations, skipped):
         check_failed = any(
             g.grader == RULE and g.assertion_type in checks and not g.passed for g in mine
         )
@@ -204,19 +223,19 @@ def _device_answers(
                 r.get("first_margin"),
             )
         )  # fmt: skip
-    return out, ungraded
+    return out, skipped
 
 
 def _cloud_sides(
     rows: Sequence[RequestRow],
     grades: Mapping[str, list[Grade]],
     expectations: Mapping[str, Expectations],
-) -> tuple[dict[str, CloudSide], set[str]]:
+) -> tuple[dict[str, CloudSide], _Skipped]:
     by_prompt: dict[str, list[tuple[RequestRow, bool]]] = defaultdict(list)
-    ungraded: set[str] = set()
-    for prompt, r, mine in _graded(rows, grades, ungraded):
-        by_prompt[prompt].append((r, answer_outcome(mine, expectations.get(prompt))[0]))
-    return {p: _side(answers) for p, answers in by_prompt.items()}, ungraded
+    skipped = _Skipped()
+    for prompt, r, _mine, passed in _graded(rows, grades, expectations, skipped):
+        by_prompt[prompt].append((r, passed))
+    return {p: _side(answers) for p, answers in by_prompt.items()}, skipped
 
 
 def _side(answers: Sequence[tuple[RequestRow, bool]]) -> CloudSide:
