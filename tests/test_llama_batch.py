@@ -50,23 +50,12 @@ def backend(demo_model: Path) -> Iterator[LlamaCppBackend]:
     b.close()
 
 
-def _alone(backend: LlamaCppBackend, request: Request) -> str:
-    gen = backend.generate(request)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return str(stop.value.text)
-
-
-@pytest.mark.model
-@pytest.mark.parametrize("concurrency", [4, 3])
 def test_batched_greedy_tokens_match_each_request_alone(
     backend: LlamaCppBackend, concurrency: int
 ) -> None:
     """All four at once, and three at a time (the fourth joins as the first finishes)."""
     requests = _requests(max_tokens=24)
-    alone = [_alone(backend, r) for r in requests]
+    alone = [generation(backend, r).text for r in requests]
     results = {id(request): res for request, res in backend.serve(requests, concurrency)}
     assert [results[id(r)].generation.text for r in requests] == alone
     for r in requests:
