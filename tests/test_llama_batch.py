@@ -50,6 +50,8 @@ def backend(demo_model: Path) -> Iterator[LlamaCppBackend]:
     b.close()
 
 
+@pytest.mark.model
+@pytest.mark.parametrize("concurrency", [4, 3])
 def test_batched_greedy_tokens_match_each_request_alone(
     backend: LlamaCppBackend, concurrency: int
 ) -> None:
