@@ -12,6 +12,10 @@ EdgeprofError                 every message names the fix; the CLI prints it as 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+_C = TypeVar("_C", bound=str)
+
 
 class EdgeprofError(Exception):
     """Base class: the message is shown to the user as `edgeprof: error: <message>`."""
@@ -19,6 +23,14 @@ class EdgeprofError(Exception):
 
 class UsageError(EdgeprofError):
     pass
+
+
+def one_of(value: str, choices: tuple[_C, ...], setting: str) -> _C:
+    """`value` as the choice it names (a Literal's member), or a UsageError listing them."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise UsageError(f"`{setting}` must be one of {', '.join(choices)} (got {value!r})")
 
 
 class ModelLoadError(EdgeprofError):

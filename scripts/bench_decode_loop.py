@@ -149,11 +149,11 @@ def measure_loop(model: Path, msgs: Any, threads: int, reps: int) -> None:
             log(f"loop: rep {rep + 1}/{reps}")
     for b in backends:
         b.close()
-    print(f"\n1. the loop: {N_GEN} tokens after {N_PROMPT}, {threads} thread(s), "
-          f"{reps} interleaved reps each; medians (quartiles)")  # fmt: skip
-    head = f"{'variant':<34} {'step us':>18} {'outside llama_decode us':>26} {'% of step':>10}"
-    print(head)
-    print("-" * len(head))
+    _heading(
+        f"1. the loop: {N_GEN} tokens after {N_PROMPT}, {threads} thread(s), {reps} interleaved "
+        "reps each; medians (quartiles)",
+        f"{'variant':<34} {'step us':>18} {'outside llama_decode us':>26} {'% of step':>10}",
+    )
     for name, rows in results.items():
         step = [s for s, _ in rows]
         out = [o for _, o in rows]
@@ -198,17 +198,23 @@ def measure_instances(model: Path, msgs: Any, threads: int, n: int, rounds: int)
     for b in backends.values():
         b.close()
     medians = {name: statistics.median(v) for name, v in tps.items()}
-    print(f"\n2. A/A: {n} worker processes and this process, identical code and requests, "
-          f"{rounds} round-robin rounds each; decode tok/s")  # fmt: skip
-    head = f"{'instance':<16} {'median':>8} {'quartiles':>16}"
-    print(head)
-    print("-" * len(head))
+    _heading(
+        f"2. A/A: {n} worker processes and this process, identical code and requests, "
+        f"{rounds} round-robin rounds each; decode tok/s",
+        f"{'instance':<16} {'median':>8} {'quartiles':>16}",
+    )
     for name, v in tps.items():
         q = statistics.quantiles(v, n=4)
         print(f"{name:<16} {medians[name]:>8.1f} {f'{q[0]:.1f}..{q[2]:.1f}':>16}")
     lo, hi = min(medians.values()), max(medians.values())
     print(f"slowest / fastest instance: {lo / hi:.3f} "
           f"(a gap this size between two processes is not a cost of either)")  # fmt: skip
+
+
+def _heading(title: str, head: str) -> None:
+    print(f"\n{title}")
+    print(head)
+    print("-" * len(head))
 
 
 def _q(values: list[float]) -> str:

@@ -89,8 +89,9 @@ class LlamaCppSettings:
     raw: bool = False
     # How sure the model was of each answer (backends/signals.py), read from the logits of
     # every step: 60-70 us a token in the decode loop, under 1 % of a 1-thread decode step of
-    # the demo model here, more where a step is shorter (more threads, a GPU;
-    # docs/benchmarks.md). Off: the request rows' signal columns stay NULL.
+    # the demo model here; more with a larger vocabulary (Gemma 3's 262k: ~290 us, 2 %) or a
+    # shorter step (more threads, a GPU; docs/benchmarks.md). Off: the request rows' signal
+    # columns stay NULL.
     signals: bool = True
 
     def __post_init__(self) -> None:

@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from edgeprof.errors import PricingError, UsageError
+from edgeprof.errors import PricingError, UsageError, one_of
 from edgeprof.report.formatting import format_count, format_usd
 
 SECONDS_PER_DAY = 86_400.0
@@ -62,10 +62,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = ("dedicated", "owned", "user-device")
 
 def parse_deployment(value: str) -> Deployment:
     """The deployment mode `value` names, or a `UsageError` listing the modes."""
-    for mode in DEPLOYMENTS:
-        if value == mode:
-            return mode
-    raise UsageError(f"`deployment` must be one of {', '.join(DEPLOYMENTS)} (got {value!r})")
+    return one_of(value, DEPLOYMENTS, "deployment")
 
 
 @dataclass(frozen=True)
@@ -219,10 +216,7 @@ def validate(
 
 
 def _validate_costs(costs: DeviceCosts) -> None:
-    if costs.deployment not in DEPLOYMENTS:
-        raise UsageError(
-            f"`deployment` must be one of {', '.join(DEPLOYMENTS)} (got {costs.deployment!r})"
-        )
+    parse_deployment(costs.deployment)
     _check("device price", costs.device_price_usd, flag="`device_price_usd`")
     _check("lifetime", costs.lifetime_years, flag="`lifetime_years` (e.g. 3)", positive=True)
     _check("electricity price", costs.electricity_usd_per_kwh, flag="`electricity_usd_per_kwh`")

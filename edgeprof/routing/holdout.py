@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from edgeprof.errors import UsageError
+from edgeprof.errors import UsageError, one_of
 from edgeprof.routing.cases import PromptCase
 from edgeprof.routing.families import Family
 from edgeprof.routing.outcome import Outcome, apply, pooled
@@ -43,10 +43,7 @@ _EPS = 1e-12
 
 
 def parse_objective(value: str) -> Objective:
-    for o in OBJECTIVES:
-        if value == o:
-            return o
-    raise UsageError(f"`objective` must be one of {', '.join(OBJECTIVES)} (got {value!r})")
+    return one_of(value, OBJECTIVES, "objective")
 
 
 @dataclass(frozen=True)
